@@ -1,0 +1,471 @@
+package pool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as the master: TestMain runs pool.Run when this
+// variable is set, so tests exercise a real process with real signals.
+const envTestMaster = "POOLCTL_TEST_MASTER_CONFIG"
+
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(envTestMaster); cfg != "" {
+		opts := Options{
+			ConfigPath: cfg,
+			Paths:      PathsFor(BaseDir(), "test"),
+			LogPath:    os.Getenv("POOLCTL_TEST_MASTER_LOG"),
+		}
+		if err := Run(context.Background(), opts); err != nil {
+			fmt.Fprintln(os.Stderr, "master:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type testMaster struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	paths  Paths
+	config string
+	log    string
+	done   chan struct{}
+	err    error
+}
+
+func startMaster(t *testing.T, config string) *testMaster {
+	t.Helper()
+	dir := t.TempDir()
+	tm := &testMaster{
+		t:      t,
+		paths:  PathsFor(filepath.Join(dir, "run"), "test"),
+		config: filepath.Join(dir, "pool.yml"),
+		log:    filepath.Join(dir, "pool.log"),
+		done:   make(chan struct{}),
+	}
+	tm.writeConfig(config)
+	tm.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	tm.cmd.Env = append(os.Environ(),
+		envTestMaster+"="+tm.config,
+		"POOLCTL_TEST_MASTER_LOG="+tm.log,
+		"POOLCTL_RUNTIME_DIR="+filepath.Join(dir, "run"))
+	var stderr bytes.Buffer
+	tm.cmd.Stderr = &stderr
+	tm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := tm.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { tm.err = tm.cmd.Wait(); close(tm.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-tm.done:
+		default:
+			_ = tm.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-tm.done:
+			case <-time.After(10 * time.Second):
+				_ = tm.cmd.Process.Kill()
+				<-tm.done
+			}
+		}
+		if t.Failed() {
+			t.Logf("master stderr: %s", stderr.String())
+			t.Logf("pool log:\n%s", tm.readLog())
+		}
+	})
+	tm.waitState("manager started", func(s *State) bool { return true })
+	return tm
+}
+
+func (tm *testMaster) writeConfig(config string) {
+	tm.t.Helper()
+	if err := os.WriteFile(tm.config, []byte(config), 0o600); err != nil {
+		tm.t.Fatal(err)
+	}
+}
+
+func (tm *testMaster) pid() int { return tm.cmd.Process.Pid }
+
+func (tm *testMaster) signal(sig syscall.Signal) {
+	tm.t.Helper()
+	if err := tm.cmd.Process.Signal(sig); err != nil {
+		tm.t.Fatalf("signal master: %v", err)
+	}
+}
+
+func (tm *testMaster) readLog() string {
+	b, _ := os.ReadFile(tm.log)
+	return string(b)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (tm *testMaster) waitState(what string, cond func(*State) bool) *State {
+	tm.t.Helper()
+	var s *State
+	waitFor(tm.t, what, 10*time.Second, func() bool {
+		select {
+		case <-tm.done:
+			tm.t.Fatalf("master exited while waiting for %s: %v", what, tm.err)
+		default:
+		}
+		var err error
+		s, err = ReadState(tm.paths.State)
+		return err == nil && cond(s)
+	})
+	return s
+}
+
+func (tm *testMaster) waitLog(substr string) {
+	tm.t.Helper()
+	waitFor(tm.t, fmt.Sprintf("log line %q", substr), 10*time.Second, func() bool {
+		return strings.Contains(tm.readLog(), substr)
+	})
+}
+
+func (tm *testMaster) waitExit(timeout time.Duration) {
+	tm.t.Helper()
+	select {
+	case <-tm.done:
+	case <-time.After(timeout):
+		tm.t.Fatalf("master did not exit within %s", timeout)
+	}
+}
+
+// proc identifies a process by pid and start time (pids are reused).
+type proc struct {
+	pid   int
+	start string
+}
+
+func procStat(pid int) (ppid int, state byte, start string, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, "", false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	ppid, _ = strconv.Atoi(f[1])
+	return ppid, f[0][0], f[19], true
+}
+
+// liveChildren lists the running (not zombie) children of pid from /proc.
+func liveChildren(t *testing.T, pid int) []proc {
+	t.Helper()
+	kids, err := childrenOf(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []proc
+	for _, k := range kids {
+		if _, st, start, ok := procStat(k); ok && st != 'Z' {
+			out = append(out, proc{k, start})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].pid < out[j].pid })
+	return out
+}
+
+func alive(p proc) bool {
+	_, st, start, ok := procStat(p.pid)
+	return ok && start == p.start && st != 'Z'
+}
+
+func exists(p proc) bool {
+	_, _, start, ok := procStat(p.pid)
+	return ok && start == p.start
+}
+
+func pidsOf(s *State, queues string) []int {
+	var pids []int
+	for _, w := range s.Workers {
+		if w.Queues == queues && w.State != WorkerStopping {
+			pids = append(pids, w.PID)
+		}
+	}
+	sort.Ints(pids)
+	return pids
+}
+
+const sleepConfig = `
+workers:
+  foo: 2
+  bar: 3
+command: ["sleep", "1000"]
+start_secs: 0.2
+term_timeout: 2s
+`
+
+func TestMasterSpawnsConfiguredWorkersInOwnGroups(t *testing.T) {
+	tm := startMaster(t, sleepConfig)
+	s := tm.waitState("5 workers", func(s *State) bool { return len(s.Workers) == 5 })
+	if got := len(pidsOf(s, "foo")); got != 2 {
+		t.Errorf("foo workers = %d, want 2", got)
+	}
+	kids := liveChildren(t, tm.pid())
+	if len(kids) != 5 {
+		t.Fatalf("master has %d live children in /proc, want 5", len(kids))
+	}
+	for _, k := range kids {
+		pgid, err := syscall.Getpgid(k.pid)
+		if err != nil || pgid != k.pid {
+			t.Errorf("worker %d: pgid %d (%v), want its own group", k.pid, pgid, err)
+		}
+		env, _ := os.ReadFile("/proc/" + strconv.Itoa(k.pid) + "/environ")
+		if !bytes.Contains(env, []byte("QUEUES=")) || !bytes.Contains(env, []byte("POOLCTL_NAMESPACE=resque:")) {
+			t.Errorf("worker %d environment lacks QUEUES / POOLCTL_NAMESPACE", k.pid)
+		}
+	}
+	tm.waitLog("started manager: foo=2:bar=3")
+	tm.waitLog("Starting worker[")
+	pidFile, err := os.ReadFile(tm.paths.Pid)
+	if err != nil || strings.TrimSpace(string(pidFile)) != strconv.Itoa(tm.pid()) {
+		t.Errorf("pid file = %q (%v), want %d", pidFile, err, tm.pid())
+	}
+	fi, err := os.Stat(tm.paths.Dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("runtime dir mode = %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+}
+
+func TestHUPChangesOnlyTheChangedQueue(t *testing.T) {
+	tm := startMaster(t, sleepConfig)
+	before := tm.waitState("5 workers", func(s *State) bool { return len(s.Workers) == 5 })
+	barBefore := pidsOf(before, "bar")
+
+	tm.writeConfig(strings.Replace(sleepConfig, "foo: 2", "foo: 4", 1))
+	tm.signal(syscall.SIGHUP)
+	after := tm.waitState("foo=4", func(s *State) bool { return len(pidsOf(s, "foo")) == 4 && len(s.Workers) == 7 })
+	if got := pidsOf(after, "bar"); fmt.Sprint(got) != fmt.Sprint(barBefore) {
+		t.Errorf("bar pids changed on HUP: %v -> %v", barBefore, got)
+	}
+	fooBefore := pidsOf(before, "foo")
+	for _, p := range fooBefore {
+		found := false
+		for _, q := range pidsOf(after, "foo") {
+			found = found || p == q
+		}
+		if !found {
+			t.Errorf("foo worker %d was restarted by HUP; unchanged workers must keep running", p)
+		}
+	}
+
+	// Scale down: the surplus goes, oldest first; the rest keep their pids.
+	tm.writeConfig(strings.Replace(sleepConfig, "foo: 2", "foo: 1", 1))
+	tm.signal(syscall.SIGHUP)
+	down := tm.waitState("foo=1", func(s *State) bool { return len(s.Workers) == 4 })
+	kept := pidsOf(down, "foo")
+	newest := pidsOf(after, "foo")[3] // pids grow with spawn order here
+	if len(kept) != 1 || kept[0] != newest {
+		t.Errorf("after scale-down foo = %v, want the newest worker %d kept", kept, newest)
+	}
+	tm.waitLog("reloaded configuration: foo=4:bar=3 -> foo=1:bar=3")
+}
+
+func TestShutdownSignalsLeaveNoChildOrZombie(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGQUIT, syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(signalName(sig), func(t *testing.T) {
+			tm := startMaster(t, sleepConfig)
+			tm.waitState("5 workers", func(s *State) bool { return len(s.Workers) == 5 })
+			kids := liveChildren(t, tm.pid())
+			tm.signal(sig)
+			tm.waitExit(10 * time.Second)
+			if tm.err != nil {
+				t.Errorf("master exit: %v, want status 0", tm.err)
+			}
+			for _, k := range kids {
+				if exists(k) {
+					t.Errorf("worker %d still exists after %s", k.pid, signalName(sig))
+				}
+			}
+			if _, err := os.Stat(tm.paths.Pid); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("pid file left behind: %v", err)
+			}
+			tm.waitLog("manager stopped: all workers reaped")
+		})
+	}
+}
+
+func TestWorkerIgnoringQuitIsKilledAfterTimeout(t *testing.T) {
+	tm := startMaster(t, `
+workers: {stubborn: 1}
+command: ["sh", "-c", "trap '' QUIT TERM; while :; do sleep 1; done"]
+term_timeout: 300ms
+`)
+	s := tm.waitState("1 worker", func(s *State) bool { return len(s.Workers) == 1 })
+	tm.signal(syscall.SIGQUIT)
+	tm.waitExit(5 * time.Second)
+	tm.waitLog(fmt.Sprintf("worker[%d] still running QUIT after 300ms: sending KILL", s.Workers[0].PID))
+	tm.waitLog(fmt.Sprintf("Reaped worker[%d] (status: signal KILL)", s.Workers[0].PID))
+}
+
+func TestCrashLoopGoesFatalAndReloadClearsIt(t *testing.T) {
+	cfg := `
+workers: {crash: 2, ok: 1}
+command: ["sh", "-c", "case $QUEUES in crash) exit 3;; *) exec sleep 1000;; esac"]
+start_secs: 1s
+start_retries: 3
+backoff_max: 100ms
+`
+	tm := startMaster(t, cfg)
+	s := tm.waitState("crash FATAL", func(s *State) bool {
+		return len(s.Groups) == 2 && s.Groups[0].State == GroupFatal
+	})
+	if s.Groups[0].Failures != 3 || !strings.Contains(s.Groups[0].Reason, "exit 3") {
+		t.Errorf("fatal group = %+v, want 3 failures and the exit status", s.Groups[0])
+	}
+	tm.waitLog("FATAL: queues crash: 3 consecutive failed starts")
+	okPids := pidsOf(s, "ok")
+	if len(okPids) != 1 {
+		t.Fatalf("ok workers = %v, want 1", okPids)
+	}
+	// No more spawns once FATAL.
+	logLen := strings.Count(tm.readLog(), "Starting worker")
+	// The master stays responsive: a HUP clears FATAL and retries.
+	tm.signal(syscall.SIGHUP)
+	tm.waitLog("reloaded configuration")
+	tm.waitState("crash retried", func(s *State) bool {
+		return strings.Count(tm.readLog(), "Starting worker") > logLen
+	})
+	s = tm.waitState("crash FATAL again", func(s *State) bool { return s.Groups[0].State == GroupFatal })
+	if got := pidsOf(s, "ok"); fmt.Sprint(got) != fmt.Sprint(okPids) {
+		t.Errorf("ok worker restarted by a reload that did not change it: %v -> %v", okPids, got)
+	}
+}
+
+func TestMissingCommandIsFatalAtOnce(t *testing.T) {
+	tm := startMaster(t, `
+workers: {foo: 3}
+command: ["/nonexistent/worker-binary"]
+`)
+	s := tm.waitState("FATAL", func(s *State) bool { return len(s.Groups) == 1 && s.Groups[0].State == GroupFatal })
+	if !strings.Contains(s.Groups[0].Reason, "/nonexistent/worker-binary") {
+		t.Errorf("reason %q does not name the command", s.Groups[0].Reason)
+	}
+	if n := strings.Count(tm.readLog(), "FATAL"); n != 1 {
+		t.Errorf("FATAL logged %d times, want once (no busy loop)", n)
+	}
+}
+
+func TestBrokenConfigOnHUPKeepsOldPool(t *testing.T) {
+	tm := startMaster(t, sleepConfig)
+	before := tm.waitState("5 workers", func(s *State) bool { return len(s.Workers) == 5 })
+	tm.writeConfig("workers:\n  foo: 2\n  bar: many\n")
+	tm.signal(syscall.SIGHUP)
+	tm.waitLog("reload failed, keeping the current configuration:")
+	s := tm.waitState("error published", func(s *State) bool { return s.Error != "" })
+	if !strings.Contains(s.Error, "pool.yml:3") {
+		t.Errorf("reload error %q does not give the line (pool.yml:3)", s.Error)
+	}
+	if fmt.Sprint(pidsOf(s, "foo"), pidsOf(s, "bar")) != fmt.Sprint(pidsOf(before, "foo"), pidsOf(before, "bar")) {
+		t.Errorf("workers changed after a broken reload")
+	}
+	if s.Spec != "foo=2:bar=3" {
+		t.Errorf("spec in force = %q, want the old foo=2:bar=3", s.Spec)
+	}
+}
+
+func TestWorkersDieWhenMasterIsKilled(t *testing.T) {
+	tm := startMaster(t, sleepConfig)
+	tm.waitState("5 workers", func(s *State) bool { return len(s.Workers) == 5 })
+	kids := liveChildren(t, tm.pid())
+	tm.signal(syscall.SIGKILL)
+	tm.waitExit(5 * time.Second)
+	waitFor(t, "workers to die with their master", 5*time.Second, func() bool {
+		for _, k := range kids {
+			if alive(k) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestOrphanedJobProcessIsKilled(t *testing.T) {
+	// The worker starts a process in a new session (so killing the worker's
+	// group does not reach it) and then dies: the orphan reparents to the
+	// master, which must kill it.
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "orphan.pid")
+	tm := startMaster(t, fmt.Sprintf(`
+workers: {foo: 1}
+command: ["sh", "-c", "setsid sleep 1000 & echo $! > %s; sleep 1000"]
+start_secs: 0.1
+`, pidFile))
+	s := tm.waitState("worker", func(s *State) bool { return len(s.Workers) == 1 })
+	var orphan proc
+	waitFor(t, "orphan pid file", 5*time.Second, func() bool {
+		b, err := os.ReadFile(pidFile)
+		if err != nil || len(bytes.TrimSpace(b)) == 0 {
+			return false
+		}
+		orphan.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		_, _, orphan.start, _ = procStat(orphan.pid)
+		// Only once setsid has exec'd sleep is it outside the worker's group.
+		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(orphan.pid) + "/cmdline")
+		return orphan.start != "" && bytes.HasPrefix(cmdline, []byte("sleep\x00"))
+	})
+	if err := syscall.Kill(s.Workers[0].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "orphan to be killed", 5*time.Second, func() bool { return !exists(orphan) })
+	tm.waitLog(fmt.Sprintf("killing orphaned process %d", orphan.pid))
+}
+
+func TestWinchStopsWorkersUntilHUP(t *testing.T) {
+	tm := startMaster(t, sleepConfig)
+	tm.waitState("5 workers", func(s *State) bool { return len(s.Workers) == 5 })
+	tm.signal(syscall.SIGWINCH)
+	tm.waitState("paused, no workers", func(s *State) bool { return s.Status == MasterPaused && len(s.Workers) == 0 })
+	if n := len(liveChildren(t, tm.pid())); n != 0 {
+		t.Errorf("%d children after WINCH, want 0", n)
+	}
+	tm.signal(syscall.SIGHUP)
+	tm.waitState("running again", func(s *State) bool { return s.Status == MasterRunning && len(s.Workers) == 5 })
+}
+
+func TestSecondMasterForSamePoolIsRefused(t *testing.T) {
+	tm := startMaster(t, sleepConfig)
+	opts := Options{ConfigPath: tm.config, Paths: tm.paths, LogPath: filepath.Join(t.TempDir(), "x.log")}
+	err := Run(context.Background(), opts)
+	want := fmt.Sprintf("pool \"test\" is already running (master pid %d)", tm.pid())
+	if err == nil || err.Error() != want {
+		t.Fatalf("second master: %v, want %q", err, want)
+	}
+}
+
+func TestWorkerOutputIsPrefixedInTheLog(t *testing.T) {
+	tm := startMaster(t, `
+workers: {foo: 1}
+command: ["sh", "-c", "printf 'hello from worker\\npartial'; exec sleep 1000"]
+`)
+	s := tm.waitState("worker", func(s *State) bool { return len(s.Workers) == 1 })
+	tm.waitLog(fmt.Sprintf("poolctl-worker[%d]: hello from worker\n", s.Workers[0].PID))
+	tm.signal(syscall.SIGTERM)
+	tm.waitExit(5 * time.Second)
+	// The unterminated last line is flushed when the pipe closes.
+	tm.waitLog(fmt.Sprintf("poolctl-worker[%d]: partial\n", s.Workers[0].PID))
+}

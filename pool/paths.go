@@ -1,0 +1,128 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+)
+
+// Paths names the files of one pool. The runtime directory is the whole
+// interface between a shell and its master: a second shell can attach to a
+// pool by name because everything it needs is here.
+type Paths struct {
+	Name   string // pool name
+	Dir    string // runtime directory, mode 0700
+	Config string // config file the master reads (and the shell writes)
+	Pid    string // master pid file
+	State  string // JSON state, replaced atomically on every change
+	Log    string // default pool log
+	Lock   string // flock held by the running master
+	Redis  string // unix socket of an embedded redis-server
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// ValidatePoolName reports whether name can name a pool (it becomes a
+// directory name).
+func ValidatePoolName(name string) error {
+	if !validName.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("invalid pool name %q: use 1-64 letters, digits, '_', '-' or '.'", name)
+	}
+	return nil
+}
+
+// DefaultPoolName is the base name of the current directory, made safe for
+// use as a pool name.
+func DefaultPoolName() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "default"
+	}
+	name := regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(filepath.Base(wd), "_")
+	if ValidatePoolName(name) != nil {
+		return "default"
+	}
+	return name
+}
+
+// BaseDir is the directory holding every pool's runtime directory for this
+// user: $POOLCTL_RUNTIME_DIR, else $XDG_RUNTIME_DIR/poolctl, else
+// $TMPDIR/poolctl-UID.
+func BaseDir() string {
+	if d := os.Getenv("POOLCTL_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "poolctl")
+	}
+	return filepath.Join(os.TempDir(), "poolctl-"+strconv.Itoa(os.Getuid()))
+}
+
+// PathsFor returns the paths of the named pool under base.
+func PathsFor(base, name string) Paths {
+	dir := filepath.Join(base, name)
+	return Paths{
+		Name:   name,
+		Dir:    dir,
+		Config: filepath.Join(dir, "pool.yml"),
+		Pid:    filepath.Join(dir, "master.pid"),
+		State:  filepath.Join(dir, "state.json"),
+		Log:    filepath.Join(dir, "pool.log"),
+		Lock:   filepath.Join(dir, "master.lock"),
+		Redis:  filepath.Join(dir, "redis.sock"),
+	}
+}
+
+// Ensure creates the runtime directory (and its parent) with mode 0700 and
+// refuses a directory owned by another user or open to others.
+func (p Paths) Ensure() error {
+	for _, d := range []string{filepath.Dir(p.Dir), p.Dir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create runtime directory: %w", err)
+		}
+		if err := checkPrivateDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkPrivateDir(d string) error {
+	fi, err := os.Stat(d)
+	if err != nil {
+		return fmt.Errorf("runtime directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("runtime directory %s is not a directory", d)
+	}
+	if uid, ok := ownerUID(fi); ok && uid != os.Getuid() {
+		return fmt.Errorf("runtime directory %s belongs to uid %d, not to you (uid %d)", d, uid, os.Getuid())
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(d, 0o700); err != nil {
+			return fmt.Errorf("runtime directory %s is open to other users and cannot be fixed: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// ListPools returns the names of pools under base that have a state file.
+func ListPools(base string) ([]string, error) {
+	entries, err := os.ReadDir(base)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list pools: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && ValidatePoolName(e.Name()) == nil {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}

@@ -1,0 +1,89 @@
+// Package redisconn turns a Redis URL into a go-redis client with the
+// settings poolctl wants: small pools, a client name, and support for
+// redis://, rediss:// (TLS), unix:// and Cluster URLs.
+package redisconn
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultURL is used when nothing else is configured and a Redis answers
+// there.
+const DefaultURL = "redis://127.0.0.1:6379/0"
+
+// Options are the per-process client settings.
+type Options struct {
+	Name     string // CLIENT SETNAME value (no spaces)
+	PoolSize int    // connections per process; 0 = 2
+}
+
+// Open returns a client for url. A URL with one or more "addr=" query
+// parameters (redis://h1:6379?addr=h2:6379) opens a Cluster client; every
+// other URL a plain client.
+func Open(url string, o Options) (redis.UniversalClient, error) {
+	if o.PoolSize <= 0 {
+		o.PoolSize = 2
+	}
+	name := strings.ReplaceAll(o.Name, " ", "_")
+	if strings.Contains(url, "addr=") {
+		opts, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
+		}
+		opts.PoolSize, opts.ClientName = o.PoolSize, name
+		return redis.NewClusterClient(opts), nil
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
+	}
+	opts.PoolSize, opts.ClientName = o.PoolSize, name
+	opts.MinIdleConns = 0
+	return redis.NewClient(opts), nil
+}
+
+// redactErr keeps a password that a parse error might quote out of logs.
+func redactErr(err error, url string) error {
+	msg := err.Error()
+	if red := Redact(url); red != url {
+		msg = strings.ReplaceAll(msg, url, red)
+	}
+	if pw := password(url); pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+func password(raw string) string {
+	scheme := strings.Index(raw, "://")
+	at := strings.LastIndex(raw, "@")
+	if scheme < 0 || at < scheme {
+		return ""
+	}
+	userinfo := raw[scheme+3 : at]
+	if i := strings.Index(userinfo, ":"); i >= 0 {
+		return userinfo[i+1:]
+	}
+	return userinfo
+}
+
+// Redact hides the password of a Redis URL ("redis://:secret@h" becomes
+// "redis://:xxxxx@h").
+func Redact(raw string) string {
+	pw := password(raw)
+	if pw == "" {
+		return raw
+	}
+	scheme := strings.Index(raw, "://")
+	at := strings.LastIndex(raw, "@")
+	userinfo := raw[scheme+3 : at]
+	if i := strings.Index(userinfo, ":"); i >= 0 {
+		userinfo = userinfo[:i+1] + "xxxxx"
+	} else {
+		userinfo = "xxxxx"
+	}
+	return raw[:scheme+3] + userinfo + raw[at:]
+}
