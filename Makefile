@@ -1,0 +1,38 @@
+# poolctl — run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN := bin/poolctl
+FUZZTIME ?= 10s
+
+.PHONY: help build test run bench lint fuzz chaos clean check-redis
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/poolctl with the version stamped in
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/poolctl
+
+check-redis:
+	@command -v redis-server >/dev/null || { echo "redis-server is not installed: the tests need a real Redis. Install the Debian package: apt-get install -y redis-server" >&2; exit 1; }
+
+test: check-redis ## run every test with the race detector against a private redis-server
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+run: build ## start a demo pool on a fresh machine (embedded Redis if none is running)
+	$(BIN) master -c examples/demo.yml
+
+bench: build check-redis ## run the end-to-end benchmarks and Go micro-benchmarks
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./spec/ ./pstree/
+
+lint: ## gofmt and go vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+
+fuzz: ## short fuzz runs of every fuzz target (FUZZTIME=10s each)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./spec/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./spec/
+
+clean: ## remove build output
+	rm -rf bin
