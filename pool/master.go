@@ -58,6 +58,9 @@ type Options struct {
 	PidFile    string // "" = Paths.Pid
 	Executable string // binary for built-in workers; "" = this executable
 	RedisURL   string // overrides the config's redis: setting
+	// ShellPID is the interactive shell that started the master, if any;
+	// the master logs when it goes away (the pool keeps running).
+	ShellPID int
 	// Janitor, when set, is told about every reaped built-in worker.
 	Janitor func(redisURL, namespace string, log *Logger) (Janitor, error)
 	// RedisResolver, when set, decides the Redis URL when none is
@@ -122,6 +125,7 @@ type Master struct {
 	others map[int]func(status string)
 
 	calls     chan func()
+	done      chan struct{} // closed when Run returns
 	stopping  int
 	paused    bool
 	dirty     bool
@@ -181,12 +185,14 @@ func Run(ctx context.Context, opts Options) (err error) {
 		workers: map[int]*worker{},
 		others:  map[int]func(string){},
 		calls:   make(chan func(), 1024),
+		done:    make(chan struct{}),
 		started: time.Now(),
 	}
 	return m.run(ctx)
 }
 
 func (m *Master) run(ctx context.Context) error {
+	defer close(m.done)
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGINT, syscall.SIGTERM,
 		syscall.SIGWINCH, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGCHLD)
@@ -218,6 +224,15 @@ func (m *Master) run(ctx context.Context) error {
 		}
 	}
 	m.redisURL = url
+	if url != "" {
+		if err := WriteFileAtomic(m.opts.Paths.RedisURL, []byte(url+"\n")); err != nil {
+			m.log.Printf("warning: %v", err)
+		}
+		defer os.Remove(m.opts.Paths.RedisURL)
+	}
+	if m.opts.ShellPID > 0 {
+		go m.watchShell()
+	}
 	if m.opts.Janitor != nil && url != "" {
 		j, err := m.opts.Janitor(url, m.cfg.Namespace, m.log)
 		if err != nil {
@@ -255,6 +270,26 @@ func (m *Master) run(ctx context.Context) error {
 	return nil
 }
 
+// watchShell logs once when the shell that started the master is gone, so
+// an operator whose terminal closed knows the pool is still running.
+func (m *Master) watchShell() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-t.C:
+		}
+		if syscall.Kill(m.opts.ShellPID, 0) == syscall.ESRCH {
+			m.post(func() {
+				m.log.Printf("shell (pid %d) is gone; the pool keeps running: re-attach with `poolctl attach %s`", m.opts.ShellPID, m.opts.Paths.Name)
+			})
+			return
+		}
+	}
+}
+
 func describeSpec(s spec.Spec) string {
 	if str := s.String(); str != "" {
 		return str
@@ -262,8 +297,13 @@ func describeSpec(s spec.Spec) string {
 	return "(no workers)"
 }
 
-// post runs fn on the event loop.
-func (m *Master) post(fn func()) { m.calls <- fn }
+// post runs fn on the event loop (or drops it once the loop is gone).
+func (m *Master) post(fn func()) {
+	select {
+	case m.calls <- fn:
+	case <-m.done:
+	}
+}
 
 func (m *Master) handleSignal(sig syscall.Signal) {
 	switch sig {

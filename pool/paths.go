@@ -21,6 +21,10 @@ type Paths struct {
 	Log    string // default pool log
 	Lock   string // flock held by the running master
 	Redis  string // unix socket of an embedded redis-server
+	// RedisURL holds the full Redis URL in force, password included, for
+	// local clients (the shell); mode 0600 in a 0700 directory. The state
+	// file carries only the redacted form.
+	RedisURL string
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -73,6 +77,8 @@ func PathsFor(base, name string) Paths {
 		Log:    filepath.Join(dir, "pool.log"),
 		Lock:   filepath.Join(dir, "master.lock"),
 		Redis:  filepath.Join(dir, "redis.sock"),
+
+		RedisURL: filepath.Join(dir, "redis.url"),
 	}
 }
 

@@ -30,6 +30,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"master", "run the pool master in the foreground: poolctl master -c FILE", runMaster},
+		{"attach", "attach a shell to a running pool: poolctl attach [NAME]", runAttach},
+		{"list", "list the pools running on this host", runList},
 		{"version", "print the version", func(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "poolctl", version)
 			return nil
@@ -49,8 +51,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 0
 		}
 	}
-	usage(stderr)
-	return 2
+	// No sub-command: the interactive shell, e.g. `poolctl foo=2:bar=4`.
+	return exitCode(runShell(ctx, args, stdin, stdout, stderr), stderr)
 }
 
 func exitCode(err error, stderr io.Writer) int {
@@ -69,7 +71,8 @@ func exitCode(err error, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: poolctl COMMAND [flags]")
+	fmt.Fprintln(w, "usage: poolctl [SPEC] [-c FILE] [shell flags]   (the interactive shell)")
+	fmt.Fprintln(w, "       poolctl COMMAND [flags]")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)

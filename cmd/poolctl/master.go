@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/spec"
@@ -48,6 +49,9 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		LogPath:    *logPath,
 		PidFile:    *pidFile,
 		RedisURL:   *redisURL,
+	}
+	if pid, err := strconv.Atoi(os.Getenv("POOLCTL_SHELL_PID")); err == nil {
+		opts.ShellPID = pid
 	}
 	return pool.Run(ctx, opts)
 }
