@@ -135,6 +135,9 @@ type Master struct {
 	stateErr  bool
 }
 
+// Paths are the pool's files.
+func (m *Master) Paths() Paths { return m.opts.Paths }
+
 // Log is the master's logger.
 func (m *Master) Log() *Logger { return m.log }
 

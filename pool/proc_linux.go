@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -95,4 +96,49 @@ func signalName(sig syscall.Signal) string {
 		return n[3:]
 	}
 	return strconv.Itoa(int(sig))
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// ProcessAlive reports whether pid is a live (non-zombie) process that
+// started no later than notAfter (plus a little slack for clock
+// granularity): a pid reused by a younger process does not count.
+func ProcessAlive(pid int, notAfter time.Time) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 20 || f[0][0] == 'Z' || f[0][0] == 'X' {
+		return false
+	}
+	ticks, err := strconv.ParseInt(string(f[19]), 10, 64)
+	boot, berr := bootTime()
+	if err != nil || berr != nil {
+		return true // cannot tell its age: trust the pid
+	}
+	started := boot.Add(time.Duration(ticks) * time.Second / clockTicks)
+	return !started.After(notAfter.Add(2 * time.Second))
+}
+
+func bootTime() (time.Time, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
+			sec, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+			if err != nil {
+				return time.Time{}, err
+			}
+			return time.Unix(sec, 0), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("no btime in /proc/stat")
 }

@@ -7,8 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
+	"github.com/poolctl/poolctl/embedredis"
 	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
 )
 
@@ -49,9 +53,68 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		LogPath:    *logPath,
 		PidFile:    *pidFile,
 		RedisURL:   *redisURL,
+
+		RedisResolver: embedredis.Resolve,
+		Janitor:       newJanitor,
 	}
 	if pid, err := strconv.Atoi(os.Getenv("POOLCTL_SHELL_PID")); err == nil {
 		opts.ShellPID = pid
 	}
 	return pool.Run(ctx, opts)
+}
+
+// recoveryInterval is how often the master looks for dead workers of its
+// host in Redis (it always does at start).
+const recoveryInterval = 30 * time.Second
+
+// newJanitor connects the master to Redis for cleaning up after dead
+// built-in workers: at start and periodically it unregisters this host's
+// dead workers and requeues their in-flight jobs.
+func newJanitor(url, namespace string, log *pool.Logger) (pool.Janitor, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("host name: %w", err)
+	}
+	rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-master", PoolSize: 4})
+	if err != nil {
+		return nil, err
+	}
+	j := queue.NewJanitor(queue.New(rdb, namespace), host, log.Printf)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(recoveryInterval)
+		defer t.Stop()
+		logged := false
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+			err := j.Recover(rctx, pool.ProcessAlive)
+			rcancel()
+			if err != nil && ctx.Err() == nil && !logged {
+				log.Printf("cannot check Redis for dead workers yet: %v", err)
+				logged = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return &masterJanitor{Janitor: j, rdb: rdb, cancel: cancel, done: done}, nil
+}
+
+type masterJanitor struct {
+	*queue.Janitor
+	rdb    interface{ Close() error }
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (m *masterJanitor) Close() error {
+	m.cancel()
+	<-m.done
+	m.Janitor.Close()
+	return m.rdb.Close()
 }

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/redisconn"
+	"github.com/poolctl/poolctl/spec"
+)
+
+// redisFlags are the connection flags of the client sub-commands.
+type redisFlags struct {
+	url       *string
+	namespace *string
+	name      *string
+}
+
+func addRedisFlags(fs *flag.FlagSet) redisFlags {
+	return redisFlags{
+		url:       fs.String("redis", os.Getenv("REDIS_URL"), "Redis `URL` (default: $REDIS_URL, then the running pool's, then "+redisconn.DefaultURL+")"),
+		namespace: fs.String("namespace", "", "Redis key namespace (default: the pool's, else resque:)"),
+		name:      fs.String("name", "", "pool whose Redis to use when --redis is not given (default: the current directory's name)"),
+	}
+}
+
+// open connects to the Redis given by the flags, else to the Redis of the
+// named pool when it runs on this host, else to the default URL.
+func (f redisFlags) open() (*queue.Client, func(), error) {
+	url, ns := *f.url, *f.namespace
+	if url == "" {
+		name := *f.name
+		if name == "" {
+			name = pool.DefaultPoolName()
+		}
+		paths := pool.PathsFor(pool.BaseDir(), name)
+		if b, err := os.ReadFile(paths.RedisURL); err == nil && pool.MasterAlive(paths) {
+			url = strings.TrimSpace(string(b))
+			if st, err := pool.ReadState(paths.State); err == nil && ns == "" {
+				ns = st.Namespace
+			}
+		}
+	}
+	if url == "" {
+		url = redisconn.DefaultURL
+	}
+	rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-client", PoolSize: 2})
+	if err != nil {
+		return nil, nil, err
+	}
+	return queue.New(rdb, ns), func() { rdb.Close() }, nil
+}
+
+func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("enqueue", stderr)
+	rf := addRedisFlags(fs)
+	n := fs.Int("n", 1, "push `COUNT` copies (an argument {i} becomes the copy's index, 0-based)")
+	quiet := fs.Bool("q", false, "print nothing on success")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		return fmt.Errorf("%w: enqueue needs QUEUE CLASS [ARG...]", errUsage)
+	}
+	q, class := fs.Arg(0), fs.Arg(1)
+	if err := spec.ValidateQueueName(q); err != nil || strings.Contains(q, "*") {
+		return fmt.Errorf("%w: queue %q: not a valid queue name", errUsage, q)
+	}
+	if *n < 1 {
+		return fmt.Errorf("%w: -n must be at least 1", errUsage)
+	}
+	payloads, err := buildPayloads(class, fs.Args()[2:], *n)
+	if err != nil {
+		return err
+	}
+	c, closeFn, err := rf.open()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	start := time.Now()
+	if err := c.Enqueue(ctx, q, payloads...); err != nil {
+		return err
+	}
+	if !*quiet {
+		fmt.Fprintf(stdout, "enqueued %d job(s) of %s on %s in %s\n", *n, class, q, time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// buildPayloads parses each argument as JSON where it parses, else keeps
+// it as a string; "{i}" becomes the copy's index.
+func buildPayloads(class string, rawArgs []string, n int) ([][]byte, error) {
+	args := make([]any, len(rawArgs))
+	indexAt := -1
+	for i, a := range rawArgs {
+		if a == "{i}" {
+			indexAt = i
+			continue
+		}
+		var v any
+		if json.Unmarshal([]byte(a), &v) == nil {
+			args[i] = json.RawMessage(a)
+		} else {
+			args[i] = a
+		}
+	}
+	payloads := make([][]byte, n)
+	if indexAt < 0 {
+		p, err := queue.EncodePayload(class, args)
+		if err != nil {
+			return nil, err
+		}
+		for i := range payloads {
+			payloads[i] = p
+		}
+		return payloads, nil
+	}
+	for i := range payloads {
+		args[indexAt] = i
+		p, err := queue.EncodePayload(class, args)
+		if err != nil {
+			return nil, err
+		}
+		payloads[i] = p
+	}
+	return payloads, nil
+}
+
+func runQueues(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("queues", stderr)
+	rf := addRedisFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, closeFn, err := rf.open()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := c.Summarize(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, s)
+	}
+	PrintSummary(stdout, s)
+	return nil
+}
+
+// PrintSummary renders a queue summary as a table.
+func PrintSummary(w io.Writer, s *queue.Summary) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "QUEUE\tDEPTH\tWORKERS")
+	on := s.WorkersOn()
+	names := make([]string, 0, len(s.Queues))
+	for q := range s.Queues {
+		names = append(names, q)
+	}
+	sort.Strings(names)
+	for _, q := range names {
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", q, s.Queues[q], on[q])
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "processed %d, failed %d (%d failure records), %d workers registered\n", s.Processed, s.Failed, s.FailedLen, len(s.Workers))
+}
+
+func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("failed", stderr)
+	rf := addRedisFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	all := fs.Bool("all", false, "with retry: retry every failure record")
+	limit := fs.Int64("limit", 50, "with list: show at most `N` records")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	action := "list"
+	rest := fs.Args()
+	if len(rest) > 0 {
+		action, rest = rest[0], rest[1:]
+	}
+	// Allow flags after the action too: `failed retry --all`.
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	rest = fs.Args()
+	c, closeFn, err := rf.open()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	switch action {
+	case "list":
+		recs, err := c.FailedRecords(ctx, 0, *limit)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(stdout, recs)
+		}
+		for i, r := range recs {
+			fmt.Fprintf(stdout, "%d\t%s\t%s\t%s: %s\t%s\n", i, r.FailedAt, r.Queue, r.Exception, r.Error, r.Payload)
+		}
+		return nil
+	case "retry":
+		if *all {
+			n := 0
+			for {
+				err := c.RetryFailed(ctx, 0)
+				if errors.Is(err, queue.ErrNoSuchFailure) {
+					break
+				}
+				if err != nil {
+					return err
+				}
+				n++
+			}
+			fmt.Fprintf(stdout, "retried %d job(s)\n", n)
+			return nil
+		}
+		if len(rest) != 1 {
+			return fmt.Errorf("%w: failed retry needs an INDEX or --all", errUsage)
+		}
+		i, err := strconv.ParseInt(rest[0], 10, 64)
+		if err != nil || i < 0 {
+			return fmt.Errorf("%w: failed retry: index %q is not a non-negative integer", errUsage, rest[0])
+		}
+		if err := c.RetryFailed(ctx, i); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "retried failure %d\n", i)
+		return nil
+	case "clear":
+		n, err := c.ClearFailed(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "cleared %d failure record(s)\n", n)
+		return nil
+	}
+	return fmt.Errorf("%w: failed: unknown action %q (want list, retry or clear)", errUsage, action)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

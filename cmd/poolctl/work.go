@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/redisconn"
+	"github.com/poolctl/poolctl/spec"
+	"github.com/poolctl/poolctl/worker"
+)
+
+func runWork(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("work", stderr)
+	queues := fs.String("queues", firstEnv("QUEUES", "QUEUE"), "comma-separated queue `LIST` in priority order (default: $QUEUES, $QUEUE)")
+	redisURL := fs.String("redis", os.Getenv(pool.EnvRedisURL), "Redis `URL` (default: $REDIS_URL, then "+redisconn.DefaultURL+")")
+	namespace := fs.String("namespace", os.Getenv(pool.EnvNamespace), "Redis key namespace (default: $POOLCTL_NAMESPACE, then resque:)")
+	configPath := fs.String("c", "", "config `FILE` to take jobs:, job_timeout:, redis: and namespace: from when run alone")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *queues == "" {
+		return fmt.Errorf("%w: work needs --queues LIST (or $QUEUES)", errUsage)
+	}
+	names := strings.Split(*queues, ",")
+	for i, q := range names {
+		names[i] = strings.TrimSpace(q)
+		if err := spec.ValidateQueueName(names[i]); err != nil {
+			return fmt.Errorf("%w: --queues: %v", errUsage, err)
+		}
+	}
+	jobs, timeout, err := jobSettings()
+	if err != nil {
+		return err
+	}
+	if *configPath != "" {
+		cfg, err := spec.LoadConfig(*configPath, spec.EnvFromEnvironment(os.Getenv))
+		if err != nil {
+			return err
+		}
+		jobs, timeout = cfg.Jobs, cfg.JobTimeout
+		if *redisURL == "" {
+			*redisURL = cfg.Redis
+		}
+		if *namespace == "" {
+			*namespace = cfg.Namespace
+		}
+	}
+	if *redisURL == "" {
+		*redisURL = redisconn.DefaultURL
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("host name: %w", err)
+	}
+	id := queue.WorkerID(host, os.Getpid(), names)
+	rdb, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker:" + id, PoolSize: 2})
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	blocking, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker-wait:" + id, PoolSize: 1})
+	if err != nil {
+		return err
+	}
+	defer blocking.Close()
+
+	masterPID, _ := strconv.Atoi(os.Getenv(pool.EnvMasterPID))
+	w := worker.New(queue.New(rdb, *namespace), blocking, worker.Config{
+		Queues:     names,
+		Jobs:       jobs,
+		JobTimeout: timeout,
+		Host:       host,
+		MasterPID:  masterPID,
+		Stdout:     stdout,
+		Stderr:     stderr,
+	})
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case sig := <-sigs:
+				switch sig {
+				case syscall.SIGQUIT:
+					w.Quit()
+				case syscall.SIGTERM, syscall.SIGINT:
+					w.Terminate()
+				case syscall.SIGUSR1:
+					w.KillJob()
+				case syscall.SIGUSR2:
+					w.Pause()
+				case syscall.SIGCONT:
+					w.Resume()
+				}
+			}
+		}
+	}()
+	return w.Run(ctx)
+}
+
+// jobSettings reads the job table and timeout the master passes in the
+// environment.
+func jobSettings() (map[string][]string, time.Duration, error) {
+	var jobs map[string][]string
+	if raw := os.Getenv(pool.EnvJobs); raw != "" && raw != "null" {
+		if err := json.Unmarshal([]byte(raw), &jobs); err != nil {
+			return nil, 0, fmt.Errorf("$%s is not a JSON object of argv lists: %w", pool.EnvJobs, err)
+		}
+	}
+	var timeout time.Duration
+	if raw := os.Getenv(pool.EnvJobTimeout); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return nil, 0, fmt.Errorf("$%s: %w", pool.EnvJobTimeout, err)
+		}
+		timeout = d
+	}
+	return jobs, timeout, nil
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}

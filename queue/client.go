@@ -1,0 +1,347 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Client reads and writes Resque's data in one namespace.
+type Client struct {
+	rdb  redis.UniversalClient
+	keys Keys
+}
+
+// New returns a Client over rdb for namespace ns ("" = "resque:").
+func New(rdb redis.UniversalClient, ns string) *Client {
+	return &Client{rdb: rdb, keys: NewKeys(ns)}
+}
+
+// Keys returns the key builder.
+func (c *Client) Keys() Keys { return c.keys }
+
+// Redis returns the underlying client.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// Job is a payload reserved from a queue.
+type Job struct {
+	Queue   string
+	Payload []byte
+}
+
+// Resque's time formats.
+const (
+	startedLayout  = "2006-01-02 15:04:05 -0700"
+	failedAtLayout = "2006/01/02 15:04:05 MST"
+)
+
+// heartbeatLayout is ISO-8601 as Ruby's Time#iso8601 writes it.
+const heartbeatLayout = "2006-01-02T15:04:05-07:00"
+
+// Enqueue pushes payloads onto queue (RPUSH, after SADD to the queues
+// set), in batches on one pipeline.
+func (c *Client) Enqueue(ctx context.Context, queue string, payloads ...[]byte) error {
+	const batch = 1000
+	pipe := c.rdb.Pipeline()
+	pipe.SAdd(ctx, c.keys.Queues(), queue)
+	for i := 0; i < len(payloads); i += batch {
+		end := min(i+batch, len(payloads))
+		vals := make([]any, 0, end-i)
+		for _, p := range payloads[i:end] {
+			vals = append(vals, p)
+		}
+		pipe.RPush(ctx, c.keys.Queue(queue), vals...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("enqueue to %s: %w", queue, err)
+	}
+	return nil
+}
+
+// EncodePayload builds Resque's {"class":...,"args":[...]} payload.
+func EncodePayload(class string, args []any) ([]byte, error) {
+	if args == nil {
+		args = []any{}
+	}
+	b, err := json.Marshal(struct {
+		Class string `json:"class"`
+		Args  []any  `json:"args"`
+	}{class, args})
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	return b, nil
+}
+
+// QueueNames lists the known queues, sorted.
+func (c *Client) QueueNames(ctx context.Context) ([]string, error) {
+	names, err := c.rdb.SMembers(ctx, c.keys.Queues()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Expand resolves a queue list: plain names stay as they are; "*" and
+// other glob patterns are replaced by the matching known queues, each
+// pattern's matches sorted alphabetically, as Resque does. A name appears
+// once, at its first position.
+func (c *Client) Expand(ctx context.Context, patterns []string) ([]string, error) {
+	var known []string
+	out := make([]string, 0, len(patterns))
+	seen := map[string]bool{}
+	add := func(q string) {
+		if !seen[q] {
+			seen[q] = true
+			out = append(out, q)
+		}
+	}
+	for _, p := range patterns {
+		if !strings.ContainsAny(p, "*?[") {
+			add(p)
+			continue
+		}
+		if known == nil {
+			var err error
+			if known, err = c.QueueNames(ctx); err != nil {
+				return nil, err
+			}
+		}
+		for _, q := range known {
+			if ok, _ := path.Match(p, q); ok {
+				add(q)
+			}
+		}
+	}
+	return out, nil
+}
+
+// WorkerID is Resque's worker id: HOST:PID:QUEUES with the queue list as
+// given (globs unexpanded).
+func WorkerID(host string, pid int, queues []string) string {
+	return host + ":" + strconv.Itoa(pid) + ":" + strings.Join(queues, ",")
+}
+
+// ParseWorkerID splits a worker id into host, pid and queue list. Host
+// names never contain ':', and pids are numbers, so the first two colons
+// delimit the fields even when queue names contain colons.
+func ParseWorkerID(id string) (host string, pid int, queues string, err error) {
+	parts := strings.SplitN(id, ":", 3)
+	if len(parts) != 3 {
+		return "", 0, "", fmt.Errorf("malformed worker id %q", id)
+	}
+	pid, err = strconv.Atoi(parts[1])
+	if err != nil {
+		return "", 0, "", fmt.Errorf("malformed worker id %q: pid %q", id, parts[1])
+	}
+	return parts[0], pid, parts[2], nil
+}
+
+// Register records a starting worker the way Resque does.
+func (c *Client) Register(ctx context.Context, id string, now time.Time) error {
+	pipe := c.rdb.TxPipeline()
+	pipe.SAdd(ctx, c.keys.Workers(), id)
+	pipe.Set(ctx, c.keys.WorkerStarted(id), now.Format(startedLayout), 0)
+	pipe.HSet(ctx, c.keys.Heartbeat(), id, now.Format(heartbeatLayout))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("register worker %s: %w", id, err)
+	}
+	return nil
+}
+
+// Heartbeat refreshes a worker's heartbeat.
+func (c *Client) Heartbeat(ctx context.Context, id string, now time.Time) error {
+	if err := c.rdb.HSet(ctx, c.keys.Heartbeat(), id, now.Format(heartbeatLayout)).Err(); err != nil {
+		return fmt.Errorf("heartbeat %s: %w", id, err)
+	}
+	return nil
+}
+
+// Prepare declares the queues a worker is about to reserve from, so that
+// a requeue after its death finds every in-flight list. Call it before
+// Reserve or BlockingReserve with a new queue list.
+func (c *Client) Prepare(ctx context.Context, id string, queues []string) error {
+	if len(queues) == 0 {
+		return nil
+	}
+	members := make([]any, len(queues))
+	for i, q := range queues {
+		members[i] = q
+	}
+	if err := c.rdb.SAdd(ctx, c.keys.InFlightIndex(id), members...).Err(); err != nil {
+		return fmt.Errorf("prepare in-flight index for %s: %w", id, err)
+	}
+	return nil
+}
+
+// Reserve atomically moves the first job of the first non-empty queue (in
+// the given priority order) into the worker's in-flight list and records
+// it as the worker's current job. It returns nil, nil when all queues are
+// empty. The queues must have been declared with Prepare.
+func (c *Client) Reserve(ctx context.Context, id string, queues []string, now time.Time) (*Job, error) {
+	keys := make([]string, 1, 1+2*len(queues))
+	keys[0] = c.keys.Worker(id)
+	args := make([]any, 1, 1+len(queues))
+	args[0] = now.UTC().Format(time.RFC3339)
+	for _, q := range queues {
+		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
+		args = append(args, q)
+	}
+	res, err := reserveScript.Run(ctx, c.rdb, keys, args...).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
+	}
+	i, _ := res[0].(int64)
+	payload, _ := res[1].(string)
+	if i < 1 || int(i) > len(queues) {
+		return nil, fmt.Errorf("reserve: unexpected reply %v", res)
+	}
+	return &Job{Queue: queues[i-1], Payload: []byte(payload)}, nil
+}
+
+// BlockingReserve waits up to timeout for a job on one queue, moving it to
+// the in-flight list as it arrives (BLMOVE), then records it as the
+// worker's current job. It returns nil, nil on timeout. The timeout may be
+// fractional; go-redis cannot interrupt the wait, so keep it short and
+// close the client to abandon it.
+func (c *Client) BlockingReserve(ctx context.Context, blocking redis.UniversalClient, id, queue string, timeout time.Duration, now func() time.Time) (*Job, error) {
+	// Sent by hand: go-redis's BLMove rounds timeouts up to whole seconds.
+	secs := strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64)
+	v, err := blocking.Do(ctx, "BLMOVE", c.keys.Queue(queue), c.keys.InFlight(id, queue), "LEFT", "RIGHT", secs).Text()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wait for a job on %s: %w", queue, err)
+	}
+	job := &Job{Queue: queue, Payload: []byte(v)}
+	if err := c.rdb.Set(ctx, c.keys.Worker(id), workerRecord(queue, now(), job.Payload), 0).Err(); err != nil {
+		// The job is safe in the in-flight list; the record is cosmetic.
+		return job, fmt.Errorf("record current job of %s: %w", id, err)
+	}
+	return job, nil
+}
+
+// workerRecord is Resque's {"queue","run_at","payload"} record.
+func workerRecord(queue string, now time.Time, payload []byte) []byte {
+	rec := struct {
+		Queue   string          `json:"queue"`
+		RunAt   string          `json:"run_at"`
+		Payload json.RawMessage `json:"payload"`
+	}{queue, now.UTC().Format(time.RFC3339), rawOrString(payload)}
+	b, _ := json.Marshal(rec)
+	return b
+}
+
+// rawOrString returns payload itself when it is a JSON object, else the
+// payload as a JSON string, so records stay valid JSON whatever arrived.
+func rawOrString(payload []byte) json.RawMessage {
+	if len(payload) > 0 && payload[0] == '{' && json.Valid(payload) {
+		return payload
+	}
+	b, _ := json.Marshal(string(payload))
+	return b
+}
+
+// Ack records a successful job and removes it from the in-flight list.
+func (c *Client) Ack(ctx context.Context, id string, job *Job) error {
+	pipe := c.rdb.TxPipeline()
+	pipe.LRem(ctx, c.keys.InFlight(id, job.Queue), -1, job.Payload)
+	pipe.Del(ctx, c.keys.Worker(id))
+	pipe.Incr(ctx, c.keys.Processed())
+	pipe.Incr(ctx, c.keys.ProcessedBy(id))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("acknowledge job from %s: %w", job.Queue, err)
+	}
+	return nil
+}
+
+// Failure describes why a job failed, for Resque's failure record.
+type Failure struct {
+	Exception string   // e.g. "Poolctl::JobFailed"
+	Error     string   // human-readable message
+	Backtrace []string // e.g. the tail of a command's stderr
+}
+
+// FailureRecord is one entry of Resque's failed list.
+type FailureRecord struct {
+	FailedAt  string          `json:"failed_at"`
+	Payload   json.RawMessage `json:"payload"`
+	Exception string          `json:"exception"`
+	Error     string          `json:"error"`
+	Backtrace []string        `json:"backtrace"`
+	Worker    string          `json:"worker"`
+	Queue     string          `json:"queue"`
+	RetriedAt string          `json:"retried_at,omitempty"`
+}
+
+// Fail records a failed job (failure record, stats) and removes it from
+// the in-flight list, in one transaction.
+func (c *Client) Fail(ctx context.Context, id string, job *Job, f Failure, now time.Time) error {
+	if f.Backtrace == nil {
+		f.Backtrace = []string{}
+	}
+	rec, err := json.Marshal(FailureRecord{
+		FailedAt:  now.UTC().Format(failedAtLayout),
+		Payload:   rawOrString(job.Payload),
+		Exception: f.Exception,
+		Error:     f.Error,
+		Backtrace: f.Backtrace,
+		Worker:    id,
+		Queue:     job.Queue,
+	})
+	if err != nil {
+		return fmt.Errorf("encode failure record: %w", err)
+	}
+	pipe := c.rdb.TxPipeline()
+	pipe.RPush(ctx, c.keys.FailedList(), rec)
+	pipe.LRem(ctx, c.keys.InFlight(id, job.Queue), -1, job.Payload)
+	pipe.Del(ctx, c.keys.Worker(id))
+	pipe.Incr(ctx, c.keys.Failed())
+	pipe.Incr(ctx, c.keys.FailedBy(id))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("record failed job from %s: %w", job.Queue, err)
+	}
+	return nil
+}
+
+// Requeue puts every in-flight job of worker id back at the head of its
+// queue and clears its current job. It returns how many jobs moved.
+func (c *Client) Requeue(ctx context.Context, id string) (int, error) {
+	n, err := requeueScript.Run(ctx, c.rdb,
+		[]string{c.keys.InFlightIndex(id), c.keys.Worker(id)},
+		c.keys.InFlight(id, ""), c.keys.Queue("")).Int()
+	if err != nil {
+		return 0, fmt.Errorf("requeue in-flight jobs of %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// Unregister requeues the worker's in-flight jobs and removes every trace
+// of it: the workers set entry, its keys, heartbeat and per-worker stats.
+func (c *Client) Unregister(ctx context.Context, id string) (requeued int, err error) {
+	requeued, err = c.Requeue(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	pipe := c.rdb.TxPipeline()
+	pipe.SRem(ctx, c.keys.Workers(), id)
+	pipe.Del(ctx, c.keys.Worker(id), c.keys.WorkerStarted(id), c.keys.ProcessedBy(id), c.keys.FailedBy(id))
+	pipe.HDel(ctx, c.keys.Heartbeat(), id)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return requeued, fmt.Errorf("unregister worker %s: %w", id, err)
+	}
+	return requeued, nil
+}

@@ -1,0 +1,54 @@
+package queue
+
+import "github.com/redis/go-redis/v9"
+
+// reserveScript takes the first job from the queues in priority order,
+// moves it to the worker's in-flight list for that queue and records it as
+// the worker's current job, all in one atomic step.
+//
+// KEYS[1]   worker key (resque:worker:ID)
+// KEYS[2i]  queue list i; KEYS[2i+1] its in-flight list
+// ARGV[1]   run_at (ISO-8601); ARGV[1+i] queue name i
+//
+// Returns {i, payload} or nil when every queue is empty. The payload is
+// embedded raw in the worker record when it is a JSON object, so Resque
+// tools see Resque's shape; anything else is stored as a JSON string.
+var reserveScript = redis.NewScript(`
+for i = 1, (#KEYS - 1) / 2 do
+  local v = redis.call('LMOVE', KEYS[2*i], KEYS[2*i+1], 'LEFT', 'RIGHT')
+  if v then
+    local rec
+    local ok, decoded = pcall(cjson.decode, v)
+    if ok and type(decoded) == 'table' and string.sub(v, 1, 1) == '{' then
+      rec = '{"queue":' .. cjson.encode(ARGV[i+1]) .. ',"run_at":' .. cjson.encode(ARGV[1]) .. ',"payload":' .. v .. '}'
+    else
+      rec = cjson.encode({queue = ARGV[i+1], run_at = ARGV[1], payload = v})
+    end
+    redis.call('SET', KEYS[1], rec)
+    return {i, v}
+  end
+end
+return false
+`)
+
+// requeueScript puts every in-flight job of a worker back at the head of
+// its queue, in the order they were taken, and forgets the in-flight
+// lists and the worker's current job.
+//
+// KEYS[1] in-flight index; KEYS[2] worker key
+// ARGV[1] key prefix of in-flight lists ("resque:poolctl:inflight:ID:")
+// ARGV[2] key prefix of queues ("resque:queue:")
+//
+// Returns the number of jobs requeued.
+var requeueScript = redis.NewScript(`
+local n = 0
+for _, q in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local src = ARGV[1] .. q
+  local dst = ARGV[2] .. q
+  while redis.call('LMOVE', src, dst, 'RIGHT', 'LEFT') do
+    n = n + 1
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return n
+`)

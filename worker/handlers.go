@@ -1,0 +1,195 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// JobError is a job failure with Resque's exception name.
+type JobError struct {
+	Exception string
+	Message   string
+	Backtrace []string
+}
+
+func (e *JobError) Error() string { return e.Message }
+
+// Built-in job classes. They run in the worker process (no fork per job),
+// so throughput measures the pool, not process creation.
+const (
+	ClassNoop  = "Poolctl::Noop"
+	ClassSleep = "Poolctl::Sleep" // args: [milliseconds]
+	ClassFail  = "Poolctl::Fail"  // args: [message] (optional)
+	ClassCpu   = "Poolctl::Cpu"   // args: [milliseconds]
+)
+
+// JobInfo is what a handler learns about the job it runs.
+type JobInfo struct {
+	ID    string
+	Class string
+	Queue string
+	Args  json.RawMessage
+}
+
+// handler runs one job; it returns nil on success.
+type handler func(ctx context.Context, job JobInfo) error
+
+func builtinHandler(class string) handler {
+	switch class {
+	case ClassNoop:
+		return func(context.Context, JobInfo) error { return nil }
+	case ClassSleep:
+		return func(ctx context.Context, job JobInfo) error {
+			ms, err := intArg(job.Args)
+			if err != nil {
+				return err
+			}
+			t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return nil
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+	case ClassFail:
+		return func(_ context.Context, job JobInfo) error {
+			msg := "Poolctl::Fail always fails"
+			var args []any
+			if json.Unmarshal(job.Args, &args) == nil && len(args) > 0 {
+				msg = fmt.Sprint(args[0])
+			}
+			return &JobError{Exception: "Poolctl::Failure", Message: msg}
+		}
+	case ClassCpu:
+		return func(ctx context.Context, job JobInfo) error {
+			ms, err := intArg(job.Args)
+			if err != nil {
+				return err
+			}
+			deadline := time.Now().Add(time.Duration(ms) * time.Millisecond)
+			x := uint64(1)
+			for time.Now().Before(deadline) {
+				for i := 0; i < 10000; i++ {
+					x = x*6364136223846793005 + 1442695040888963407
+				}
+				if ctx.Err() != nil {
+					return context.Cause(ctx)
+				}
+			}
+			_ = x
+			return nil
+		}
+	}
+	return nil
+}
+
+func intArg(args json.RawMessage) (int64, error) {
+	var a []json.Number
+	dec := json.NewDecoder(bytes.NewReader(args))
+	dec.UseNumber()
+	if err := dec.Decode(&a); err != nil || len(a) == 0 {
+		return 0, &JobError{Exception: "ArgumentError", Message: fmt.Sprintf("expected [milliseconds], got %s", truncate(string(args), 40))}
+	}
+	f, err := a[0].Float64()
+	if err != nil || f < 0 || f > 24*3600*1000 {
+		return 0, &JobError{Exception: "ArgumentError", Message: fmt.Sprintf("milliseconds must be a number from 0 to 86400000, got %s", a[0])}
+	}
+	return int64(f), nil
+}
+
+// stderrTailBytes is how much of a command job's stderr goes into its
+// failure record.
+const stderrTailBytes = 4096
+
+// commandHandler runs argv for a configured job class. The job's args are
+// on stdin and in POOLCTL_ARGS. The command runs in its own process group,
+// which is killed when ctx ends (TERM, USR1, timeout), and dies with the
+// worker (parent-death signal from a locked thread).
+func commandHandler(argv []string, stdout, stderr io.Writer) handler {
+	return func(ctx context.Context, job JobInfo) error {
+		// Pdeathsig is tied to the forking thread: keep it alive for the
+		// life of the child.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Stdin = bytes.NewReader(job.Args)
+		cmd.Env = append(os.Environ(),
+			"POOLCTL_CLASS="+job.Class,
+			"POOLCTL_QUEUE="+job.Queue,
+			"POOLCTL_JOB_ID="+job.ID,
+			"POOLCTL_ARGS="+string(job.Args),
+		)
+		tail := &tailBuffer{max: stderrTailBytes}
+		cmd.Stdout = stdout
+		cmd.Stderr = io.MultiWriter(stderr, tail)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 2 * time.Second
+		err := cmd.Run()
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if err == nil {
+			return nil
+		}
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			lines := tail.lines()
+			msg := fmt.Sprintf("%s %s", argv[0], describeExit(exitErr.ProcessState))
+			if len(lines) > 0 {
+				msg += ": " + lines[len(lines)-1]
+			}
+			return &JobError{Exception: "Poolctl::CommandFailed", Message: msg, Backtrace: lines}
+		}
+		return &JobError{Exception: "Poolctl::CommandFailed", Message: fmt.Sprintf("cannot run %s: %v", argv[0], err)}
+	}
+}
+
+func describeExit(ps *os.ProcessState) string {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "killed by signal " + strconv.Itoa(int(ws.Signal())) + " (" + ws.Signal().String() + ")"
+	}
+	return "exited with status " + strconv.Itoa(ps.ExitCode())
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := strings.TrimRight(string(t.buf), "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}

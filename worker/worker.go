@@ -1,0 +1,450 @@
+// Package worker is poolctl's built-in Resque-compatible worker: it takes
+// jobs from Redis with reliable fetch (package queue), runs their handlers
+// and records the outcome, and obeys Resque's signals.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/poolctl/poolctl/queue"
+	"github.com/redis/go-redis/v9"
+)
+
+// Config configures a worker.
+type Config struct {
+	Queues     []string            // as given; may contain "*" and globs
+	Jobs       map[string][]string // job class -> argv
+	JobTimeout time.Duration       // 0 = none
+	Host       string
+	PID        int
+	// MasterPID, when non-zero, is the pool master: the worker stops on
+	// its own when its parent is no longer that process.
+	MasterPID int
+	Stdout    io.Writer // job output and the worker's log lines
+	Stderr    io.Writer
+
+	BlockTimeout      time.Duration // longest blocking wait on one queue; 0 = 1s
+	PollInterval      time.Duration // wait on the first queue when several are polled; 0 = 100ms
+	HeartbeatInterval time.Duration // 0 = 10s
+	Now               func() time.Time
+}
+
+// Causes of a job's cancellation.
+var (
+	errTerminated = errors.New("worker terminated")
+	errKilled     = errors.New("job killed by USR1")
+	errTimeout    = errors.New("job timed out")
+)
+
+// Worker runs jobs until told to stop.
+type Worker struct {
+	cfg      Config
+	q        *queue.Client
+	blocking redis.UniversalClient
+	id       string
+
+	mu        sync.Mutex
+	quitting  bool
+	stopping  bool
+	paused    bool
+	cancelJob context.CancelCauseFunc
+	wake      chan struct{} // closed and replaced on every control change
+
+	parked    atomic.Bool // the loop is waiting out a pause
+	processed atomic.Int64
+	failed    atomic.Int64
+}
+
+// New returns a worker that uses q for bookkeeping and blocking (a client
+// of its own, closed by Quit and Terminate) for blocking waits.
+func New(q *queue.Client, blocking redis.UniversalClient, cfg Config) *Worker {
+	if cfg.BlockTimeout <= 0 {
+		cfg.BlockTimeout = time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = io.Discard
+	}
+	if cfg.PID == 0 {
+		cfg.PID = os.Getpid()
+	}
+	return &Worker{
+		cfg:      cfg,
+		q:        q,
+		blocking: blocking,
+		id:       queue.WorkerID(cfg.Host, cfg.PID, cfg.Queues),
+		wake:     make(chan struct{}),
+	}
+}
+
+// ID is the worker's Resque id.
+func (w *Worker) ID() string { return w.id }
+
+// Processed and Failed count this worker's jobs.
+func (w *Worker) Processed() int64 { return w.processed.Load() }
+
+// Failed counts this worker's failed jobs.
+func (w *Worker) Failed() int64 { return w.failed.Load() }
+
+func (w *Worker) logf(format string, args ...any) {
+	fmt.Fprintf(w.cfg.Stdout, "%s worker %s: %s\n", w.cfg.Now().UTC().Format("2006-01-02T15:04:05.000Z"), w.id, fmt.Sprintf(format, args...))
+}
+
+// signalChange wakes the loop after a control change. Call with mu held.
+func (w *Worker) signalChange() {
+	close(w.wake)
+	w.wake = make(chan struct{})
+}
+
+// Quit lets the current job finish, then stops (Resque's QUIT).
+func (w *Worker) Quit() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.quitting = true
+	w.signalChange()
+	if w.cancelJob == nil {
+		// Idle: abandon the blocking wait now rather than sit it out.
+		_ = w.blocking.Close()
+	}
+}
+
+// Terminate stops now: the running job is killed and goes back to its
+// queue (Resque's TERM/INT).
+func (w *Worker) Terminate() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopping = true
+	w.signalChange()
+	if w.cancelJob != nil {
+		w.cancelJob(errTerminated)
+	}
+	_ = w.blocking.Close()
+}
+
+// KillJob kills the running job, which is recorded as failed (USR1).
+func (w *Worker) KillJob() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cancelJob != nil {
+		w.cancelJob(errKilled)
+	}
+}
+
+// Pause stops picking up new jobs (USR2); Resume undoes it (CONT).
+func (w *Worker) Pause() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.paused = true
+	w.signalChange()
+}
+
+// Resume picks up jobs again after Pause.
+func (w *Worker) Resume() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.paused = false
+	w.signalChange()
+}
+
+// control returns the current flags and the channel closed on the next
+// change.
+func (w *Worker) control() (quitting, stopping, paused bool, wake <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.quitting, w.stopping, w.paused, w.wake
+}
+
+// Run registers the worker, takes and runs jobs until Quit, Terminate or
+// ctx ends (which acts as Terminate), then unregisters, requeueing
+// anything still in flight.
+func (w *Worker) Run(ctx context.Context) error {
+	stopOnCancel := context.AfterFunc(ctx, w.Terminate)
+	defer stopOnCancel()
+
+	bg := context.Background()
+	if err := w.retry(func() error { return w.q.Register(bg, w.id, w.cfg.Now()) }); err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+		defer cancel()
+		n, err := w.q.Unregister(ctx, w.id)
+		switch {
+		case err != nil:
+			w.logf("could not unregister: %v (the master will clean up)", err)
+		case n > 0:
+			w.logf("requeued %d unfinished job(s)", n)
+		}
+	}()
+	w.logf("started: processing %v", w.cfg.Queues)
+
+	loopDone := make(chan struct{})
+	defer close(loopDone)
+	go w.heartbeat(loopDone)
+	if w.cfg.MasterPID != 0 {
+		go w.watchParent(loopDone)
+	}
+
+	var backoff time.Duration
+	var expanded []string
+	var prepared = map[string]bool{}
+	var expandedAt time.Time
+	for {
+		quitting, stopping, paused, wake := w.control()
+		if quitting || stopping {
+			break
+		}
+		if paused {
+			w.parked.Store(true)
+			<-wake
+			w.parked.Store(false)
+			continue
+		}
+		if expanded == nil || w.cfg.Now().Sub(expandedAt) > time.Second {
+			qs, err := w.q.Expand(bg, w.cfg.Queues)
+			if err == nil {
+				err = w.prepare(bg, qs, prepared)
+			}
+			if err != nil {
+				backoff = w.redisDown(err, backoff, wake)
+				continue
+			}
+			expanded, expandedAt = qs, w.cfg.Now()
+		}
+		job, err := w.reserve(bg, expanded, wake)
+		if err != nil {
+			if q, s, _, _ := w.control(); q || s {
+				break // the blocking client was closed on purpose
+			}
+			backoff = w.redisDown(err, backoff, wake)
+			continue
+		}
+		if backoff > 0 {
+			w.logf("Redis is reachable again")
+			backoff = 0
+		}
+		if job == nil {
+			continue
+		}
+		w.perform(job)
+	}
+	w.logf("stopping (processed %d, failed %d)", w.processed.Load(), w.failed.Load())
+	return nil
+}
+
+func (w *Worker) prepare(ctx context.Context, qs []string, prepared map[string]bool) error {
+	var fresh []string
+	for _, q := range qs {
+		if !prepared[q] {
+			fresh = append(fresh, q)
+		}
+	}
+	if err := w.q.Prepare(ctx, w.id, fresh); err != nil {
+		return err
+	}
+	for _, q := range fresh {
+		prepared[q] = true
+	}
+	return nil
+}
+
+// redisDown logs a Redis error (once per outage) and waits with backoff.
+func (w *Worker) redisDown(err error, backoff time.Duration, wake <-chan struct{}) time.Duration {
+	if backoff == 0 {
+		w.logf("Redis unavailable: %v; retrying with backoff", err)
+		backoff = 100 * time.Millisecond
+	} else {
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	select {
+	case <-time.After(backoff):
+	case <-wake:
+	}
+	return backoff
+}
+
+// reserve takes the next job in priority order, waiting briefly when
+// every queue is empty.
+func (w *Worker) reserve(ctx context.Context, qs []string, wake <-chan struct{}) (*queue.Job, error) {
+	if len(qs) == 0 {
+		// A glob that matches no queue yet.
+		select {
+		case <-time.After(w.cfg.PollInterval):
+		case <-wake:
+		}
+		return nil, nil
+	}
+	job, err := w.q.Reserve(ctx, w.id, qs, w.cfg.Now())
+	if job != nil || err != nil {
+		return job, err
+	}
+	// Nothing anywhere: block on the highest-priority queue. With one
+	// queue, the wait ends the moment a job arrives; with several, it is
+	// bounded so lower-priority queues are polled often.
+	timeout := w.cfg.BlockTimeout
+	if len(qs) > 1 {
+		timeout = w.cfg.PollInterval
+	}
+	return w.q.BlockingReserve(ctx, w.blocking, w.id, qs[0], timeout, w.cfg.Now)
+}
+
+// perform runs one reserved job and records its outcome. The job stays in
+// the in-flight list until its success or failure is recorded; a job
+// interrupted by Terminate stays there and is requeued at unregister.
+func (w *Worker) perform(job *queue.Job) {
+	jobCtx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	w.mu.Lock()
+	if w.stopping {
+		w.mu.Unlock()
+		return // leave it in flight: Unregister requeues it
+	}
+	w.cancelJob = cancel
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.cancelJob = nil
+		w.mu.Unlock()
+	}()
+
+	err := w.execute(jobCtx, job)
+	if errors.Is(err, errTerminated) {
+		return // back to the queue at unregister, not to failed
+	}
+	record := func() error { return w.q.Ack(context.Background(), w.id, job) }
+	if err != nil {
+		f := toFailure(err)
+		w.logf("job from %s failed: %s: %s", job.Queue, f.Exception, f.Error)
+		record = func() error { return w.q.Fail(context.Background(), w.id, job, f, w.cfg.Now()) }
+		w.failed.Add(1)
+	} else {
+		w.processed.Add(1)
+	}
+	if err := w.retry(record); err != nil {
+		w.logf("could not record the outcome of a job from %s: %v; it stays in flight and will run again", job.Queue, err)
+	}
+}
+
+// execute decodes the payload and runs its handler.
+func (w *Worker) execute(ctx context.Context, job *queue.Job) error {
+	p, err := DecodePayload(job.Payload)
+	if err != nil {
+		return &JobError{Exception: "Poolctl::BadPayload", Message: err.Error()}
+	}
+	h := builtinHandler(p.Class)
+	if argv, ok := w.cfg.Jobs[p.Class]; ok && len(argv) > 0 {
+		h = commandHandler(argv, w.cfg.Stdout, w.cfg.Stderr)
+	}
+	if h == nil {
+		return &JobError{Exception: "Poolctl::UnknownClass", Message: "unknown job class " + p.Class}
+	}
+	if w.cfg.JobTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, w.cfg.JobTimeout, errTimeout)
+		defer cancel()
+	}
+	err = h(ctx, JobInfo{ID: w.jobID(), Class: p.Class, Queue: job.Queue, Args: p.Args})
+	switch {
+	case errors.Is(err, errTimeout):
+		return &JobError{Exception: "Poolctl::Timeout", Message: fmt.Sprintf("job %s timed out after %s", p.Class, w.cfg.JobTimeout)}
+	case errors.Is(err, errKilled):
+		return &JobError{Exception: "Poolctl::Killed", Message: fmt.Sprintf("job %s killed by USR1", p.Class)}
+	}
+	return err
+}
+
+var jobSeq atomic.Int64
+
+func (w *Worker) jobID() string {
+	return strconv.Itoa(w.cfg.PID) + "-" + strconv.FormatInt(jobSeq.Add(1), 10)
+}
+
+func toFailure(err error) queue.Failure {
+	var je *JobError
+	if errors.As(err, &je) {
+		return queue.Failure{Exception: je.Exception, Error: je.Message, Backtrace: je.Backtrace}
+	}
+	return queue.Failure{Exception: "Poolctl::Error", Error: err.Error()}
+}
+
+// retry runs op until it succeeds, backing off while Redis is down; it
+// gives up only when the worker is terminating.
+func (w *Worker) retry(op func() error) error {
+	delay := 50 * time.Millisecond
+	logged := false
+	for {
+		err := op()
+		if err == nil {
+			if logged {
+				w.logf("Redis is reachable again")
+			}
+			return nil
+		}
+		_, stopping, _, wake := w.control()
+		if stopping {
+			return err
+		}
+		if !logged {
+			w.logf("Redis unavailable: %v; retrying with backoff", err)
+			logged = true
+		}
+		select {
+		case <-time.After(delay):
+		case <-wake:
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+func (w *Worker) heartbeat(done <-chan struct{}) {
+	t := time.NewTicker(w.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = w.q.Heartbeat(ctx, w.id, w.cfg.Now())
+			cancel()
+		}
+	}
+}
+
+// watchParent terminates the worker when its master is gone (it was
+// SIGKILLed and the parent-death signal did not reach us).
+func (w *Worker) watchParent(done <-chan struct{}) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			if os.Getppid() != w.cfg.MasterPID {
+				w.logf("master %d is gone: stopping", w.cfg.MasterPID)
+				w.Terminate()
+				return
+			}
+		}
+	}
+}
