@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -551,7 +552,16 @@ func (m *Master) spawn(g *group) {
 
 func (m *Master) workerEnv(g *group) []string {
 	jobs, _ := json.Marshal(m.cfg.Jobs)
-	env := os.Environ()
+	// Drop inherited values of the variables set here: with duplicates,
+	// which one a child sees depends on its runtime.
+	env := make([]string, 0, len(os.Environ())+8)
+	for _, kv := range os.Environ() {
+		switch key, _, _ := strings.Cut(kv, "="); key {
+		case EnvQueues, EnvQueue, EnvNamespace, EnvPool, EnvMasterPID, EnvJobs, EnvJobTimeout, EnvRedisURL:
+			continue
+		}
+		env = append(env, kv)
+	}
 	env = append(env,
 		EnvQueues+"="+g.queues,
 		EnvQueue+"="+g.queues,

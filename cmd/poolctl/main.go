@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -18,8 +20,15 @@ var version = "dev"
 var errUsage = errors.New("usage error")
 
 func main() {
+	// go-redis logs every failed dial on its own; poolctl reports Redis
+	// outages itself, once per outage.
+	redis.SetLogger(quietLogger{})
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 type command struct {
 	name    string

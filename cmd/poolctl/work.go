@@ -84,6 +84,9 @@ func runWork(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		Stdout:     stdout,
 		Stderr:     stderr,
 	})
+	// When the master dies, our stdout pipe breaks; write errors must not
+	// kill the worker before it has requeued its job.
+	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT)
 	defer signal.Stop(sigs)

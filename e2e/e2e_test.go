@@ -1,0 +1,350 @@
+// Package e2e runs the real poolctl binary: a master, its built-in workers
+// and a real redis-server, with real signals.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/poolctl/poolctl/internal/redistest"
+	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/queue"
+	"github.com/redis/go-redis/v9"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "poolctl-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "poolctl")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/poolctl")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build poolctl:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var bg = context.Background()
+
+type master struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	paths   pool.Paths
+	log     string
+	runtime string
+	done    chan struct{}
+}
+
+// startMaster runs `poolctl master` on config in a private runtime dir.
+func startMaster(t *testing.T, runtime, config string, extra ...string) *master {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "pool.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := &master{t: t, runtime: runtime, paths: pool.PathsFor(runtime, "e2e"), log: filepath.Join(runtime, "e2e.log"), done: make(chan struct{})}
+	args := append([]string{"master", "-c", cfgPath, "--name", "e2e", "--log", m.log}, extra...)
+	m.cmd = exec.Command(binary, args...)
+	m.cmd.Env = append(os.Environ(), "POOLCTL_RUNTIME_DIR="+runtime, "REDIS_URL=")
+	var stderr bytes.Buffer
+	m.cmd.Stderr = &stderr
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = m.cmd.Wait(); close(m.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-m.done:
+		default:
+			_ = m.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-m.done:
+			case <-time.After(15 * time.Second):
+				_ = m.cmd.Process.Kill()
+				<-m.done
+			}
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(m.log)
+			t.Logf("master stderr: %s\npool log:\n%s", stderr.String(), tail(string(b), 4000))
+		}
+	})
+	return m
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (m *master) state() *pool.State {
+	s, err := pool.ReadState(m.paths.State)
+	if err != nil {
+		return &pool.State{}
+	}
+	return s
+}
+
+func (m *master) waitWorkers(n int) *pool.State {
+	m.t.Helper()
+	var s *pool.State
+	eventually(m.t, fmt.Sprintf("%d workers", n), 15*time.Second, func() bool {
+		s = m.state()
+		return len(s.Workers) == n && s.Settled()
+	})
+	return s
+}
+
+func (m *master) logText() string {
+	b, _ := os.ReadFile(m.log)
+	return string(b)
+}
+
+func (m *master) stop(sig syscall.Signal) {
+	m.t.Helper()
+	_ = m.cmd.Process.Signal(sig)
+	select {
+	case <-m.done:
+	case <-time.After(20 * time.Second):
+		m.t.Fatal("master did not stop")
+	}
+}
+
+func registered(rdb *redis.Client) []string { return rdb.SMembers(bg, "resque:workers").Val() }
+
+func TestKilledWorkerJobGoesBackAndRunsAgain(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	m := startMaster(t, t.TempDir(), "workers: {foo: 1}\nredis: "+srv.URL()+"\n")
+	s := m.waitWorkers(1)
+	victim := s.Workers[0].PID
+	eventually(t, "worker registered", 10*time.Second, func() bool { return len(registered(rdb)) == 1 })
+	q := queue.New(rdb, "")
+	job := `{"class":"Poolctl::Sleep","args":[1500]}`
+	if err := q.Enqueue(bg, "foo", []byte(job)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "job running", 10*time.Second, func() bool { return len(rdb.Keys(bg, "resque:worker:*:foo").Val()) == 1 })
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "job run again and finished", 20*time.Second, func() bool { return rdb.Get(bg, "resque:stat:processed").Val() == "1" })
+	ids := registered(rdb)
+	if len(ids) != 1 || strings.Contains(ids[0], ":"+strconv.Itoa(victim)+":") {
+		t.Errorf("registrations = %v, want only the replacement worker", ids)
+	}
+	if strings.Contains(m.logText(), "requeued 1 in-flight job(s) of worker["+strconv.Itoa(victim)+"]") == false {
+		t.Errorf("the master's log does not say it requeued the victim's job")
+	}
+	if n := rdb.LLen(bg, "resque:failed").Val(); n != 0 {
+		t.Errorf("%d failure records, want 0", n)
+	}
+}
+
+func TestTenThousandJobsSurviveRandomWorkerKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long")
+	}
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	done := filepath.Join(t.TempDir(), "done")
+	m := startMaster(t, t.TempDir(), fmt.Sprintf(`
+workers: {foo: 8}
+redis: %s
+start_secs: 0.1
+jobs:
+  Record: ["sh", "-c", "printf '%%s\\n' \"$POOLCTL_ARGS\" >> %s"]
+`, srv.URL(), done))
+	m.waitWorkers(8)
+	const jobs = 10000
+	payloads := make([][]byte, jobs)
+	for i := range payloads {
+		payloads[i] = []byte(fmt.Sprintf(`{"class":"Record","args":[%d]}`, i))
+	}
+	q := queue.New(rdb, "")
+	if err := q.Enqueue(bg, "foo", payloads...); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewSource(42))
+	kills := 0
+	deadline := time.Now().Add(3 * time.Minute)
+	for rdb.LLen(bg, "resque:queue:foo").Val() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Duration(100+rng.Intn(300)) * time.Millisecond)
+		ws := m.state().Workers
+		if len(ws) == 0 {
+			continue
+		}
+		if syscall.Kill(ws[rng.Intn(len(ws))].PID, syscall.SIGKILL) == nil {
+			kills++
+		}
+	}
+	eventually(t, "queue drained and nothing in flight", 3*time.Minute, func() bool {
+		return rdb.LLen(bg, "resque:queue:foo").Val() == 0 && len(rdb.Keys(bg, "resque:poolctl:inflight:*").Val()) == 0
+	})
+	m.stop(syscall.SIGQUIT)
+	b, err := os.ReadFile(done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[string]int, jobs)
+	for _, line := range strings.Fields(string(b)) {
+		seen[line]++
+	}
+	lost, dups := 0, 0
+	for i := 0; i < jobs; i++ {
+		switch n := seen["["+strconv.Itoa(i)+"]"]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			dups += n - 1
+		}
+	}
+	t.Logf("%d jobs, %d worker kills, %d lost, %d duplicates", jobs, kills, lost, dups)
+	if lost != 0 {
+		t.Errorf("%d jobs lost", lost)
+	}
+	if kills == 0 {
+		t.Error("no worker was killed: the test proved nothing")
+	}
+	if dups > kills {
+		t.Errorf("%d duplicates for %d kills: each duplicate must come from a kill", dups, kills)
+	}
+	if ids := registered(rdb); len(ids) != 0 {
+		t.Errorf("registrations left after shutdown: %v", ids)
+	}
+}
+
+func TestStartingMasterRecoversDeadWorkersOfItsHost(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	q := queue.New(rdb, "")
+	host, _ := os.Hostname()
+	// A worker that died with a job in flight: a pid that is surely gone.
+	gone := exec.Command("true")
+	_ = gone.Run()
+	dead := queue.WorkerID(host, gone.Process.Pid, []string{"foo"})
+	_ = q.Register(bg, dead, time.Now().Add(-time.Hour))
+	_ = q.Enqueue(bg, "foo", []byte(`{"class":"Poolctl::Noop","args":["orphaned"]}`))
+	_ = q.Prepare(bg, dead, []string{"foo"})
+	if j, err := q.Reserve(bg, dead, []string{"foo"}, time.Now()); j == nil || err != nil {
+		t.Fatalf("reserve: %v %v", j, err)
+	}
+	m := startMaster(t, t.TempDir(), "workers: {foo: 1}\nredis: "+srv.URL()+"\n")
+	m.waitWorkers(1)
+	eventually(t, "the orphaned job to run", 15*time.Second, func() bool { return rdb.Get(bg, "resque:stat:processed").Val() == "1" })
+	for _, id := range registered(rdb) {
+		if id == dead {
+			t.Errorf("dead worker %s still registered", id)
+		}
+	}
+	if !strings.Contains(m.logText(), "cleaned up 1 dead worker registration(s), requeued 1 in-flight job(s)") {
+		t.Error("the master did not log the clean-up")
+	}
+}
+
+func TestBuiltinWorkersRequeueAndExitWhenMasterIsKilled(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	m := startMaster(t, t.TempDir(), "workers: {foo: 2}\nredis: "+srv.URL()+"\n")
+	s := m.waitWorkers(2)
+	q := queue.New(rdb, "")
+	_ = q.Enqueue(bg, "foo", []byte(`{"class":"Poolctl::Sleep","args":[60000]}`))
+	eventually(t, "job running", 10*time.Second, func() bool { return len(rdb.Keys(bg, "resque:worker:*:foo").Val()) == 1 })
+	_ = m.cmd.Process.Kill()
+	<-m.done
+	eventually(t, "workers gone", 10*time.Second, func() bool {
+		for _, w := range s.Workers {
+			if pool.ProcessAlive(w.PID, w.StartedAt) {
+				return false
+			}
+		}
+		return true
+	})
+	if got := rdb.LLen(bg, "resque:queue:foo").Val(); got != 1 {
+		t.Errorf("queue depth after the master died = %d, want the running job requeued", got)
+	}
+	if ids := registered(rdb); len(ids) != 0 {
+		t.Errorf("registrations left: %v", ids)
+	}
+}
+
+func TestEmbeddedRedisServesAFirstRun(t *testing.T) {
+	runtime := t.TempDir()
+	m := startMaster(t, runtime, "workers: {demo: 1}\nredis: embedded\n")
+	m.waitWorkers(1)
+	if !strings.Contains(m.logText(), "no Redis configured: using a private") {
+		t.Fatalf("log does not announce the private Redis")
+	}
+	run := func(args ...string) string {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), "POOLCTL_RUNTIME_DIR="+runtime, "REDIS_URL=")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("poolctl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	run("enqueue", "--name", "e2e", "demo", "Poolctl::Noop")
+	eventually(t, "job processed", 10*time.Second, func() bool {
+		return strings.Contains(run("queues", "--name", "e2e"), "processed 1, failed 0")
+	})
+	kids := liveChildren(m.cmd.Process.Pid)
+	m.stop(syscall.SIGQUIT)
+	for _, k := range kids {
+		if pool.ProcessAlive(k, time.Now()) {
+			t.Errorf("child %d of the master (worker or redis-server) outlived it", k)
+		}
+	}
+}
+
+func liveChildren(ppid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if p, _ := strconv.Atoi(f[1]); p == ppid {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
+}
