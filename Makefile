@@ -21,7 +21,7 @@ test: check-redis ## run every test with the race detector against a private red
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 run: build ## start a demo pool on a fresh machine (embedded Redis if none is running)
-	$(BIN) master -c examples/demo.yml
+	$(BIN) -c examples/demo.yml --name demo
 
 bench: build check-redis ## run the end-to-end benchmarks and Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./spec/ ./pstree/

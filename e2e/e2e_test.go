@@ -348,3 +348,43 @@ func liveChildren(ppid int) []int {
 	}
 	return kids
 }
+
+func TestCrashLoopingMasterStaysCheap(t *testing.T) {
+	m := startMaster(t, t.TempDir(), `
+workers: {crash: 5}
+command: ["false"]
+start_secs: 1s
+start_retries: 1000
+backoff_max: 200ms
+redis: redis://127.0.0.1:1/0
+`)
+	eventually(t, "the crash loop to reach its backoff cap", 10*time.Second, func() bool {
+		return strings.Contains(m.logText(), "failed start 5 of 1000")
+	})
+	pid := m.cmd.Process.Pid
+	before, start := cpuTicks(t, pid), time.Now()
+	time.Sleep(3 * time.Second) // measuring a rate over a fixed window, not synchronising
+	used := time.Duration(cpuTicks(t, pid)-before) * 10 * time.Millisecond
+	share := float64(used) / float64(time.Since(start))
+	spawns := strings.Count(m.logText(), "Starting worker")
+	t.Logf("master CPU while crash-looping: %.1f%% of a core (%d spawns so far)", share*100, spawns)
+	if share > 0.05 {
+		t.Errorf("master used %.1f%% of a core in a crash loop, want < 5%%", share*100)
+	}
+	if s := m.state(); len(s.Groups) != 1 || s.Groups[0].Failures < 5 {
+		t.Errorf("state does not show the crash loop: %+v", s.Groups)
+	}
+}
+
+// cpuTicks is utime+stime of pid in clock ticks (10 ms).
+func cpuTicks(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}

@@ -440,6 +440,13 @@ func (m *Master) stopWorker(w *worker, sig syscall.Signal, bound time.Duration, 
 	if w.state == WorkerStopping && !force {
 		return
 	}
+	if sig == syscall.SIGQUIT && w.state == WorkerStarting {
+		// A process that has just been exec'd may not have installed its
+		// QUIT handler yet (a Go program dumps its stack and exits 2 on
+		// an early QUIT); a worker that young has little to finish, so
+		// stop it with TERM.
+		sig = syscall.SIGTERM
+	}
 	w.state = WorkerStopping
 	m.dirty = true
 	if err := signalGroup(w.pid, sig); err != nil && err != syscall.ESRCH {
@@ -720,7 +727,7 @@ func (m *Master) scheduleOrphanScan() {
 // processes of dead workers, reparented here because the master is a
 // subreaper.
 func (m *Master) killOrphans() {
-	kids, err := childrenOf(os.Getpid())
+	kids, err := ownChildren()
 	if err != nil {
 		m.log.Printf("cannot look for orphaned processes: %v", err)
 		return
@@ -744,7 +751,20 @@ func (m *Master) flushState() {
 		return
 	}
 	m.dirty = false
-	if err := WriteState(m.opts.Paths.State, m.snapshot()); err != nil {
+	err := WriteState(m.opts.Paths.State, m.snapshot())
+	if errors.Is(err, os.ErrNotExist) {
+		// Someone removed the runtime directory under a running pool:
+		// recreate it so shells can find the pool again.
+		if err = m.opts.Paths.Ensure(); err == nil {
+			m.log.Printf("runtime directory %s was removed: recreated it", m.opts.Paths.Dir)
+			_ = WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"))
+			if m.redisURL != "" {
+				_ = WriteFileAtomic(m.opts.Paths.RedisURL, []byte(m.redisURL+"\n"))
+			}
+			err = WriteState(m.opts.Paths.State, m.snapshot())
+		}
+	}
+	if err != nil {
 		if !m.stateErr {
 			m.log.Printf("cannot write state file: %v", err)
 		}

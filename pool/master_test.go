@@ -314,12 +314,27 @@ func TestWorkerIgnoringQuitIsKilledAfterTimeout(t *testing.T) {
 workers: {stubborn: 1}
 command: ["sh", "-c", "trap '' QUIT TERM; while :; do sleep 1; done"]
 term_timeout: 300ms
+start_secs: 50ms
 `)
-	s := tm.waitState("1 worker", func(s *State) bool { return len(s.Workers) == 1 })
+	s := tm.waitState("1 running worker", func(s *State) bool { return len(s.Workers) == 1 && s.Workers[0].State == WorkerRunning })
 	tm.signal(syscall.SIGQUIT)
 	tm.waitExit(5 * time.Second)
 	tm.waitLog(fmt.Sprintf("worker[%d] still running QUIT after 300ms: sending KILL", s.Workers[0].PID))
 	tm.waitLog(fmt.Sprintf("Reaped worker[%d] (status: signal KILL)", s.Workers[0].PID))
+}
+
+func TestYoungWorkerIsStoppedWithTERM(t *testing.T) {
+	// A just-exec'd process may not handle QUIT yet; the master uses TERM
+	// for workers still within start_secs.
+	tm := startMaster(t, `
+workers: {foo: 1}
+command: ["sleep", "1000"]
+start_secs: 1h
+`)
+	s := tm.waitState("1 worker", func(s *State) bool { return len(s.Workers) == 1 })
+	tm.signal(syscall.SIGQUIT)
+	tm.waitExit(5 * time.Second)
+	tm.waitLog(fmt.Sprintf("Reaped worker[%d] (status: signal TERM)", s.Workers[0].PID))
 }
 
 func TestCrashLoopGoesFatalAndReloadClearsIt(t *testing.T) {
@@ -468,4 +483,21 @@ command: ["sh", "-c", "printf 'hello from worker\\npartial'; exec sleep 1000"]
 	tm.waitExit(5 * time.Second)
 	// The unterminated last line is flushed when the pipe closes.
 	tm.waitLog(fmt.Sprintf("poolctl-worker[%d]: partial\n", s.Workers[0].PID))
+}
+
+func TestRuntimeDirRemovedUnderARunningPool(t *testing.T) {
+	tm := startMaster(t, sleepConfig)
+	before := tm.waitState("5 workers", func(s *State) bool { return len(s.Workers) == 5 })
+	if err := os.RemoveAll(tm.paths.Dir); err != nil {
+		t.Fatal(err)
+	}
+	// Any change makes the master write its state again.
+	if err := syscall.Kill(before.Workers[0].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	tm.waitState("state file rewritten", func(s *State) bool { return len(s.Workers) == 5 && s.PID == tm.pid() })
+	tm.waitLog("was removed: recreated it")
+	if b, err := os.ReadFile(tm.paths.Pid); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(tm.pid()) {
+		t.Errorf("pid file not restored: %q %v", b, err)
+	}
 }

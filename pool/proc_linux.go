@@ -2,8 +2,10 @@ package pool
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -19,6 +21,32 @@ func becomeSubreaper() error {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
 	return nil
+}
+
+// ownChildren lists this process's children from
+// /proc/self/task/*/children (one small file per thread), falling back to
+// a scan of all of /proc where the kernel lacks those files.
+func ownChildren() ([]int, error) {
+	tasks, err := filepath.Glob("/proc/self/task/*/children")
+	if err != nil || len(tasks) == 0 {
+		return childrenOf(os.Getpid())
+	}
+	var kids []int
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // the thread exited
+			}
+			return childrenOf(os.Getpid())
+		}
+		for _, field := range bytes.Fields(b) {
+			if pid, err := strconv.Atoi(string(field)); err == nil {
+				kids = append(kids, pid)
+			}
+		}
+	}
+	return kids, nil
 }
 
 // childrenOf lists the pids whose parent is ppid, from one pass over /proc.

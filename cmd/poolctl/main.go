@@ -86,6 +86,8 @@ func exitCode(err error, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: poolctl [SPEC] [-c FILE] [shell flags]   (the interactive shell)")
 	fmt.Fprintln(w, "       poolctl COMMAND [flags]")
+	fmt.Fprintln(w, "\nThe shell takes SPEC (or $WORKERS, or -c FILE); `poolctl SPEC -h` lists its flags,")
+	fmt.Fprintln(w, "and NO_START=1 (or true/yes/on) starts it without a master.")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)

@@ -2,19 +2,119 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"strings"
+
+	"github.com/poolctl/poolctl/shell"
 )
 
-// runShell starts the interactive shell (placeholder until the shell lands).
+// runShell is `poolctl [SPEC ...] [flags]`: the interactive shell.
 func runShell(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return errors.New("the interactive shell is not built yet; use `poolctl master -c FILE`")
+	fs := flag.NewFlagSet("poolctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	opts := shell.Options{Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	fs.StringVar(&opts.ConfigFile, "c", "", "start from the config `FILE` (YAML); SPEC arguments are merged into it")
+	fs.StringVar(&opts.Redis, "redis", "", "Redis `URL` for the pool (default: $REDIS_URL, then the config's redis:)")
+	fs.StringVar(&opts.Name, "name", "", "pool `NAME` (default: the current directory's name)")
+	fs.StringVar(&opts.Log, "log", "", "pool log `FILE` (default: pool.log in the pool's runtime directory)")
+	fs.StringVar(&opts.Env, "env", "", "environment section of the config file (default: $POOLCTL_ENV, $RACK_ENV, $RAILS_ENV)")
+	fs.BoolVar(&opts.NoStart, "no-start", false, "do not start the master (also NO_START=1/true/yes/on)")
+	fs.BoolVar(&opts.NoPrompt, "no-prompt", false, "read commands line by line from standard input, even at a terminal")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: poolctl [SPEC ...] [flags]   e.g. poolctl foo=2:bar,baz=1")
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), shell.StartupHelp)
+	}
+	specs, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(specs) == 0 {
+		if w := strings.TrimSpace(os.Getenv("WORKERS")); w != "" {
+			specs = []string{w}
+		}
+	}
+	opts.Specs = specs
+	if !opts.NoStart {
+		ns, err := noStart(os.Getenv("NO_START"))
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		opts.NoStart = ns
+	}
+	return shell.Run(ctx, opts)
 }
 
+// noStart interprets NO_START: 1/true/yes/on mean "do not start", 0/false/
+// no/off or empty mean "start"; anything else is a mistake worth reporting
+// (the original treated any value, even "0", as true).
+func noStart(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "true", "yes", "on":
+		return true, nil
+	case "", "0", "false", "no", "off":
+		return false, nil
+	default:
+		return false, fmt.Errorf("NO_START=%q: use 1/true/yes/on or 0/false/no/off", v)
+	}
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments (`poolctl foo=1 --redis URL`).
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// runAttach is `poolctl attach [NAME]`: a shell on a running pool. Leaving
+// it (exit, detach, end of input) leaves the pool running.
 func runAttach(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return runShell(ctx, args, stdin, stdout, stderr)
+	fs := newFlagSet("attach", stderr)
+	opts := shell.Options{Stdin: stdin, Stdout: stdout, Stderr: stderr, Attach: true}
+	fs.StringVar(&opts.Env, "env", "", "environment section of the config file")
+	fs.BoolVar(&opts.NoPrompt, "no-prompt", false, "read commands line by line from standard input, even at a terminal")
+	rest, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	switch len(rest) {
+	case 0:
+		if opts.Name, err = shell.DefaultAttachName(); err != nil {
+			return err
+		}
+	case 1:
+		opts.Name = rest[0]
+	default:
+		return fmt.Errorf("%w: attach takes one pool name", errUsage)
+	}
+	return shell.Run(ctx, opts)
 }
 
-func runList(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return errors.New("not built yet")
+// runList is `poolctl list [--json]`.
+func runList(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("list", stderr)
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: list takes no arguments", errUsage)
+	}
+	return shell.List(stdout, *asJSON)
 }

@@ -20,6 +20,15 @@ import (
 )
 
 func runWork(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	// Catch Resque's signals before anything else: a QUIT or TERM that
+	// arrives while the worker is still connecting must be obeyed once it
+	// runs, not kill it with a Go stack dump. When the master dies our
+	// stdout pipe breaks; write errors must not kill the worker before it
+	// has requeued its job.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT)
+	defer signal.Stop(sigs)
+	signal.Ignore(syscall.SIGPIPE)
 	fs := newFlagSet("work", stderr)
 	queues := fs.String("queues", firstEnv("QUEUES", "QUEUE"), "comma-separated queue `LIST` in priority order (default: $QUEUES, $QUEUE)")
 	redisURL := fs.String("redis", os.Getenv(pool.EnvRedisURL), "Redis `URL` (default: $REDIS_URL, then "+redisconn.DefaultURL+")")
@@ -84,12 +93,6 @@ func runWork(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		Stdout:     stdout,
 		Stderr:     stderr,
 	})
-	// When the master dies, our stdout pipe breaks; write errors must not
-	// kill the worker before it has requeued its job.
-	signal.Ignore(syscall.SIGPIPE)
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT)
-	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	defer close(done)
 	go func() {

@@ -1,0 +1,288 @@
+package shell
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pstree"
+	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/redisconn"
+)
+
+// Status is the document printed by status --json. See the package
+// documentation for the meaning of every field.
+type Status struct {
+	Name       string           `json:"name"`
+	State      string           `json:"state"` // running | paused | stopping | stopped
+	PID        int              `json:"pid"`   // the master's; 0 when stopped
+	StartedAt  *time.Time       `json:"started_at,omitempty"`
+	ConfigPath string           `json:"config_path"`
+	LogPath    string           `json:"log_path"`
+	Spec       string           `json:"spec"`
+	Config     map[string]int   `json:"config"`
+	Error      string           `json:"error,omitempty"`
+	Groups     []GroupStatus    `json:"groups"`
+	Workers    []WorkerStatus   `json:"workers"`
+	Queues     map[string]int64 `json:"queues"`
+	Processed  *int64           `json:"processed"`
+	Failed     *int64           `json:"failed"`
+	Redis      string           `json:"redis,omitempty"`
+	RedisError string           `json:"redis_error,omitempty"`
+}
+
+// GroupStatus is one queue list of the configuration in force.
+type GroupStatus struct {
+	Queues  string `json:"queues"`
+	Desired int    `json:"desired"`
+	Live    int    `json:"live"`
+	State   string `json:"state"` // ok | backoff | fatal
+	Reason  string `json:"reason,omitempty"`
+}
+
+// WorkerStatus is one live worker process.
+type WorkerStatus struct {
+	PID           int        `json:"pid"`
+	Queues        string     `json:"queues"`
+	State         string     `json:"state"`         // "Waiting for foo", "Processing Archive since 12s", "starting", "running", "stopping"
+	ProcessState  string     `json:"process_state"` // starting | running | stopping (from the master)
+	Job           *JobStatus `json:"job"`
+	StartedAt     time.Time  `json:"started_at"`
+	UptimeSeconds float64    `json:"uptime_seconds"`
+	Restarts      int        `json:"restarts"`
+	CPUPercent    float64    `json:"cpu_percent"`
+	RSSBytes      uint64     `json:"rss_bytes"`
+	LastExit      string     `json:"last_exit,omitempty"`
+}
+
+// JobStatus is the job a worker is processing.
+type JobStatus struct {
+	Class   string          `json:"class"`
+	Queue   string          `json:"queue"`
+	RunAt   string          `json:"run_at"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// collectStatus gathers the state file, one process scan and one Redis
+// summary.
+func (s *Session) collectStatus(ctx context.Context) *Status {
+	s.refreshConfig()
+	now := time.Now()
+	st := &Status{
+		Name:       s.paths.Name,
+		State:      "stopped",
+		ConfigPath: s.configPath,
+		LogPath:    s.logPath,
+		Spec:       s.cfg.Workers.String(),
+		Config:     map[string]int{},
+		Groups:     []GroupStatus{},
+		Workers:    []WorkerStatus{},
+		Queues:     map[string]int64{},
+	}
+	for _, e := range s.cfg.Workers {
+		st.Config[e.Queues] = e.Count
+	}
+	var ps *pool.State
+	if pid, ok := s.masterPID(); ok {
+		st.PID = pid
+		st.State = pool.MasterRunning
+		if x, err := pool.ReadState(s.paths.State); err == nil && x.PID == pid {
+			ps = x
+			if x.Status != "" {
+				st.State = x.Status
+			}
+			t := x.StartedAt
+			st.StartedAt = &t
+			st.Error = x.Error
+		}
+	}
+
+	// Redis: queue depths, stats, what each worker is doing.
+	byPID := map[int]queue.WorkerInfo{}
+	if qc, url, err := s.queueClient(); err != nil {
+		if url != "" {
+			st.Redis = redisconn.Redact(url)
+		}
+		st.RedisError = err.Error()
+	} else {
+		st.Redis = redisconn.Redact(url)
+		rctx, cancel := context.WithTimeout(ctx, summaryTimeout)
+		sum, err := qc.Summarize(rctx)
+		cancel()
+		if err != nil {
+			st.RedisError = err.Error()
+		} else {
+			st.Queues = sum.Queues
+			st.Processed, st.Failed = &sum.Processed, &sum.Failed
+			host, _ := os.Hostname()
+			for _, w := range sum.Workers {
+				if host == "" || w.Host == host {
+					byPID[w.PID] = w
+				}
+			}
+		}
+	}
+
+	if ps == nil {
+		return st
+	}
+	procs := map[int]*pstree.Proc{}
+	if tree, err := s.sampler.Tree(ctx, int32(ps.PID)); err == nil {
+		tree.Walk(func(p *pstree.Proc, _ int) { procs[int(p.PID)] = p })
+	}
+	for _, g := range ps.Groups {
+		st.Groups = append(st.Groups, GroupStatus{Queues: g.Queues, Desired: g.Desired, Live: g.Live, State: g.State, Reason: g.Reason})
+	}
+	for _, w := range ps.Workers {
+		ws := WorkerStatus{
+			PID: w.PID, Queues: w.Queues, ProcessState: w.State, StartedAt: w.StartedAt,
+			UptimeSeconds: now.Sub(w.StartedAt).Round(time.Second).Seconds(),
+			Restarts:      w.Restarts, LastExit: w.LastExit,
+		}
+		if p := procs[w.PID]; p != nil {
+			p.Walk(func(q *pstree.Proc, _ int) {
+				ws.CPUPercent += q.CPUPercent
+				ws.RSSBytes += q.RSSBytes
+			})
+		}
+		info, registered := byPID[w.PID]
+		if registered && info.Job != nil {
+			ws.Job = &JobStatus{Class: info.Job.Class(), Queue: info.Job.Queue, RunAt: info.Job.RunAt, Payload: info.Job.Payload}
+		}
+		ws.State = workerStateText(w, registered, info, now)
+		st.Workers = append(st.Workers, ws)
+	}
+	return st
+}
+
+// workerStateText is what a worker is doing, in Resque's words.
+func workerStateText(w pool.WorkerState, registered bool, info queue.WorkerInfo, now time.Time) string {
+	switch {
+	case w.State == pool.WorkerStopping:
+		return "stopping"
+	case registered && info.Job != nil:
+		class := info.Job.Class()
+		if class == "" {
+			class = "a job"
+		}
+		if t, err := time.Parse(time.RFC3339, info.Job.RunAt); err == nil {
+			return fmt.Sprintf("Processing %s since %s", class, humanDuration(now.Sub(t)))
+		}
+		return "Processing " + class
+	case registered:
+		return "Waiting for " + info.Queues
+	default:
+		return w.State
+	}
+}
+
+// humanDuration formats d as 12s, 3m04s, 2h05m or 3d04h.
+func humanDuration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	sec := int64(d / time.Second)
+	switch {
+	case sec < 60:
+		return fmt.Sprintf("%ds", sec)
+	case sec < 3600:
+		return fmt.Sprintf("%dm%02ds", sec/60, sec%60)
+	case sec < 86400:
+		return fmt.Sprintf("%dh%02dm", sec/3600, sec%3600/60)
+	default:
+		return fmt.Sprintf("%dd%02dh", sec/86400, sec%86400/3600)
+	}
+}
+
+func cmdStatus(ctx context.Context, s *Session, args []string) error {
+	asJSON := false
+	if len(args) == 1 {
+		if args[0] != "--json" {
+			return &UsageError{Lookup("status"), fmt.Sprintf("unknown option %q", args[0])}
+		}
+		asJSON = true
+	}
+	st := s.collectStatus(ctx)
+	if asJSON {
+		b, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(s.out, "%s\n", b)
+		return nil
+	}
+	s.printStatus(st)
+	return nil
+}
+
+func (s *Session) printStatus(st *Status) {
+	w := s.out
+	if st.PID == 0 {
+		fmt.Fprintf(w, "pool %s: not running\n", st.Name)
+	} else {
+		up := ""
+		if st.StartedAt != nil {
+			up = ", up " + humanDuration(time.Since(*st.StartedAt))
+		}
+		fmt.Fprintf(w, "pool %s: %s (master pid %d%s)\n", st.Name, st.State, st.PID, up)
+	}
+	total := 0
+	for _, n := range st.Config {
+		total += n
+	}
+	fmt.Fprintf(w, "config: %s (%d worker%s)\n", describe(s.cfg.Workers), total, plural(total))
+	if st.Error != "" {
+		fmt.Fprintf(w, "reload error: %s\n", st.Error)
+	}
+	if st.PID != 0 {
+		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  PID\tQUEUES\tSTATE\tUPTIME\tRESTARTS\tCPU%\tRSS")
+		for _, x := range st.Workers {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%.1f\t%s\n", x.PID, x.Queues, x.State,
+				humanDuration(time.Duration(x.UptimeSeconds)*time.Second), x.Restarts, x.CPUPercent, pstree.HumanBytes(x.RSSBytes))
+		}
+		for _, g := range st.Groups {
+			if missing := g.Desired - g.Live; missing > 0 && g.State != pool.GroupOK {
+				text := "backoff"
+				if g.State == pool.GroupFatal {
+					text = "FATAL"
+				}
+				if g.Reason != "" {
+					text += ": " + g.Reason
+				}
+				fmt.Fprintf(tw, "  -\t%s\t%s (%d missing)\t-\t-\t-\t-\n", g.Queues, text, missing)
+			}
+		}
+		tw.Flush()
+		if len(st.Workers) == 0 && len(st.Groups) == 0 {
+			fmt.Fprintln(w, "  (no workers)")
+		}
+	}
+	switch {
+	case st.RedisError != "" && st.Redis != "":
+		fmt.Fprintf(w, "queues: unavailable: Redis %s: %s\n", st.Redis, st.RedisError)
+	case st.RedisError != "":
+		fmt.Fprintf(w, "queues: unavailable: %s\n", st.RedisError)
+	default:
+		names := make([]string, 0, len(st.Queues))
+		for q := range st.Queues {
+			names = append(names, q)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, q := range names {
+			parts = append(parts, fmt.Sprintf("%s=%d", q, st.Queues[q]))
+		}
+		if len(parts) == 0 {
+			parts = []string{"(none)"}
+		}
+		fmt.Fprintf(w, "queues: %s\n", strings.Join(parts, " "))
+		fmt.Fprintf(w, "processed: %d  failed: %d  (Redis %s)\n", *st.Processed, *st.Failed, st.Redis)
+	}
+}
