@@ -4,7 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/poolctl
-FUZZTIME ?= 10s
+FUZZTIME ?= 30s
 
 .PHONY: help build test run bench lint fuzz chaos clean check-redis
 
@@ -30,9 +30,15 @@ lint: ## gofmt and go vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 
-fuzz: ## short fuzz runs of every fuzz target (FUZZTIME=10s each)
+fuzz: ## fuzz every target for FUZZTIME each (default 30s; CI runs 5s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./spec/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./spec/
+	$(GO) test -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime $(FUZZTIME) ./shell/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodePayload$$' -fuzztime $(FUZZTIME) ./worker/
+
+CHAOS_JOBS ?= 50000
+chaos: check-redis ## the long chaos run (CHAOS_JOBS=50000, CHAOS_SEED=N to repeat a run); make test runs a short one
+	CHAOS_JOBS=$(CHAOS_JOBS) $(GO) test -count=1 -v -timeout 90m -run '^TestChaos$$' ./e2e/
 
 clean: ## remove build output
 	rm -rf bin

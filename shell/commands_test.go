@@ -394,8 +394,13 @@ func TestRunScriptNoStart(t *testing.T) {
 	if !errors.As(err, &cf) || cf.N != 1 {
 		t.Fatalf("Run = %v, want 1 failed command", err)
 	}
-	if errb.String() != "poolctl: line 4: unknown command \"bogus\"; type help for the list of commands\n" {
+	// The start-up status goes to stderr in a script; errors follow it.
+	if !strings.HasSuffix(errb.String(), "\npoolctl: line 4: unknown command \"bogus\"; type help for the list of commands\n") ||
+		strings.Count(errb.String(), "poolctl: ") != 1 {
 		t.Fatalf("stderr = %q", errb.String())
+	}
+	if strings.Contains(out.String(), "not running") {
+		t.Errorf("start-up status on stdout: %q", out.String())
 	}
 	if !strings.HasSuffix(out.String(), "foo=3\nfoo=3\n") {
 		t.Fatalf("stdout = %q (commands after exit must not run)", out.String())
