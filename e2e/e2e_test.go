@@ -388,3 +388,77 @@ func cpuTicks(t *testing.T, pid int) int64 {
 	s, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + s
 }
+
+func TestLogOnAFullDiskDoesNotStopTheMaster(t *testing.T) {
+	srv := redistest.Start(t)
+	runtime := t.TempDir()
+	cfgPath := filepath.Join(t.TempDir(), "pool.yml")
+	_ = os.WriteFile(cfgPath, []byte("workers: {foo: 2}\nredis: "+srv.URL()+"\n"), 0o600)
+	cmd := exec.Command(binary, "master", "-c", cfgPath, "--name", "full", "--log", "/dev/full")
+	cmd.Env = append(os.Environ(), "POOLCTL_RUNTIME_DIR="+runtime)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	paths := pool.PathsFor(runtime, "full")
+	eventually(t, "2 workers despite the log failing", 15*time.Second, func() bool {
+		s, err := pool.ReadState(paths.State)
+		return err == nil && len(s.Workers) == 2 && s.Settled()
+	})
+	eventually(t, "the log failure reported on stderr", 5*time.Second, func() bool {
+		return strings.Contains(stderr.String(), "cannot write log /dev/full: write /dev/full: no space left on device (continuing)")
+	})
+	if n := strings.Count(stderr.String(), "cannot write log"); n != 1 {
+		t.Errorf("log failure reported %d times, want once", n)
+	}
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("master exit after QUIT: %v", err)
+	}
+}
+
+func TestOpenFileLimitMakesSpawnsFailNotTheMaster(t *testing.T) {
+	runtime := t.TempDir()
+	cfgPath := filepath.Join(t.TempDir(), "pool.yml")
+	_ = os.WriteFile(cfgPath, []byte("workers: {foo: 60}\ncommand: [\"sleep\", \"1000\"]\nstart_retries: 1000\nbackoff_max: 200ms\n"), 0o600)
+	// A hard limit of 40 descriptors: the master cannot hold a log pipe
+	// for 60 workers.
+	cmd := exec.Command("sh", "-c", `ulimit -n 40 && exec "$0" "$@"`, binary, "master", "-c", cfgPath, "--name", "nofile", "--log", filepath.Join(runtime, "pool.log"))
+	cmd.Env = append(os.Environ(), "POOLCTL_RUNTIME_DIR="+runtime)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	paths := pool.PathsFor(runtime, "nofile")
+	logText := func() string { b, _ := os.ReadFile(filepath.Join(runtime, "pool.log")); return string(b) }
+	eventually(t, "spawn failures logged", 15*time.Second, func() bool {
+		return strings.Contains(logText(), "too many open files")
+	})
+	var s *pool.State
+	eventually(t, "the master to publish a partial pool", 10*time.Second, func() bool {
+		var err error
+		s, err = pool.ReadState(paths.State)
+		return err == nil && len(s.Workers) > 0
+	})
+	if len(s.Workers) >= 60 {
+		t.Errorf("%d workers under a 40-descriptor limit; the limit was not hit", len(s.Workers))
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("master exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("master did not stop")
+	}
+	for _, w := range s.Workers {
+		if pool.ProcessAlive(w.PID, w.StartedAt) {
+			t.Errorf("worker %d outlived the master", w.PID)
+		}
+	}
+}

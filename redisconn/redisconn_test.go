@@ -1,6 +1,9 @@
 package redisconn
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
@@ -12,6 +15,23 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestOpenRejectsBadURLsWithoutLeakingPasswords(t *testing.T) {
+	for url, want := range map[string]string{
+		"bogus://:pw@x":                 "redis URL bogus://:xxxxx@x: redis: invalid URL scheme: bogus",
+		"redis://:secret@host:notaport": "redis URL redis://:xxxxx@host:notaport: ",
+		"":                              "redis URL : ",
+	} {
+		_, err := Open(url, Options{})
+		if err == nil {
+			t.Errorf("Open(%q) succeeded", url)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), ":pw@") {
+			t.Errorf("Open(%q) error = %q, want prefix %q and no password", url, err, want)
 		}
 	}
 }
