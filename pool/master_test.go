@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as the master: TestMain runs pool.Run when this
@@ -499,5 +501,38 @@ func TestRuntimeDirRemovedUnderARunningPool(t *testing.T) {
 	tm.waitLog("was removed: recreated it")
 	if b, err := os.ReadFile(tm.paths.Pid); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(tm.pid()) {
 		t.Errorf("pid file not restored: %q %v", b, err)
+	}
+}
+
+func TestRunInProcessStopsOnCancelWithoutLeaks(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pool.yml")
+	if err := os.WriteFile(cfg, []byte(sleepConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	paths := PathsFor(filepath.Join(dir, "run"), "inproc")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Options{ConfigPath: cfg, Paths: paths, LogPath: filepath.Join(dir, "pool.log")}) }()
+	var s *State
+	waitFor(t, "5 workers", 10*time.Second, func() bool {
+		var err error
+		s, err = ReadState(paths.State)
+		return err == nil && len(s.Workers) == 5
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	for _, w := range s.Workers {
+		if _, _, _, ok := procStat(w.PID); ok {
+			t.Errorf("worker %d left behind", w.PID)
+		}
 	}
 }
