@@ -11,10 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/poolctl/poolctl/internal/testutil"
 
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool"
@@ -29,23 +30,7 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// lockedBuffer collects a process's output from a copying goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testutil.Buffer
 
 // TestChaos drains jobs through a pool while it is attacked: random worker
 // SIGKILLs, config changes through the shell, HUP with changed counts, a

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/testutil"
+
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/queue"
@@ -100,13 +102,7 @@ func tail(s string, n int) string {
 
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, what, cond)
 }
 
 func (m *master) state() *pool.State {

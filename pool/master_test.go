@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/testutil"
+
 	"go.uber.org/goleak"
 )
 
@@ -116,13 +118,7 @@ func (tm *testMaster) readLog() string {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, what, cond)
 }
 
 func (tm *testMaster) waitState(what string, cond func(*State) bool) *State {
@@ -514,7 +510,9 @@ func TestRunInProcessStopsOnCancelWithoutLeaks(t *testing.T) {
 	paths := PathsFor(filepath.Join(dir, "run"), "inproc")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, Options{ConfigPath: cfg, Paths: paths, LogPath: filepath.Join(dir, "pool.log")}) }()
+	go func() {
+		done <- Run(ctx, Options{ConfigPath: cfg, Paths: paths, LogPath: filepath.Join(dir, "pool.log")})
+	}()
 	var s *State
 	waitFor(t, "5 workers", 10*time.Second, func() bool {
 		var err error
