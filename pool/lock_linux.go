@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // lockPool takes the pool's lock file so that only one master runs per
@@ -15,7 +16,14 @@ func lockPool(p Paths) (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	// Shells probe the lock briefly (MasterAlive); retry for a moment so a
+	// probe racing our start does not look like a running master.
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	for deadline := time.Now().Add(time.Second); err == syscall.EWOULDBLOCK && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	}
+	if err != nil {
 		f.Close()
 		if err == syscall.EWOULDBLOCK {
 			pid := "unknown"
@@ -36,7 +44,8 @@ func MasterAlive(p Paths) bool {
 		return false
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	// A shared probe: concurrent probes never block each other.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
 		return err == syscall.EWOULDBLOCK
 	}
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)

@@ -44,8 +44,10 @@ const (
 // and removing their registrations). The master calls it from its own
 // goroutines, never from the event loop.
 type Janitor interface {
-	// WorkerExited is called after a built-in worker was reaped.
-	WorkerExited(pid int, queues string)
+	// WorkerExited is called after a built-in worker that started at
+	// started was reaped. It must not block: the clean-up runs in the
+	// background, and Close waits for it.
+	WorkerExited(pid int, queues string, started time.Time)
 	// Close releases the janitor's resources.
 	Close() error
 }
@@ -512,7 +514,11 @@ func (m *Master) reconcile() {
 			missing = 1
 		}
 		for i := 0; i < missing && !g.fatal; i++ {
+			failures := g.failures
 			m.spawn(g)
+			if g.failures > failures {
+				break // a failed spawn backs off; do not burn the retries now
+			}
 		}
 	}
 }
@@ -672,8 +678,7 @@ func (m *Master) onExit(pid int, ws syscall.WaitStatus) {
 	m.scheduleOrphanScan()
 	m.log.Printf("Reaped worker[%d] (status: %s) queues: %s", pid, status, w.queues)
 	if w.builtin && m.janitor != nil {
-		j, q := m.janitor, w.queues
-		go j.WorkerExited(pid, q)
+		m.janitor.WorkerExited(pid, w.queues, w.started)
 	}
 	if w.state == WorkerStopping || m.stopping != notStopping {
 		return

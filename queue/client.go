@@ -146,19 +146,36 @@ func ParseWorkerID(id string) (host string, pid int, queues string, err error) {
 	return parts[0], pid, parts[2], nil
 }
 
-// Register records a starting worker the way Resque does.
-func (c *Client) Register(ctx context.Context, id string, now time.Time) error {
+// Register records a starting worker the way Resque does. started is the
+// worker's own clock (compared with its process start time on this host);
+// the first heartbeat uses Redis's clock.
+func (c *Client) Register(ctx context.Context, id string, started time.Time) error {
+	beat, err := c.ServerTime(ctx)
+	if err != nil {
+		return fmt.Errorf("register worker %s: %w", id, err)
+	}
 	pipe := c.rdb.TxPipeline()
 	pipe.SAdd(ctx, c.keys.Workers(), id)
-	pipe.Set(ctx, c.keys.WorkerStarted(id), now.Format(startedLayout), 0)
-	pipe.HSet(ctx, c.keys.Heartbeat(), id, now.Format(heartbeatLayout))
+	pipe.Set(ctx, c.keys.WorkerStarted(id), started.Format(startedLayout), 0)
+	pipe.HSet(ctx, c.keys.Heartbeat(), id, beat.Format(heartbeatLayout))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("register worker %s: %w", id, err)
 	}
 	return nil
 }
 
-// Heartbeat refreshes a worker's heartbeat.
+// ServerTime is Redis's clock. Heartbeats are written and judged by it,
+// as Resque does, so hosts with skewed clocks do not prune each other's
+// live workers.
+func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
+	t, err := c.rdb.Time(ctx).Result()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read Redis time: %w", err)
+	}
+	return t, nil
+}
+
+// Heartbeat refreshes a worker's heartbeat; pass ServerTime.
 func (c *Client) Heartbeat(ctx context.Context, id string, now time.Time) error {
 	if err := c.rdb.HSet(ctx, c.keys.Heartbeat(), id, now.Format(heartbeatLayout)).Err(); err != nil {
 		return fmt.Errorf("heartbeat %s: %w", id, err)
@@ -256,13 +273,13 @@ func rawOrString(payload []byte) json.RawMessage {
 }
 
 // Ack records a successful job and removes it from the in-flight list.
+// It is idempotent: the counters move only if the job was still in
+// flight, so retrying after a lost reply cannot count it twice.
 func (c *Client) Ack(ctx context.Context, id string, job *Job) error {
-	pipe := c.rdb.TxPipeline()
-	pipe.LRem(ctx, c.keys.InFlight(id, job.Queue), -1, job.Payload)
-	pipe.Del(ctx, c.keys.Worker(id))
-	pipe.Incr(ctx, c.keys.Processed())
-	pipe.Incr(ctx, c.keys.ProcessedBy(id))
-	if _, err := pipe.Exec(ctx); err != nil {
+	err := ackScript.Run(ctx, c.rdb,
+		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Processed(), c.keys.ProcessedBy(id)},
+		job.Payload).Err()
+	if err != nil {
 		return fmt.Errorf("acknowledge job from %s: %w", job.Queue, err)
 	}
 	return nil
@@ -288,7 +305,7 @@ type FailureRecord struct {
 }
 
 // Fail records a failed job (failure record, stats) and removes it from
-// the in-flight list, in one transaction.
+// the in-flight list, atomically and idempotently, like Ack.
 func (c *Client) Fail(ctx context.Context, id string, job *Job, f Failure, now time.Time) error {
 	if f.Backtrace == nil {
 		f.Backtrace = []string{}
@@ -305,13 +322,10 @@ func (c *Client) Fail(ctx context.Context, id string, job *Job, f Failure, now t
 	if err != nil {
 		return fmt.Errorf("encode failure record: %w", err)
 	}
-	pipe := c.rdb.TxPipeline()
-	pipe.RPush(ctx, c.keys.FailedList(), rec)
-	pipe.LRem(ctx, c.keys.InFlight(id, job.Queue), -1, job.Payload)
-	pipe.Del(ctx, c.keys.Worker(id))
-	pipe.Incr(ctx, c.keys.Failed())
-	pipe.Incr(ctx, c.keys.FailedBy(id))
-	if _, err := pipe.Exec(ctx); err != nil {
+	err = ackScript.Run(ctx, c.rdb,
+		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Failed(), c.keys.FailedBy(id), c.keys.FailedList()},
+		job.Payload, rec).Err()
+	if err != nil {
 		return fmt.Errorf("record failed job from %s: %w", job.Queue, err)
 	}
 	return nil

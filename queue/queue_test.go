@@ -67,8 +67,10 @@ func TestRegistrationJobRecordStatsAndUnregisterMatchResque(t *testing.T) {
 	if got := rdb.Get(ctx, "resque:worker:vm:15105:foo:started").Val(); got != "2026-11-22 08:58:14 +0000" {
 		t.Errorf("started = %q, want Resque's \"2026-11-22 08:58:14 +0000\"", got)
 	}
-	if got := rdb.HGet(ctx, "resque:workers:heartbeat", id).Val(); got != "2026-11-22T08:58:14+00:00" {
-		t.Errorf("heartbeat = %q, want \"2026-11-22T08:58:14+00:00\"", got)
+	// The heartbeat is Redis's clock, in Ruby's iso8601 shape.
+	hb := rdb.HGet(ctx, "resque:workers:heartbeat", id).Val()
+	if ht, err := time.Parse("2006-01-02T15:04:05-07:00", hb); err != nil || time.Since(ht).Abs() > time.Minute {
+		t.Errorf("heartbeat = %q (%v), want Redis's current time like \"2026-11-22T08:58:14+00:00\"", hb, err)
 	}
 
 	if err := c.Enqueue(ctx, "foo", []byte(`{"class":"Slow","args":[10]}`), []byte(`{"class":"Failer","args":[42]}`)); err != nil {
@@ -374,5 +376,28 @@ func BenchmarkReserveAck(b *testing.B) {
 		if err := c.Ack(ctx, id, j); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestAckAndFailAreIdempotent(t *testing.T) {
+	c, rdb := newClient(t)
+	id := "h:5:foo"
+	_ = c.Prepare(ctx, id, []string{"foo"})
+	_ = c.Enqueue(ctx, "foo", []byte(`{"class":"A","args":[]}`), []byte(`{"class":"B","args":[]}`))
+	a, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
+	// A retried Ack (its first reply lost) must not count twice.
+	for i := 0; i < 2; i++ {
+		if err := c.Ack(ctx, id, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
+	for i := 0; i < 2; i++ {
+		if err := c.Fail(ctx, id, b, Failure{Exception: "E", Error: "e"}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, f, n := rdb.Get(ctx, "resque:stat:processed").Val(), rdb.Get(ctx, "resque:stat:failed").Val(), rdb.LLen(ctx, "resque:failed").Val(); p != "1" || f != "1" || n != 1 {
+		t.Errorf("processed %s, failed %s, %d failure records; want 1, 1, 1", p, f, n)
 	}
 }

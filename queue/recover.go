@@ -3,9 +3,12 @@ package queue
 import (
 	"context"
 	"fmt"
+
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // HeartbeatExpiry is how long a worker may stay silent before it is
@@ -117,16 +120,24 @@ func NewJanitor(c *Client, host string, logf func(format string, args ...any)) *
 	return &Janitor{c: c, host: host, logf: logf, ctx: ctx, stop: stop, retry: 500 * time.Millisecond}
 }
 
-// WorkerExited unregisters the worker with pid and queue list queues and
-// requeues its in-flight jobs. It blocks until done or Close.
-func (j *Janitor) WorkerExited(pid int, queues string) {
+// WorkerExited schedules the clean-up of the worker with pid and queue
+// list queues, whose process started at started, and returns at once:
+// its in-flight jobs are requeued and its registration removed, retrying
+// while Redis is unreachable. Close waits for scheduled clean-ups.
+func (j *Janitor) WorkerExited(pid int, queues string, started time.Time) {
 	j.wg.Add(1)
-	defer j.wg.Done()
+	go func() {
+		defer j.wg.Done()
+		j.cleanUp(pid, queues, started)
+	}()
+}
+
+func (j *Janitor) cleanUp(pid int, queues string, started time.Time) {
 	id := WorkerID(j.host, pid, strings.Split(queues, ","))
 	delay := j.retry
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(j.ctx, 5*time.Second)
-		n, err := j.c.Unregister(ctx, id)
+		n, err := j.unregisterIfSame(ctx, id, started)
 		cancel()
 		if err == nil {
 			if n > 0 {
@@ -149,9 +160,27 @@ func (j *Janitor) WorkerExited(pid int, queues string) {
 	}
 }
 
-// Recover runs RecoverDead once and logs what it did.
+// unregisterIfSame unregisters id unless its registration belongs to a
+// newer process that reused the pid (registered after started).
+func (j *Janitor) unregisterIfSame(ctx context.Context, id string, started time.Time) (int, error) {
+	reg, err := j.c.rdb.Get(ctx, j.c.keys.WorkerStarted(id)).Result()
+	if err != nil && err != redis.Nil {
+		return 0, fmt.Errorf("read registration of %s: %w", id, err)
+	}
+	if t, perr := time.Parse(startedLayout, reg); perr == nil && t.After(started.Add(2*time.Second)) {
+		return 0, nil // a later worker with the same pid and queues
+	}
+	return j.c.Unregister(ctx, id)
+}
+
+// Recover runs RecoverDead once, judging heartbeats by Redis's clock, and
+// logs what it did.
 func (j *Janitor) Recover(ctx context.Context, alive AliveFunc) error {
-	rec, err := j.c.RecoverDead(ctx, j.host, alive, time.Now())
+	now, err := j.c.ServerTime(ctx)
+	if err != nil {
+		return err
+	}
+	rec, err := j.c.RecoverDead(ctx, j.host, alive, now)
 	if err != nil {
 		return err
 	}
@@ -161,9 +190,20 @@ func (j *Janitor) Recover(ctx context.Context, alive AliveFunc) error {
 	return nil
 }
 
-// Close stops pending retries and waits for clean-ups in progress.
+// closeGrace is how long Close lets scheduled clean-ups finish before
+// abandoning their retries.
+const closeGrace = 10 * time.Second
+
+// Close waits (up to closeGrace) for scheduled clean-ups, then stops
+// their retries and waits for them to return.
 func (j *Janitor) Close() error {
+	done := make(chan struct{})
+	go func() { j.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+	}
 	j.stop()
-	j.wg.Wait()
+	<-done
 	return nil
 }

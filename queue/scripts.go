@@ -52,3 +52,22 @@ end
 redis.call('DEL', KEYS[1], KEYS[2])
 return n
 `)
+
+// ackScript finishes a job: if it is still in the worker's in-flight list
+// it is removed, the worker's current-job record is deleted and the two
+// counters are incremented; with a record (ARGV[2]) it is also appended
+// to the failed list. A job no longer in flight (a retried call whose
+// first reply was lost, or a job requeued meanwhile) changes nothing.
+//
+// KEYS: in-flight list, worker key, total counter, worker counter[, failed list]
+// ARGV: payload[, failure record]
+//
+// Returns 1 when the job was finished by this call, else 0.
+var ackScript = redis.NewScript(`
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('INCR', KEYS[3])
+redis.call('INCR', KEYS[4])
+if ARGV[2] then redis.call('RPUSH', KEYS[5], ARGV[2]) end
+return 1
+`)

@@ -18,6 +18,10 @@ const DefaultURL = "redis://127.0.0.1:6379/0"
 type Options struct {
 	Name     string // CLIENT SETNAME value (no spaces)
 	PoolSize int    // connections per process; 0 = 2
+	// NoRetry turns off go-redis's own retries. Callers that retry
+	// themselves want this: a retried script whose first reply was lost
+	// would run twice.
+	NoRetry bool
 }
 
 // Open returns a client for url. A URL with one or more "addr=" query
@@ -34,6 +38,9 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
 		}
 		opts.PoolSize, opts.ClientName = o.PoolSize, name
+		if o.NoRetry {
+			opts.MaxRetries = -1
+		}
 		return redis.NewClusterClient(opts), nil
 	}
 	opts, err := redis.ParseURL(url)
@@ -41,7 +48,9 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
 	}
 	opts.PoolSize, opts.ClientName = o.PoolSize, name
-	opts.MinIdleConns = 0
+	if o.NoRetry {
+		opts.MaxRetries = -1
+	}
 	return redis.NewClient(opts), nil
 }
 

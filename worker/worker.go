@@ -205,6 +205,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	var backoff time.Duration
+	lostReply := false
 	var expanded []string
 	var prepared = map[string]bool{}
 	var expandedAt time.Time
@@ -219,6 +220,22 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.parked.Store(false)
 			continue
 		}
+		if lostReply {
+			// A reserve failed after Redis may have moved a job to our
+			// in-flight list (its reply lost): put back whatever is there
+			// before taking anything else. We hold no other job now.
+			n, err := w.q.Requeue(bg, w.id)
+			if err != nil {
+				backoff = w.redisDown(err, backoff, wake)
+				continue
+			}
+			if n > 0 {
+				w.logf("requeued %d job(s) reserved by a call whose reply was lost", n)
+			}
+			lostReply = false
+			clear(prepared) // Requeue dropped the in-flight index
+			expanded = nil
+		}
 		if expanded == nil || w.cfg.Now().Sub(expandedAt) > time.Second {
 			qs, err := w.q.Expand(bg, w.cfg.Queues)
 			if err == nil {
@@ -231,10 +248,20 @@ func (w *Worker) Run(ctx context.Context) error {
 			expanded, expandedAt = qs, w.cfg.Now()
 		}
 		job, err := w.reserve(bg, expanded, wake)
+		if job != nil {
+			// Reserved, even if recording it as the current job failed:
+			// run it; it is safe in the in-flight list meanwhile.
+			if err != nil {
+				w.logf("%v", err)
+			}
+			w.perform(job)
+			continue
+		}
 		if err != nil {
 			if q, s, _, _ := w.control(); q || s {
 				break // the blocking client was closed on purpose
 			}
+			lostReply = true
 			backoff = w.redisDown(err, backoff, wake)
 			continue
 		}
@@ -424,7 +451,9 @@ func (w *Worker) heartbeat(done <-chan struct{}) {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = w.q.Heartbeat(ctx, w.id, w.cfg.Now())
+			if now, err := w.q.ServerTime(ctx); err == nil {
+				_ = w.q.Heartbeat(ctx, w.id, now)
+			}
 			cancel()
 		}
 	}

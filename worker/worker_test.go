@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -309,5 +310,55 @@ func TestMultiQueueWorkerPicksLowerPriorityQueues(t *testing.T) {
 	h.eventually("both jobs", func() bool { return h.stat("resque:stat:processed") == "2" })
 	if !strings.HasSuffix(h.w.ID(), ":high,*") {
 		t.Errorf("worker id %q must carry the queue list as given", h.w.ID())
+	}
+}
+
+// loseFirstReserveReply runs the first reserve script for real but tells
+// the caller it failed, as when the reply is lost on the wire.
+type loseFirstReserveReply struct{ lost atomic.Bool }
+
+func (h *loseFirstReserveReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *loseFirstReserveReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil && (cmd.Name() == "evalsha" || cmd.Name() == "eval") && len(cmd.Args()) > 3 && strings.Contains(fmt.Sprint(cmd.Args()[3]), "resque:worker:") &&
+			h.lost.CompareAndSwap(false, true) {
+			return fmt.Errorf("simulated lost reply (the script ran: %v)", err)
+		}
+		return err
+	}
+}
+
+func (h *loseFirstReserveReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func TestLostReserveReplyDoesNotStrandTheJob(t *testing.T) {
+	srv := redistest.Start(t)
+	// Queue the job first so the very first reserve (the scripted one)
+	// takes it.
+	pre := queue.New(srv.Client(), "")
+	if err := pre.Enqueue(bg, "foo", []byte(`{"class":"Poolctl::Noop","args":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	hook := &loseFirstReserveReply{}
+	srv2 := srv
+	h := &harness{t: t, srv: srv2, rdb: srv.Client(), out: &syncBuffer{}, err: make(chan error, 1)}
+	h.rdb.AddHook(hook)
+	h.q = queue.New(h.rdb, "")
+	blocking := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1})
+	h.w = New(h.q, blocking, Config{Queues: []string{"foo"}, Host: "testhost", Stdout: h.out, Stderr: h.out})
+	go func() { h.err <- h.w.Run(bg); blocking.Close() }()
+	t.Cleanup(func() { h.w.Terminate(); h.wait() })
+	h.eventually("the job to run after all", func() bool { return h.stat("resque:stat:processed") == "1" })
+	if !hook.lost.Load() {
+		t.Fatal("the fault was never injected")
+	}
+	if !strings.Contains(h.out.String(), "requeued 1 job(s) reserved by a call whose reply was lost") {
+		t.Errorf("worker output does not report the requeue:\n%s", h.out.String())
+	}
+	if n := h.rdb.LLen(bg, "resque:poolctl:inflight:"+h.w.ID()+":foo").Val(); n != 0 {
+		t.Errorf("%d jobs stranded in flight", n)
 	}
 }

@@ -29,7 +29,7 @@ type redisFlags struct {
 
 func addRedisFlags(fs *flag.FlagSet) redisFlags {
 	return redisFlags{
-		url:       fs.String("redis", os.Getenv("REDIS_URL"), "Redis `URL` (default: $REDIS_URL, then the running pool's, then "+redisconn.DefaultURL+")"),
+		url:       fs.String("redis", "", "Redis `URL` (default: $REDIS_URL, then the running pool's, then "+redisconn.DefaultURL+")"),
 		namespace: fs.String("namespace", "", "Redis key namespace (default: the pool's, else resque:)"),
 		name:      fs.String("name", "", "pool whose Redis to use when --redis is not given (default: the current directory's name)"),
 	}
@@ -39,6 +39,9 @@ func addRedisFlags(fs *flag.FlagSet) redisFlags {
 // named pool when it runs on this host, else to the default URL.
 func (f redisFlags) open() (*queue.Client, func(), error) {
 	url, ns := *f.url, *f.namespace
+	if url == "" {
+		url = os.Getenv("REDIS_URL")
+	}
 	if url == "" {
 		name := *f.name
 		if name == "" {

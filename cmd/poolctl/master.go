@@ -23,12 +23,15 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	logPath := fs.String("log", "", "log file (default: standard output)")
 	name := fs.String("name", "", "pool name (default: the current directory's name)")
 	env := fs.String("env", "", "environment section of the config (default: $POOLCTL_ENV, $RACK_ENV, $RAILS_ENV)")
-	redisURL := fs.String("redis", os.Getenv("REDIS_URL"), "Redis `URL` (default: $REDIS_URL, then the config's redis:)")
+	redisURL := fs.String("redis", "", "Redis `URL` (default: $REDIS_URL, then the config's redis:)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *configPath == "" {
 		return fmt.Errorf("%w: master needs -c FILE", errUsage)
+	}
+	if *redisURL == "" {
+		*redisURL = os.Getenv("REDIS_URL")
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))

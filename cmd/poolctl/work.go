@@ -31,7 +31,9 @@ func runWork(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	signal.Ignore(syscall.SIGPIPE)
 	fs := newFlagSet("work", stderr)
 	queues := fs.String("queues", firstEnv("QUEUES", "QUEUE"), "comma-separated queue `LIST` in priority order (default: $QUEUES, $QUEUE)")
-	redisURL := fs.String("redis", os.Getenv(pool.EnvRedisURL), "Redis `URL` (default: $REDIS_URL, then "+redisconn.DefaultURL+")")
+	// Defaults are read after parsing: a default shown by -h must never
+	// print a password from the environment.
+	redisURL := fs.String("redis", "", "Redis `URL` (default: $REDIS_URL, then "+redisconn.DefaultURL+")")
 	namespace := fs.String("namespace", os.Getenv(pool.EnvNamespace), "Redis key namespace (default: $POOLCTL_NAMESPACE, then resque:)")
 	configPath := fs.String("c", "", "config `FILE` to take jobs:, job_timeout:, redis: and namespace: from when run alone")
 	if err := parseFlags(fs, args); err != nil {
@@ -39,6 +41,9 @@ func runWork(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	if *queues == "" {
 		return fmt.Errorf("%w: work needs --queues LIST (or $QUEUES)", errUsage)
+	}
+	if *redisURL == "" {
+		*redisURL = os.Getenv(pool.EnvRedisURL)
 	}
 	names := strings.Split(*queues, ",")
 	for i, q := range names {
@@ -72,12 +77,12 @@ func runWork(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return fmt.Errorf("host name: %w", err)
 	}
 	id := queue.WorkerID(host, os.Getpid(), names)
-	rdb, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker:" + id, PoolSize: 2})
+	rdb, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker:" + id, PoolSize: 2, NoRetry: true})
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	blocking, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker-wait:" + id, PoolSize: 1})
+	blocking, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker-wait:" + id, PoolSize: 1, NoRetry: true})
 	if err != nil {
 		return err
 	}
