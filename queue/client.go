@@ -213,7 +213,12 @@ func (c *Client) Reserve(ctx context.Context, id string, queues []string, now ti
 		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
 		args = append(args, q)
 	}
-	res, err := reserveScript.Run(ctx, c.rdb, keys, args...).Slice()
+	return reserved(reserveScript.Run(ctx, c.rdb, keys, args...), queues)
+}
+
+// reserved decodes the reply of a reserving script.
+func reserved(cmd *redis.Cmd, queues []string) (*Job, error) {
+	res, err := cmd.Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -228,11 +233,33 @@ func (c *Client) Reserve(ctx context.Context, id string, queues []string, now ti
 	return &Job{Queue: queues[i-1], Payload: []byte(payload)}, nil
 }
 
+// AckReserve acknowledges done as a success (idempotently, like Ack) and
+// reserves the next job from queues (like Reserve) in one round trip, the
+// busy worker's fast path. It returns nil, nil when the queues are empty.
+// On error the caller cannot tell which half ran: retry the Ack, then
+// requeue the worker's in-flight lists.
+func (c *Client) AckReserve(ctx context.Context, id string, done *Job, queues []string, now time.Time) (*Job, error) {
+	keys := make([]string, 4, 4+2*len(queues))
+	keys[0] = c.keys.Worker(id)
+	keys[1] = c.keys.InFlight(id, done.Queue)
+	keys[2] = c.keys.Processed()
+	keys[3] = c.keys.ProcessedBy(id)
+	args := make([]any, 2, 2+len(queues))
+	args[0] = done.Payload
+	args[1] = now.UTC().Format(time.RFC3339)
+	for _, q := range queues {
+		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
+		args = append(args, q)
+	}
+	return reserved(ackReserveScript.Run(ctx, c.rdb, keys, args...), queues)
+}
+
 // BlockingReserve waits up to timeout for a job on one queue, moving it to
 // the in-flight list as it arrives (BLMOVE), then records it as the
 // worker's current job. It returns nil, nil on timeout. The timeout may be
-// fractional; go-redis cannot interrupt the wait, so keep it short and
-// close the client to abandon it.
+// fractional; go-redis cannot interrupt the wait, so close the client to
+// abandon it. blocking's read timeout must exceed timeout: go-redis does
+// not extend it for commands sent with Do.
 func (c *Client) BlockingReserve(ctx context.Context, blocking redis.UniversalClient, id, queue string, timeout time.Duration, now func() time.Time) (*Job, error) {
 	// Sent by hand: go-redis's BLMove rounds timeouts up to whole seconds.
 	secs := strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64)

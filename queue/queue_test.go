@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -399,5 +400,35 @@ func TestAckAndFailAreIdempotent(t *testing.T) {
 	}
 	if p, f, n := rdb.Get(ctx, "resque:stat:processed").Val(), rdb.Get(ctx, "resque:stat:failed").Val(), rdb.LLen(ctx, "resque:failed").Val(); p != "1" || f != "1" || n != 1 {
 		t.Errorf("processed %s, failed %s, %d failure records; want 1, 1, 1", p, f, n)
+	}
+}
+
+func TestAckReserveAcksOnceAndTakesTheNextJob(t *testing.T) {
+	c, rdb := newClient(t)
+	id := "h:6:foo"
+	qs := []string{"foo"}
+	_ = c.Prepare(ctx, id, qs)
+	_ = c.Enqueue(ctx, "foo", []byte(`{"class":"A","args":[1]}`), []byte(`{"class":"A","args":[2]}`))
+	first, _ := c.Reserve(ctx, id, qs, time.Now())
+	second, err := c.AckReserve(ctx, id, first, qs, time.Now())
+	if err != nil || second == nil || string(second.Payload) != `{"class":"A","args":[2]}` {
+		t.Fatalf("AckReserve = %v, %v", second, err)
+	}
+	if rec := rdb.Get(ctx, "resque:worker:"+id).Val(); !strings.Contains(rec, `"payload":{"class":"A","args":[2]}`) {
+		t.Errorf("worker record = %s, want the second job", rec)
+	}
+	// A retry of the same call (first reply lost) does not count again.
+	third, err := c.AckReserve(ctx, id, first, qs, time.Now())
+	if err != nil || third != nil {
+		t.Fatalf("AckReserve on an empty queue = %v, %v; want nil, nil", third, err)
+	}
+	if got := rdb.Get(ctx, "resque:stat:processed").Val(); got != "1" {
+		t.Errorf("processed = %s, want 1", got)
+	}
+	if rdb.Exists(ctx, "resque:worker:"+id).Val() != 0 {
+		t.Error("worker record left after an empty reserve")
+	}
+	if got := rdb.LRange(ctx, "resque:poolctl:inflight:"+id+":foo", 0, -1).Val(); !reflect.DeepEqual(got, []string{`{"class":"A","args":[2]}`}) {
+		t.Errorf("in flight = %v, want only the second job", got)
 	}
 }

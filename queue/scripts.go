@@ -2,34 +2,55 @@ package queue
 
 import "github.com/redis/go-redis/v9"
 
-// reserveScript takes the first job from the queues in priority order,
-// moves it to the worker's in-flight list for that queue and records it as
-// the worker's current job, all in one atomic step.
+// reserveLua is the body shared by reserveScript and ackReserveScript: it
+// takes the first job from the queues in priority order, moves it to the
+// worker's in-flight list for that queue and records it as the worker's
+// current job, all in one atomic step. The payload is embedded raw in the
+// worker record when it is a JSON object, so Resque tools see Resque's
+// shape; anything else is stored as a JSON string.
 //
-// KEYS[1]   worker key (resque:worker:ID)
-// KEYS[2i]  queue list i; KEYS[2i+1] its in-flight list
-// ARGV[1]   run_at (ISO-8601); ARGV[1+i] queue name i
+// KEYS[1]        worker key (resque:worker:ID)
+// KEYS[B+2i-1]   queue list i; KEYS[B+2i] its in-flight list
+// ARGV[A]        run_at (ISO-8601); ARGV[A+i] queue name i
 //
-// Returns {i, payload} or nil when every queue is empty. The payload is
-// embedded raw in the worker record when it is a JSON object, so Resque
-// tools see Resque's shape; anything else is stored as a JSON string.
-var reserveScript = redis.NewScript(`
-for i = 1, (#KEYS - 1) / 2 do
-  local v = redis.call('LMOVE', KEYS[2*i], KEYS[2*i+1], 'LEFT', 'RIGHT')
+// Returns {i, payload}, or deletes the worker record and returns false
+// when every queue is empty.
+const reserveLua = `
+for i = 1, (#KEYS - B) / 2 do
+  local v = redis.call('LMOVE', KEYS[B+2*i-1], KEYS[B+2*i], 'LEFT', 'RIGHT')
   if v then
     local rec
     local ok, decoded = pcall(cjson.decode, v)
     if ok and type(decoded) == 'table' and string.sub(v, 1, 1) == '{' then
-      rec = '{"queue":' .. cjson.encode(ARGV[i+1]) .. ',"run_at":' .. cjson.encode(ARGV[1]) .. ',"payload":' .. v .. '}'
+      rec = '{"queue":' .. cjson.encode(ARGV[A+i]) .. ',"run_at":' .. cjson.encode(ARGV[A]) .. ',"payload":' .. v .. '}'
     else
-      rec = cjson.encode({queue = ARGV[i+1], run_at = ARGV[1], payload = v})
+      rec = cjson.encode({queue = ARGV[A+i], run_at = ARGV[A], payload = v})
     end
     redis.call('SET', KEYS[1], rec)
     return {i, v}
   end
 end
+redis.call('DEL', KEYS[1])
 return false
-`)
+`
+
+// reserveScript: reserveLua alone (KEYS from 2, ARGV from 1).
+var reserveScript = redis.NewScript("local B, A = 1, 1\n" + reserveLua)
+
+// ackReserveScript acknowledges a successful job and reserves the next
+// one in a single round trip: the ack half is ackScript's (idempotent),
+// the reserve half is reserveLua.
+//
+// KEYS[2] the done job's in-flight list, KEYS[3] total processed,
+// KEYS[4] worker processed, then the queue pairs from KEYS[5]
+// ARGV[1] the done job's payload, ARGV[2] run_at, ARGV[2+i] queue names
+var ackReserveScript = redis.NewScript(`
+if redis.call('LREM', KEYS[2], -1, ARGV[1]) == 1 then
+  redis.call('INCR', KEYS[3])
+  redis.call('INCR', KEYS[4])
+end
+local B, A = 4, 2
+` + reserveLua)
 
 // requeueScript puts every in-flight job of a worker back at the head of
 // its queue, in the order they were taken, and forgets the in-flight

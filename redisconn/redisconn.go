@@ -6,6 +6,7 @@ package redisconn
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -22,6 +23,10 @@ type Options struct {
 	// themselves want this: a retried script whose first reply was lost
 	// would run twice.
 	NoRetry bool
+	// ReadTimeout, when set, replaces go-redis's 3 s default: a client
+	// that sends blocking commands by hand needs more than its longest
+	// block.
+	ReadTimeout time.Duration
 }
 
 // Open returns a client for url. A URL with one or more "addr=" query
@@ -41,6 +46,9 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 		if o.NoRetry {
 			opts.MaxRetries = -1
 		}
+		if o.ReadTimeout > 0 {
+			opts.ReadTimeout = o.ReadTimeout
+		}
 		return redis.NewClusterClient(opts), nil
 	}
 	opts, err := redis.ParseURL(url)
@@ -50,6 +58,9 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 	opts.PoolSize, opts.ClientName = o.PoolSize, name
 	if o.NoRetry {
 		opts.MaxRetries = -1
+	}
+	if o.ReadTimeout > 0 {
+		opts.ReadTimeout = o.ReadTimeout
 	}
 	return redis.NewClient(opts), nil
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,11 +32,16 @@ type Config struct {
 	Stdout    io.Writer // job output and the worker's log lines
 	Stderr    io.Writer
 
-	BlockTimeout      time.Duration // longest blocking wait on one queue; 0 = 1s
+	BlockTimeout      time.Duration // longest blocking wait on one queue; 0 = DefaultBlockTimeout
 	PollInterval      time.Duration // wait on the first queue when several are polled; 0 = 100ms
 	HeartbeatInterval time.Duration // 0 = 10s
 	Now               func() time.Time
 }
+
+// DefaultBlockTimeout bounds an idle single-queue worker's blocking wait.
+// Long waits keep idle workers nearly free (one wake-up per wait); QUIT
+// and TERM do not sit them out, because they close the blocking client.
+const DefaultBlockTimeout = 5 * time.Second
 
 // Causes of a job's cancellation.
 var (
@@ -59,6 +65,7 @@ type Worker struct {
 	wake      chan struct{} // closed and replaced on every control change
 
 	parked    atomic.Bool // the loop is waiting out a pause
+	globs     bool        // the queue list has patterns to re-expand
 	processed atomic.Int64
 	failed    atomic.Int64
 }
@@ -67,7 +74,7 @@ type Worker struct {
 // of its own, closed by Quit and Terminate) for blocking waits.
 func New(q *queue.Client, blocking redis.UniversalClient, cfg Config) *Worker {
 	if cfg.BlockTimeout <= 0 {
-		cfg.BlockTimeout = time.Second
+		cfg.BlockTimeout = DefaultBlockTimeout
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
@@ -87,7 +94,12 @@ func New(q *queue.Client, blocking redis.UniversalClient, cfg Config) *Worker {
 	if cfg.PID == 0 {
 		cfg.PID = os.Getpid()
 	}
+	globs := false
+	for _, q := range cfg.Queues {
+		globs = globs || strings.ContainsAny(q, "*?[")
+	}
 	return &Worker{
+		globs:    globs,
 		cfg:      cfg,
 		q:        q,
 		blocking: blocking,
@@ -147,6 +159,13 @@ func (w *Worker) KillJob() {
 	if w.cancelJob != nil {
 		w.cancelJob(errKilled)
 	}
+}
+
+// busy reports whether a job is running (and so can be killed).
+func (w *Worker) busy() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cancelJob != nil
 }
 
 // Pause stops picking up new jobs (USR2); Resume undoes it (CONT).
@@ -254,7 +273,21 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err != nil {
 				w.logf("%v", err)
 			}
-			w.perform(job)
+			if backoff > 0 {
+				w.logf("Redis is reachable again")
+				backoff = 0
+			}
+			for job != nil {
+				// Chain through AckReserve while the queue list is fresh
+				// (globs are re-expanded at least every second).
+				var chain []string
+				if w.cfg.Now().Sub(expandedAt) <= time.Second {
+					chain = expanded
+				}
+				var lost bool
+				job, lost = w.perform(job, chain)
+				lostReply = lostReply || lost
+			}
 			continue
 		}
 		if err != nil {
@@ -269,10 +302,6 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.logf("Redis is reachable again")
 			backoff = 0
 		}
-		if job == nil {
-			continue
-		}
-		w.perform(job)
 	}
 	w.logf("stopping (processed %d, failed %d)", w.processed.Load(), w.failed.Load())
 	return nil
@@ -328,7 +357,9 @@ func (w *Worker) reserve(ctx context.Context, qs []string, wake <-chan struct{})
 	// queue, the wait ends the moment a job arrives; with several, it is
 	// bounded so lower-priority queues are polled often.
 	timeout := w.cfg.BlockTimeout
-	if len(qs) > 1 {
+	if len(qs) > 1 || w.globs {
+		// Other queues (or queues a glob has yet to match) must be
+		// looked at often.
 		timeout = w.cfg.PollInterval
 	}
 	return w.q.BlockingReserve(ctx, w.blocking, w.id, qs[0], timeout, w.cfg.Now)
@@ -337,13 +368,13 @@ func (w *Worker) reserve(ctx context.Context, qs []string, wake <-chan struct{})
 // perform runs one reserved job and records its outcome. The job stays in
 // the in-flight list until its success or failure is recorded; a job
 // interrupted by Terminate stays there and is requeued at unregister.
-func (w *Worker) perform(job *queue.Job) {
+func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost bool) {
 	jobCtx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	w.mu.Lock()
 	if w.stopping {
 		w.mu.Unlock()
-		return // leave it in flight: Unregister requeues it
+		return nil, false // leave it in flight: Unregister requeues it
 	}
 	w.cancelJob = cancel
 	w.mu.Unlock()
@@ -355,7 +386,7 @@ func (w *Worker) perform(job *queue.Job) {
 
 	err := w.execute(jobCtx, job)
 	if errors.Is(err, errTerminated) {
-		return // back to the queue at unregister, not to failed
+		return nil, false // back to the queue at unregister, not to failed
 	}
 	record := func() error { return w.q.Ack(context.Background(), w.id, job) }
 	if err != nil {
@@ -365,10 +396,24 @@ func (w *Worker) perform(job *queue.Job) {
 		w.failed.Add(1)
 	} else {
 		w.processed.Add(1)
+		if quitting, stopping, paused, _ := w.control(); len(chain) > 0 && !quitting && !stopping && !paused {
+			// Busy fast path: acknowledge and take the next job in one
+			// round trip.
+			next, err := w.q.AckReserve(context.Background(), w.id, job, chain, w.cfg.Now())
+			if err == nil {
+				return next, false
+			}
+			// Unknown which half ran: the ack is idempotent, so make sure
+			// of it, and have the caller requeue a next job that may have
+			// been moved.
+			w.logf("Redis unavailable: %v; recording the job again", err)
+			lost = true
+		}
 	}
 	if err := w.retry(record); err != nil {
 		w.logf("could not record the outcome of a job from %s: %v; it stays in flight and will run again", job.Queue, err)
 	}
+	return nil, lost
 }
 
 // execute decodes the payload and runs its handler.
@@ -462,7 +507,7 @@ func (w *Worker) heartbeat(done <-chan struct{}) {
 // watchParent terminates the worker when its master is gone (it was
 // SIGKILLed and the parent-death signal did not reach us).
 func (w *Worker) watchParent(done <-chan struct{}) {
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {

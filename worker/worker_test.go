@@ -45,7 +45,7 @@ func startWorker(t *testing.T, srv *redistest.Server, cfg Config) *harness {
 	t.Helper()
 	h := &harness{t: t, srv: srv, rdb: srv.Client(), out: &syncBuffer{}, err: make(chan error, 1)}
 	h.q = queue.New(h.rdb, "")
-	blocking := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1})
+	blocking := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1, ReadTimeout: DefaultBlockTimeout + 5*time.Second})
 	if cfg.Host == "" {
 		cfg.Host = "testhost"
 	}
@@ -248,7 +248,7 @@ func TestTerminateRequeuesTheRunningJob(t *testing.T) {
 func TestKillJobRecordsAFailureAndGoesOn(t *testing.T) {
 	h := newHarness(t, Config{Queues: []string{"foo"}})
 	h.push("foo", `{"class":"Poolctl::Sleep","args":[10000]}`)
-	h.eventually("job running", h.running)
+	h.eventually("job running", h.w.busy)
 	h.w.KillJob()
 	h.eventually("failure", func() bool { return h.stat("resque:stat:failed") == "1" })
 	if r := h.failures()[0]; r.Exception != "Poolctl::Killed" || r.Error != "job Poolctl::Sleep killed by USR1" {
@@ -347,7 +347,7 @@ func TestLostReserveReplyDoesNotStrandTheJob(t *testing.T) {
 	h := &harness{t: t, srv: srv2, rdb: srv.Client(), out: &syncBuffer{}, err: make(chan error, 1)}
 	h.rdb.AddHook(hook)
 	h.q = queue.New(h.rdb, "")
-	blocking := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1})
+	blocking := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1, ReadTimeout: DefaultBlockTimeout + 5*time.Second})
 	h.w = New(h.q, blocking, Config{Queues: []string{"foo"}, Host: "testhost", Stdout: h.out, Stderr: h.out})
 	go func() { h.err <- h.w.Run(bg); blocking.Close() }()
 	t.Cleanup(func() { h.w.Terminate(); h.wait() })

@@ -82,7 +82,7 @@ func runWork(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return err
 	}
 	defer rdb.Close()
-	blocking, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker-wait:" + id, PoolSize: 1, NoRetry: true})
+	blocking, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker-wait:" + id, PoolSize: 1, NoRetry: true, ReadTimeout: worker.DefaultBlockTimeout + 5*time.Second})
 	if err != nil {
 		return err
 	}
