@@ -11,8 +11,9 @@ FUZZTIME ?= 30s
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/poolctl with the version stamped in
+build: ## build bin/poolctl (and the lean bin/poolctl-worker it uses) with the version stamped in
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/poolctl
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/poolctl-worker ./cmd/poolctl-worker
 
 check-redis:
 	@command -v redis-server >/dev/null || { echo "redis-server is not installed: the tests need a real Redis. Install the Debian package: apt-get install -y redis-server" >&2; exit 1; }
@@ -24,7 +25,8 @@ run: build ## start a demo pool on a fresh machine (embedded Redis if none is ru
 	$(BIN) -c examples/demo.yml --name demo
 
 bench: build check-redis ## run the end-to-end benchmarks and Go micro-benchmarks
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./spec/ ./pstree/
+	$(GO) run ./bench -bin $(BIN) -out bench/results.json
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./spec/ ./queue/ ./worker/
 
 lint: ## gofmt and go vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted" >&2; exit 1; fi

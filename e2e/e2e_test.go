@@ -33,11 +33,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "poolctl")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/poolctl")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build poolctl:", err)
-		os.Exit(1)
+	// Both binaries, as make build leaves them: the master runs built-in
+	// workers with the lean poolctl-worker beside it. (The shell tests
+	// build poolctl alone and so cover the `poolctl work` fallback.)
+	for _, pkg := range []string{"poolctl", "poolctl-worker"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "../cmd/"+pkg)
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build "+pkg+":", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -146,6 +151,9 @@ func TestKilledWorkerJobGoesBackAndRunsAgain(t *testing.T) {
 	m := startMaster(t, t.TempDir(), "workers: {foo: 1}\nredis: "+srv.URL()+"\n")
 	s := m.waitWorkers(1)
 	victim := s.Workers[0].PID
+	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", victim)); !bytes.HasPrefix(cmdline, []byte(filepath.Join(filepath.Dir(binary), "poolctl-worker")+"\x00--queues\x00foo")) {
+		t.Errorf("built-in worker runs as %q, want the lean poolctl-worker beside poolctl", cmdline)
+	}
 	eventually(t, "worker registered", 10*time.Second, func() bool { return len(registered(rdb)) == 1 })
 	q := queue.New(rdb, "")
 	job := `{"class":"Poolctl::Sleep","args":[1500]}`

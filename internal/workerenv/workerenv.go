@@ -1,0 +1,16 @@
+// Package workerenv names the environment variables through which a pool
+// master configures the workers it spawns: the contract between package
+// pool and the built-in worker's command.
+package workerenv
+
+// Variables the master sets for every worker.
+const (
+	Queues     = "QUEUES"            // comma-separated queue list
+	Queue      = "QUEUE"             // same, for Resque-style workers
+	RedisURL   = "REDIS_URL"         // Redis URL (never passed in argv)
+	Namespace  = "POOLCTL_NAMESPACE" // Redis key namespace
+	Pool       = "POOLCTL_POOL"      // pool name
+	MasterPID  = "POOLCTL_MASTER_PID"
+	Jobs       = "POOLCTL_JOBS"        // JSON object: job class -> argv
+	JobTimeout = "POOLCTL_JOB_TIMEOUT" // Go duration, "0s" = none
+)
