@@ -242,13 +242,16 @@ func comm(pid int) string {
 }
 
 // rssBytes is VmRSS of pid.
-func rssBytes(pid int) int64 {
+func rssBytes(pid int) int64 { return statusBytes(pid, "VmRSS:") }
+
+// statusBytes reads a kB field of /proc/PID/status.
+func statusBytes(pid int, field string) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field) {
 			f := strings.Fields(line)
 			if len(f) >= 2 {
 				kb, _ := strconv.ParseInt(f[1], 10, 64)

@@ -58,7 +58,9 @@ func rows(z sizes) []row {
 		{key: "latency_record_p99", label: "  … p99 RPUSH → worker holds the job", unit: "ms", info: true},
 		{key: "master_idle_cpu", label: fmt.Sprintf("master, %d idle workers, %s: CPU", n, z.MasterIdle), unit: "%", target: "≤ 0.1 %", limit: 0.1, zeroOK: true},
 		{key: "master_idle_rss", label: "  … master RSS", unit: "MiB", target: "≤ 15 MB", limit: 15},
+		{key: "master_idle_anon", label: "  … of which anonymous (RssAnon)", unit: "MiB", info: true},
 		{key: "worker_idle_rss", label: "built-in worker idle: RSS (median)", unit: "MiB", target: "≤ 10 MB", limit: 10},
+		{key: "worker_idle_anon", label: "  … of which anonymous (RssAnon; the rest is shared binary pages)", unit: "MiB", info: true},
 		{key: "worker_idle_cpu", label: fmt.Sprintf("  … CPU (mean over %d workers, %s)", n, z.WorkerIdle), unit: "%", target: "~0 (≤ 0.05 %)", limit: 0.05, zeroOK: true},
 		{key: "cpu_per_spawn", label: fmt.Sprintf("master CPU per worker spawned (0 → %d sleep)", n), unit: "ms", target: "≤ 1.5 ms", limit: 1.5, zeroOK: true},
 		{key: "status_json", label: fmt.Sprintf("`status --json`, %d workers (printf … | poolctl attach)", z.Status), unit: "ms", target: "≤ 50 ms", limit: 50},
@@ -131,7 +133,11 @@ func runAll(bin string, z sizes, filter *regexp.Regexp, w io.Writer, smoke bool)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
+	if os.Getenv("BENCH_KEEP") == "" {
+		defer os.RemoveAll(tmp)
+	} else {
+		fmt.Fprintf(w, "keeping %s (BENCH_KEEP)\n", tmp)
+	}
 	srv, err := startRedis(tmp)
 	if err != nil {
 		return nil, err

@@ -137,9 +137,10 @@ func lifecycle(e *env, z sizes, i int) ([]metric, error) {
 		m0, w0 := cpuTicks(m.pid), sumTicks()
 		time.Sleep(z.WorkerIdle)
 		w1, tw := sumTicks(), time.Since(start)
-		var rss []float64
+		var rss, anon []float64
 		for _, w := range st.Workers {
 			rss = append(rss, float64(rssBytes(w.PID))/(1<<20))
+			anon = append(anon, float64(statusBytes(w.PID, "RssAnon:"))/(1<<20))
 		}
 		time.Sleep(z.MasterIdle - z.WorkerIdle)
 		m1, tm := cpuTicks(m.pid), time.Since(start)
@@ -148,6 +149,8 @@ func lifecycle(e *env, z sizes, i int) ([]metric, error) {
 			metric{key: "master_idle_rss", value: float64(rssBytes(m.pid)) / (1 << 20)},
 			metric{key: "worker_idle_cpu", value: float64(w1-w0) / clkTck / tw.Seconds() * 100 / float64(n)},
 			metric{key: "worker_idle_rss", value: median(rss)},
+			metric{key: "worker_idle_anon", value: median(anon)},
+			metric{key: "master_idle_anon", value: float64(statusBytes(m.pid, "RssAnon:")) / (1 << 20)},
 		)
 	}
 	st = m.state()
@@ -483,7 +486,7 @@ func monitor(addr, queueName string) (net.Conn, <-chan monitorEvent, error) {
 		return nil, nil, err
 	}
 	ch := make(chan monitorEvent, 1024)
-	pushKey := `"RPUSH" "resque:queue:` + queueName + `"`
+	pushKey := `"rpush" "resque:queue:` + strings.ToLower(queueName) + `"`
 	go func() {
 		defer close(ch)
 		r := bufio.NewReaderSize(c, 1<<16)
@@ -504,14 +507,15 @@ func monitor(addr, queueName string) (net.Conn, <-chan monitorEvent, error) {
 				continue
 			}
 			var kind string
+			line = strings.ToLower(line) // go-redis sends lower-case command names
 			switch {
 			case strings.Contains(line, pushKey):
 				kind = "push"
-			case strings.Contains(line, `"SET" "resque:worker:`) && !strings.Contains(line, `:started"`):
+			case strings.Contains(line, `"set" "resque:worker:`) && !strings.Contains(line, `:started"`):
 				kind = "record"
-			case strings.HasSuffix(strings.TrimSpace(line), `"INCR" "resque:stat:processed"`):
+			case strings.HasSuffix(strings.TrimSpace(line), `"incr" "resque:stat:processed"`):
 				kind = "ack"
-			case strings.Contains(line, `"BLMOVE"`):
+			case strings.Contains(line, `"blmove"`):
 				kind = "wait"
 			default:
 				continue

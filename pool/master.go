@@ -65,7 +65,7 @@ type Options struct {
 	// WorkerCommand is the argv prefix of a built-in worker, to which
 	// "--queues LIST" is appended; nil = Executable "work".
 	WorkerCommand []string
-	RedisURL   string // overrides the config's redis: setting
+	RedisURL      string // overrides the config's redis: setting
 	// ShellPID is the interactive shell that started the master, if any;
 	// the master logs when it goes away (the pool keeps running).
 	ShellPID int
