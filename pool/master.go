@@ -686,7 +686,9 @@ func (m *Master) onExit(pid int, ws syscall.WaitStatus) {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	m.scheduleOrphanScan()
 	m.log.Printf("Reaped worker[%d] (status: %s) queues: %s", pid, status, w.queues)
-	if w.builtin && m.janitor != nil {
+	// A built-in worker that exits 0 has unregistered itself and requeued
+	// anything it held; any other end needs the janitor.
+	if w.builtin && m.janitor != nil && !(ws.Exited() && ws.ExitStatus() == 0) {
 		m.janitor.WorkerExited(pid, w.queues, w.started)
 	}
 	if w.state == WorkerStopping || m.stopping != notStopping {

@@ -373,16 +373,12 @@ func (c *Client) Requeue(ctx context.Context, id string) (int, error) {
 // Unregister requeues the worker's in-flight jobs and removes every trace
 // of it: the workers set entry, its keys, heartbeat and per-worker stats.
 func (c *Client) Unregister(ctx context.Context, id string) (requeued int, err error) {
-	requeued, err = c.Requeue(ctx, id)
+	n, err := unregisterScript.Run(ctx, c.rdb,
+		[]string{c.keys.InFlightIndex(id), c.keys.Worker(id), c.keys.Workers(), c.keys.WorkerStarted(id),
+			c.keys.ProcessedBy(id), c.keys.FailedBy(id), c.keys.Heartbeat()},
+		c.keys.InFlight(id, ""), c.keys.Queue(""), id).Int()
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("unregister worker %s: %w", id, err)
 	}
-	pipe := c.rdb.TxPipeline()
-	pipe.SRem(ctx, c.keys.Workers(), id)
-	pipe.Del(ctx, c.keys.Worker(id), c.keys.WorkerStarted(id), c.keys.ProcessedBy(id), c.keys.FailedBy(id))
-	pipe.HDel(ctx, c.keys.Heartbeat(), id)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return requeued, fmt.Errorf("unregister worker %s: %w", id, err)
-	}
-	return requeued, nil
+	return n, nil
 }

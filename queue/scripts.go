@@ -52,16 +52,14 @@ end
 local B, A = 4, 2
 ` + reserveLua)
 
-// requeueScript puts every in-flight job of a worker back at the head of
-// its queue, in the order they were taken, and forgets the in-flight
-// lists and the worker's current job.
+// requeueLua puts every in-flight job of a worker back at the head of its
+// queue, in the order they were taken, and forgets the in-flight lists
+// and the worker's current job.
 //
 // KEYS[1] in-flight index; KEYS[2] worker key
 // ARGV[1] key prefix of in-flight lists ("resque:poolctl:inflight:ID:")
 // ARGV[2] key prefix of queues ("resque:queue:")
-//
-// Returns the number of jobs requeued.
-var requeueScript = redis.NewScript(`
+const requeueLua = `
 local n = 0
 for _, q in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local src = ARGV[1] .. q
@@ -71,6 +69,21 @@ for _, q in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
+`
+
+// requeueScript runs requeueLua and returns the number of jobs requeued.
+var requeueScript = redis.NewScript(requeueLua + "return n\n")
+
+// unregisterScript requeues like requeueScript, then removes every trace
+// of the worker, in one round trip (a pool stopping a hundred workers
+// pays it a hundred times).
+//
+// KEYS[3] workers set, KEYS[4] started key, KEYS[5] processed:ID,
+// KEYS[6] failed:ID, KEYS[7] heartbeat hash; ARGV[3] the worker id
+var unregisterScript = redis.NewScript(requeueLua + `
+redis.call('SREM', KEYS[3], ARGV[3])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+redis.call('HDEL', KEYS[7], ARGV[3])
 return n
 `)
 

@@ -195,7 +195,10 @@ func (w *Worker) control() (quitting, stopping, paused bool, wake <-chan struct{
 // Run registers the worker, takes and runs jobs until Quit, Terminate or
 // ctx ends (which acts as Terminate), then unregisters, requeueing
 // anything still in flight.
-func (w *Worker) Run(ctx context.Context) error {
+//
+// It returns an error when the final unregister failed, so that a master
+// knows to clean up after it (it skips that for workers that exit 0).
+func (w *Worker) Run(ctx context.Context) (err error) {
 	stopOnCancel := context.AfterFunc(ctx, w.Terminate)
 	defer stopOnCancel()
 
@@ -206,10 +209,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer func() {
 		ctx, cancel := context.WithTimeout(bg, 10*time.Second)
 		defer cancel()
-		n, err := w.q.Unregister(ctx, w.id)
+		n, uerr := w.q.Unregister(ctx, w.id)
 		switch {
-		case err != nil:
-			w.logf("could not unregister: %v (the master will clean up)", err)
+		case uerr != nil:
+			w.logf("could not unregister: %v (the master will clean up)", uerr)
+			if err == nil {
+				err = uerr
+			}
 		case n > 0:
 			w.logf("requeued %d unfinished job(s)", n)
 		}
