@@ -397,28 +397,11 @@ func drain(e *env, z sizes, n int) ([]metric, error) {
 	return []metric{{key: "drain_" + strconv.Itoa(n), value: rate, note: note}}, nil
 }
 
-// reserveLua is queue's reserve script, verbatim (queue/scripts.go).
-const reserveLua = `
-for i = 1, (#KEYS - 1) / 2 do
-  local v = redis.call('LMOVE', KEYS[2*i], KEYS[2*i+1], 'LEFT', 'RIGHT')
-  if v then
-    local rec
-    local ok, decoded = pcall(cjson.decode, v)
-    if ok and type(decoded) == 'table' and string.sub(v, 1, 1) == '{' then
-      rec = '{"queue":' .. cjson.encode(ARGV[i+1]) .. ',"run_at":' .. cjson.encode(ARGV[1]) .. ',"payload":' .. v .. '}'
-    else
-      rec = cjson.encode({queue = ARGV[i+1], run_at = ARGV[1], payload = v})
-    end
-    redis.call('SET', KEYS[1], rec)
-    return {i, v}
-  end
-end
-return false
-`
 
-// ceiling: one client pushes the worker's per-job command mix (EVALSHA
-// reserve = LMOVE + SET record; MULTI LREM DEL INCR INCR EXEC = ack)
-// straight at Redis, 100 jobs per pipeline.
+// ceiling: one client pushes the worker's per-job command mix straight
+// at Redis, pipelined: one reserve, then per job the AckReserve script the
+// busy worker runs (idempotent ack of the previous job plus the next
+// reserve), exactly as queue.Client issues it.
 func ceiling(e *env, z sizes, _ int) ([]metric, error) {
 	total := z.DrainJobs
 	payloads := make([][]byte, total)
@@ -430,12 +413,12 @@ func ceiling(e *env, z sizes, _ int) ([]metric, error) {
 		return nil, err
 	}
 	k := q.Keys()
-	id := queue.WorkerID("benchhost", 1, []string{"ceil"})
-	if err := q.Prepare(bg, id, []string{"ceil"}); err != nil {
+	qs := []string{"ceil"}
+	id := queue.WorkerID("benchhost", 1, qs)
+	if err := q.Prepare(bg, id, qs); err != nil {
 		return nil, err
 	}
-	sha, err := e.rdb.ScriptLoad(bg, reserveLua).Result()
-	if err != nil {
+	if err := q.LoadScripts(bg); err != nil {
 		return nil, err
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), PoolSize: 1})
@@ -443,20 +426,18 @@ func ceiling(e *env, z sizes, _ int) ([]metric, error) {
 	_ = rdb.Ping(bg).Err()
 	const batch = 100
 	t0 := time.Now()
+	first, err := q.Reserve(bg, id, qs, time.Now())
+	if err != nil || first == nil {
+		return nil, fmt.Errorf("ceiling: first reserve: %v %v", first, err)
+	}
 	for done := 0; done < total; {
 		b := min(batch, total-done)
-		runAt := time.Now().UTC().Format(time.RFC3339)
+		now := time.Now()
 		pipe := rdb.Pipeline()
 		for j := 0; j < b; j++ {
-			pipe.Do(bg, "EVALSHA", sha, 3, k.Worker(id), k.Queue("ceil"), k.InFlight(id, "ceil"), runAt, "ceil")
-			pipe.Do(bg, "MULTI")
-			pipe.Do(bg, "LREM", k.InFlight(id, "ceil"), -1, noop)
-			pipe.Do(bg, "DEL", k.Worker(id))
-			pipe.Do(bg, "INCR", k.Processed())
-			pipe.Do(bg, "INCR", k.ProcessedBy(id))
-			pipe.Do(bg, "EXEC")
+			q.AckReserveCmd(bg, pipe, id, first, qs, now) // every payload is noop
 		}
-		if _, err := pipe.Exec(bg); err != nil {
+		if _, err := pipe.Exec(bg); err != nil && err != redis.Nil {
 			return nil, fmt.Errorf("ceiling pipeline: %w", err)
 		}
 		done += b

@@ -239,6 +239,29 @@ func reserved(cmd *redis.Cmd, queues []string) (*Job, error) {
 // On error the caller cannot tell which half ran: retry the Ack, then
 // requeue the worker's in-flight lists.
 func (c *Client) AckReserve(ctx context.Context, id string, done *Job, queues []string, now time.Time) (*Job, error) {
+	keys, args := c.ackReserveArgs(id, done, queues, now)
+	return reserved(ackReserveScript.Run(ctx, c.rdb, keys, args...), queues)
+}
+
+// AckReserveCmd queues AckReserve's script by EVALSHA on s, a client or a
+// pipeline, for callers measuring the command mix itself (the benchmark's
+// ceiling). Call LoadScripts first.
+func (c *Client) AckReserveCmd(ctx context.Context, s redis.Scripter, id string, done *Job, queues []string, now time.Time) *redis.Cmd {
+	keys, args := c.ackReserveArgs(id, done, queues, now)
+	return ackReserveScript.EvalSha(ctx, s, keys, args...)
+}
+
+// LoadScripts loads every script into Redis's script cache.
+func (c *Client) LoadScripts(ctx context.Context) error {
+	for _, s := range []*redis.Script{reserveScript, ackReserveScript, ackScript, requeueScript, unregisterScript} {
+		if err := s.Load(ctx, c.rdb).Err(); err != nil {
+			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *Client) ackReserveArgs(id string, done *Job, queues []string, now time.Time) ([]string, []any) {
 	keys := make([]string, 4, 4+2*len(queues))
 	keys[0] = c.keys.Worker(id)
 	keys[1] = c.keys.InFlight(id, done.Queue)
@@ -251,7 +274,7 @@ func (c *Client) AckReserve(ctx context.Context, id string, done *Job, queues []
 		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
 		args = append(args, q)
 	}
-	return reserved(ackReserveScript.Run(ctx, c.rdb, keys, args...), queues)
+	return keys, args
 }
 
 // BlockingReserve waits up to timeout for a job on one queue, moving it to
