@@ -397,7 +397,6 @@ func drain(e *env, z sizes, n int) ([]metric, error) {
 	return []metric{{key: "drain_" + strconv.Itoa(n), value: rate, note: note}}, nil
 }
 
-
 // ceiling: one client pushes the worker's per-job command mix straight
 // at Redis, pipelined: one reserve, then per job the AckReserve script the
 // busy worker runs (idempotent ack of the previous job plus the next
