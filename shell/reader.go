@@ -2,6 +2,7 @@ package shell
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -131,6 +132,7 @@ type ttyParser struct {
 	lastCtrlD atomic.Bool // the last chunk read was a lone Ctrl-D
 	intr      atomic.Bool
 	injected  atomic.Int32
+	pending   []byte // rest of a chunk that held a line end (paste)
 }
 
 func (t *ttyParser) Setup() error {
@@ -176,16 +178,42 @@ func (t *ttyParser) Read() ([]byte, error) {
 		t.lastCtrlD.Store(b[0] == 0x04)
 		return b, nil
 	}
-	buf := make([]byte, 1024)
-	n, err := syscall.Read(t.fd, buf)
-	if err != nil {
-		return nil, err
+	var chunk []byte
+	if len(t.pending) > 0 {
+		chunk, t.pending = t.pending, nil
+	} else {
+		buf := make([]byte, 1024)
+		n, err := syscall.Read(t.fd, buf)
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return nil, io.EOF
+		}
+		chunk = buf[:n]
 	}
-	if n <= 0 {
-		return nil, io.EOF
+	chunk = t.splitLineEnd(chunk)
+	t.lastCtrlD.Store(len(chunk) == 1 && chunk[0] == 0x04)
+	return chunk, nil
+}
+
+// splitLineEnd hands go-prompt a line end as a key of its own. go-prompt
+// treats a chunk as one key or as text, so a pasted "status\r" (or keys
+// sent in one write) would be inserted as text instead of run; the rest
+// of the chunk is kept for the next Read.
+func (t *ttyParser) splitLineEnd(chunk []byte) []byte {
+	i := bytes.IndexAny(chunk, "\r\n")
+	switch {
+	case i < 0:
+		return chunk
+	case i > 0:
+		t.pending = chunk[i:]
+		return chunk[:i]
+	case len(chunk) > 1:
+		t.pending = chunk[1:]
+		return chunk[:1]
 	}
-	t.lastCtrlD.Store(n == 1 && buf[0] == 0x04)
-	return buf[:n], nil
+	return chunk
 }
 
 // promptReader reads lines with go-prompt. It uses Prompt.Input, one line

@@ -693,6 +693,14 @@ func TestShellPTY(t *testing.T) {
 	sh.expect(strconv.Itoa(pid), 10*time.Second)
 	sh.expect(">> ", 10*time.Second)
 
+	// Pasted lines (one write holding line ends) run, one by one.
+	if _, err := sh.ptmx.Write([]byte("config_path\rhas_log?\r")); err != nil {
+		t.Fatal(err)
+	}
+	sh.expect("pool.yml", 10*time.Second)
+	sh.expect("true", 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+
 	// Ctrl-C at the prompt just clears the line.
 	sh.typeSlowly("bogus\x03")
 	sh.typeSlowly("exit\r")
