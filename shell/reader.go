@@ -132,7 +132,25 @@ type ttyParser struct {
 	lastCtrlD atomic.Bool // the last chunk read was a lone Ctrl-D
 	intr      atomic.Bool
 	injected  atomic.Int32
-	pending   []byte // rest of a chunk that held a line end (paste)
+
+	// Pasted input: go-prompt takes each read chunk as one key or as text,
+	// so a line end must reach it as a key of its own. After a line end,
+	// reads return nothing until the next line is asked for (release):
+	// go-prompt's reading goroutine from the finished line may still call
+	// Read once, and what it got would be lost.
+	mu      sync.Mutex
+	pending []byte // next bytes to hand out
+	held    []byte // bytes after a line end, kept for the next line
+	holding bool   // a line end was handed out; wait for release
+}
+
+// release lets the next line read the bytes held after a line end.
+func (t *ttyParser) release() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.holding = false
+	t.pending = append(t.held, t.pending...)
+	t.held = nil
 }
 
 func (t *ttyParser) Setup() error {
@@ -178,6 +196,11 @@ func (t *ttyParser) Read() ([]byte, error) {
 		t.lastCtrlD.Store(b[0] == 0x04)
 		return b, nil
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.holding {
+		return nil, syscall.EAGAIN // go-prompt ignores read errors and polls again
+	}
 	var chunk []byte
 	if len(t.pending) > 0 {
 		chunk, t.pending = t.pending, nil
@@ -192,28 +215,17 @@ func (t *ttyParser) Read() ([]byte, error) {
 		}
 		chunk = buf[:n]
 	}
-	chunk = t.splitLineEnd(chunk)
+	switch i := bytes.IndexAny(chunk, "\r\n"); {
+	case i > 0:
+		t.pending = chunk[i:] // text first, the line end on the next read
+		chunk = chunk[:i]
+	case i == 0:
+		t.held = append(t.held, chunk[1:]...)
+		t.holding = true
+		chunk = chunk[:1]
+	}
 	t.lastCtrlD.Store(len(chunk) == 1 && chunk[0] == 0x04)
 	return chunk, nil
-}
-
-// splitLineEnd hands go-prompt a line end as a key of its own. go-prompt
-// treats a chunk as one key or as text, so a pasted "status\r" (or keys
-// sent in one write) would be inserted as text instead of run; the rest
-// of the chunk is kept for the next Read.
-func (t *ttyParser) splitLineEnd(chunk []byte) []byte {
-	i := bytes.IndexAny(chunk, "\r\n")
-	switch {
-	case i < 0:
-		return chunk
-	case i > 0:
-		t.pending = chunk[i:]
-		return chunk[:i]
-	case len(chunk) > 1:
-		t.pending = chunk[1:]
-		return chunk[:1]
-	}
-	return chunk
 }
 
 // promptReader reads lines with go-prompt. It uses Prompt.Input, one line
@@ -244,6 +256,7 @@ func (r *promptReader) ReadLine() (string, error) {
 		return "", io.EOF
 	}
 	r.parser.lastCtrlD.Store(false)
+	r.parser.release()
 	line := r.p.Input()
 	// Cooked mode for the command, whatever go-prompt did.
 	_ = term.Restore(r.parser.fd, r.parser.saved)
