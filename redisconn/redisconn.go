@@ -5,6 +5,8 @@ package redisconn
 
 import (
 	"fmt"
+	neturl "net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,14 +31,18 @@ type Options struct {
 	ReadTimeout time.Duration
 }
 
-// Open returns a client for url. A URL with one or more "addr=" query
-// parameters (redis://h1:6379?addr=h2:6379) opens a Cluster client; every
-// other URL a plain client.
+// Open returns a client for url. A URL with "master_name=" finds its
+// master through Redis Sentinel (see openSentinel); one with "addr="
+// query parameters (redis://h1:6379?addr=h2:6379) opens a Cluster client;
+// every other URL a plain client.
 func Open(url string, o Options) (redis.UniversalClient, error) {
 	if o.PoolSize <= 0 {
 		o.PoolSize = 2
 	}
 	name := strings.ReplaceAll(o.Name, " ", "_")
+	if strings.Contains(url, "master_name=") {
+		return openSentinel(url, name, o)
+	}
 	if strings.Contains(url, "addr=") {
 		opts, err := redis.ParseClusterURL(url)
 		if err != nil {
@@ -63,6 +69,39 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 		opts.ReadTimeout = o.ReadTimeout
 	}
 	return redis.NewClient(opts), nil
+}
+
+// openSentinel opens a client that finds its master through Redis
+// Sentinel: redis://[:PASSWORD@]SENTINEL:26379/DB?master_name=NAME
+// [&addr=SENTINEL2:26379 ...]. The password is the master's.
+func openSentinel(raw, name string, o Options) (redis.UniversalClient, error) {
+	u, err := neturl.Parse(raw)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		return nil, fmt.Errorf("redis URL %s: want redis://SENTINEL:PORT/DB?master_name=NAME[&addr=SENTINEL2:PORT]", Redact(raw))
+	}
+	q := u.Query()
+	opts := &redis.FailoverOptions{
+		MasterName:    q.Get("master_name"),
+		SentinelAddrs: append([]string{u.Host}, q["addr"]...),
+		PoolSize:      o.PoolSize,
+		ClientName:    name,
+	}
+	if u.User != nil {
+		opts.Password, _ = u.User.Password()
+		opts.Username = u.User.Username()
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if opts.DB, err = strconv.Atoi(db); err != nil {
+			return nil, fmt.Errorf("redis URL %s: database %q is not a number", Redact(raw), db)
+		}
+	}
+	if o.NoRetry {
+		opts.MaxRetries = -1
+	}
+	if o.ReadTimeout > 0 {
+		opts.ReadTimeout = o.ReadTimeout
+	}
+	return redis.NewFailoverClient(opts), nil
 }
 
 // redactErr keeps a password that a parse error might quote out of logs.

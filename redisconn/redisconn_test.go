@@ -1,8 +1,19 @@
 package redisconn
 
 import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/poolctl/poolctl/internal/redistest"
+	"github.com/poolctl/poolctl/internal/testutil"
 )
 
 func TestRedact(t *testing.T) {
@@ -33,5 +44,50 @@ func TestOpenRejectsBadURLsWithoutLeakingPasswords(t *testing.T) {
 		if !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), ":pw@") {
 			t.Errorf("Open(%q) error = %q, want prefix %q and no password", url, err, want)
 		}
+	}
+}
+
+func TestSentinelURLFindsTheMaster(t *testing.T) {
+	master := redistest.Start(t)
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A sentinel is redis-server in sentinel mode; it rewrites its config.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	host, mport, _ := net.SplitHostPort(master.Addr())
+	cfg := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor pool %s %s 1\n", port, dir, host, mport)
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sentinel := exec.Command(bin, conf, "--sentinel")
+	sentinel.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := sentinel.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sentinel.Process.Kill(); _ = sentinel.Wait() })
+
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0?master_name=pool", port)
+	rdb, err := Open(url, Options{Name: "sentinel-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := context.Background()
+	testutil.Eventually(t, 10*time.Second, "the sentinel to hand out the master", func() bool {
+		return rdb.Set(ctx, "through-sentinel", "yes", 0).Err() == nil
+	})
+	if got := master.Client().Get(ctx, "through-sentinel").Val(); got != "yes" {
+		t.Errorf("the master holds %q, want the value written through the sentinel", got)
+	}
+	if _, err := Open("redis://:pw@127.0.0.1:1/x?master_name=pool", Options{}); err == nil || strings.Contains(err.Error(), "pw") {
+		t.Errorf("bad database in a sentinel URL: %v", err)
 	}
 }
