@@ -5,8 +5,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -464,5 +466,24 @@ func TestOpenFileLimitMakesSpawnsFailNotTheMaster(t *testing.T) {
 		if pool.ProcessAlive(w.PID, w.StartedAt) {
 			t.Errorf("worker %d outlived the master", w.PID)
 		}
+	}
+}
+
+func TestNoRedisConfiguredStartsAPrivateOne(t *testing.T) {
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:6379", 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("a Redis answers on 127.0.0.1:6379, so the pool would use it; the forced path is TestEmbeddedRedisServesAFirstRun")
+	}
+	m := startMaster(t, t.TempDir(), "workers: {demo: 1}\n")
+	m.waitWorkers(1)
+	if !strings.Contains(m.logText(), "no Redis configured: using a private redis-server at unix://") {
+		t.Errorf("log does not announce the private redis-server:\n%s", m.logText())
+	}
+	if _, err := os.Stat(m.paths.Redis); err != nil {
+		t.Errorf("no Redis socket in the runtime directory: %v", err)
+	}
+	m.stop(syscall.SIGQUIT)
+	if _, err := os.Stat(m.paths.Redis); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Redis socket left after the master stopped: %v", err)
 	}
 }
