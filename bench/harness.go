@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool"
 	"github.com/redis/go-redis/v9"
 )
@@ -20,7 +21,7 @@ import (
 // env is what every scenario needs: the binary, a Redis, a scratch dir.
 type env struct {
 	bin  string
-	srv  *redisServer
+	srv  *redistest.Process
 	rdb  *redis.Client
 	tmp  string
 	seq  int

@@ -21,6 +21,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -139,7 +140,7 @@ func runAll(bin string, z sizes, filter *regexp.Regexp, w io.Writer, smoke bool)
 	} else {
 		fmt.Fprintf(w, "keeping %s (BENCH_KEEP)\n", tmp)
 	}
-	srv, err := startRedis(tmp)
+	srv, err := redistest.Launch(tmp, false)
 	if err != nil {
 		return nil, err
 	}

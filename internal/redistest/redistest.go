@@ -1,11 +1,14 @@
-// Package redistest starts private redis-server processes for tests.
+// Package redistest starts private redis-server processes for tests and
+// tools (the benchmark harness).
 //
-// Every server listens on a free loopback port (never 6379), keeps its data
-// in the test's temporary directory, and is stopped when the test ends.
+// Every server listens on a free loopback port (never 6379) and keeps its
+// data in a directory of the caller's; Start ties one to a test and stops
+// it when the test ends, Launch leaves stopping to the caller.
 package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -19,9 +22,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Server is a running private redis-server.
-type Server struct {
-	tb      testing.TB
+// ErrNoRedisServer says redis-server is not installed.
+var ErrNoRedisServer = errors.New("redis-server not found in PATH: install the Debian package redis-server (apt-get install -y redis-server)")
+
+// Process is a running private redis-server.
+type Process struct {
 	bin     string
 	dir     string
 	port    int
@@ -30,76 +35,67 @@ type Server struct {
 	done    chan struct{}
 }
 
-// Option changes how a Server is started.
-type Option func(*Server)
-
-// WithPersistence turns on the append-only file so that the data survives
-// Restart.
-func WithPersistence() Option { return func(s *Server) { s.persist = true } }
-
-// Start boots a redis-server for tb and registers its shutdown with
-// tb.Cleanup. It fails the test when redis-server is not installed.
-func Start(tb testing.TB, opts ...Option) *Server {
-	tb.Helper()
+// Launch boots a redis-server with its data in dir; with persist, the
+// append-only file is on so that the data survives Restart. The caller
+// must Stop it.
+func Launch(dir string, persist bool) (*Process, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		tb.Fatalf("redis-server not found in PATH: install the Debian package redis-server (apt-get install -y redis-server); the tests need a real Redis")
+		return nil, ErrNoRedisServer
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
-	for _, o := range opts {
-		o(s)
-	}
+	p := &Process{bin: bin, dir: dir, persist: persist}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			tb.Fatalf("redistest: %v", err)
+		if p.port, err = freePort(); err != nil {
+			return nil, err
 		}
-		s.port = port
-		if lastErr = s.boot(); lastErr == nil {
-			tb.Cleanup(s.Stop)
-			return s
+		if lastErr = p.boot(); lastErr == nil {
+			return p, nil
 		}
 	}
-	tb.Fatalf("redistest: could not start redis-server: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("could not start redis-server: %w", lastErr)
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("find a free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if port != 6379 {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (s *Server) boot() error {
+func (p *Process) boot() error {
 	args := []string{
 		"--bind", "127.0.0.1",
-		"--port", strconv.Itoa(s.port),
-		"--dir", s.dir,
+		"--port", strconv.Itoa(p.port),
+		"--dir", p.dir,
 		"--save", "",
 		"--daemonize", "no",
 		"--protected-mode", "yes",
-		"--logfile", filepath.Join(s.dir, "redis.log"),
+		"--logfile", filepath.Join(p.dir, "redis.log"),
 	}
-	if s.persist {
+	if p.persist {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
-	cmd := exec.Command(s.bin, args...)
-	// If the test binary dies, take the server with it.
+	cmd := exec.Command(p.bin, args...)
+	// If our process dies, take the server with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	s.cmd, s.done = cmd, done
+	p.cmd, p.done = cmd, done
 
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1})
 	defer rdb.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -111,13 +107,13 @@ func (s *Server) boot() error {
 		}
 		select {
 		case <-done:
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			log, _ := os.ReadFile(filepath.Join(p.dir, "redis.log"))
 			return fmt.Errorf("redis-server exited at start: %s", tail(string(log), 400))
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.kill()
-			return fmt.Errorf("redis-server on port %d did not answer PING: %w", s.port, err)
+			p.kill()
+			return fmt.Errorf("redis-server on port %d did not answer PING: %w", p.port, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -131,13 +127,82 @@ func tail(s string, n int) string {
 }
 
 // Addr is host:port of the server.
-func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+func (p *Process) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
 
 // URL is a redis:// URL for the server.
-func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+func (p *Process) URL() string { return "redis://" + p.Addr() + "/0" }
 
 // PID is the server's process id.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Restart stops the server and starts it again on the same port and data
+// directory.
+func (p *Process) Restart() error {
+	p.Stop()
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = p.boot(); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("restart redis-server: %w", err)
+}
+
+// Stop shuts the server down (TERM, then KILL after 5 s) and waits for it.
+func (p *Process) Stop() {
+	if p == nil || p.cmd == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		p.kill()
+	}
+}
+
+func (p *Process) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Server is a Process tied to a test.
+type Server struct {
+	*Process
+	tb testing.TB
+}
+
+// Option changes how a Server is started.
+type Option func(*options)
+
+type options struct{ persist bool }
+
+// WithPersistence turns on the append-only file so that the data survives
+// Restart.
+func WithPersistence() Option { return func(o *options) { o.persist = true } }
+
+// Start boots a redis-server for tb in a temporary directory and stops it
+// when the test ends. It fails the test when redis-server is not
+// installed.
+func Start(tb testing.TB, opts ...Option) *Server {
+	tb.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	p, err := Launch(tb.TempDir(), o.persist)
+	if err != nil {
+		tb.Fatalf("redistest: %v", err)
+	}
+	tb.Cleanup(p.Stop)
+	return &Server{Process: p, tb: tb}
+}
 
 // Client returns a new client for the server, closed when the test ends.
 func (s *Server) Client() *redis.Client {
@@ -147,39 +212,11 @@ func (s *Server) Client() *redis.Client {
 }
 
 // Restart stops the server and starts it again on the same port and data
-// directory (use WithPersistence to keep the data).
+// directory (use WithPersistence to keep the data); it fails the test if
+// the server does not come back.
 func (s *Server) Restart() {
 	s.tb.Helper()
-	s.Stop()
-	var err error
-	for i := 0; i < 50; i++ {
-		if err = s.boot(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := s.Process.Restart(); err != nil {
+		s.tb.Fatalf("redistest: %v", err)
 	}
-	s.tb.Fatalf("redistest: restart: %v", err)
-}
-
-// Stop shuts the server down and waits for it to exit.
-func (s *Server) Stop() {
-	if s.cmd == nil {
-		return
-	}
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		s.kill()
-	}
-}
-
-func (s *Server) kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.done
 }
