@@ -164,6 +164,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 			break
 		}
 		err, interrupted := runCmd(func(c context.Context) error { return s.Exec(c, line) })
+		if interrupted && s.interactive && err == nil {
+			fmt.Fprintln(s.out) // the terminal echoed ^C; start the prompt on a new line
+		}
 		if err != nil {
 			if interrupted && s.interactive && errors.Is(err, context.Canceled) {
 				fmt.Fprintln(s.errw, "interrupted")
