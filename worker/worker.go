@@ -511,9 +511,10 @@ func (w *Worker) heartbeat(done <-chan struct{}) {
 }
 
 // watchParent terminates the worker when its master is gone (it was
-// SIGKILLed and the parent-death signal did not reach us).
+// SIGKILLed and the parent-death signal did not reach us). It is a
+// backstop, so it looks rarely: idle workers should cost nothing.
 func (w *Worker) watchParent(done <-chan struct{}) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
 		select {
