@@ -544,7 +544,7 @@ func latency(e *env, z sizes, _ int) ([]metric, error) {
 			}
 		}
 	}
-	if _, err := next("wait", 5*time.Second); err != nil {
+	if _, err := next("wait", 12*time.Second); err != nil {
 		return nil, m.failure(err.Error())
 	}
 	var toAck, toRecord []float64

@@ -241,6 +241,12 @@ jobs:
 	t.Logf("chaos: %d jobs, %d worker SIGKILLs, 1 master SIGKILL, 1 Redis restart, %d lost, %d duplicates", jobs, workerKills, lost, dups)
 	if lost > 0 {
 		t.Errorf("%d jobs lost", lost)
+		for i := 0; i < jobs; i++ {
+			if seen["["+strconv.Itoa(i)+"]"] == 0 {
+				t.Logf("lost job %d; failure records: %v; queue keys: %v", i,
+					rdb.LRange(bg, "resque:failed", 0, -1).Val(), rdb.Keys(bg, "resque:*queue*").Val())
+			}
+		}
 	}
 	if limit := workerKills + inFlightAtMasterKill; dups > limit {
 		t.Errorf("%d duplicates, more than the %d runs interrupted by kills", dups, limit)

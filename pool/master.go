@@ -801,6 +801,7 @@ func (m *Master) snapshot() *State {
 		StartedAt:  m.started,
 		UpdatedAt:  time.Now(),
 		ConfigPath: m.opts.ConfigPath,
+		Env:        m.opts.Env,
 		LogPath:    m.log.Path(),
 		Redis:      redisconn.Redact(m.redisURL),
 		Namespace:  m.cfg.Namespace,

@@ -40,6 +40,7 @@ type State struct {
 	StartedAt  time.Time     `json:"started_at"`
 	UpdatedAt  time.Time     `json:"updated_at"`
 	ConfigPath string        `json:"config_path"`
+	Env        string        `json:"env,omitempty"` // environment section of the config in force
 	LogPath    string        `json:"log_path,omitempty"`
 	Redis      string        `json:"redis"` // password redacted
 	Namespace  string        `json:"namespace"`

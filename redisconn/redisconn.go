@@ -29,6 +29,8 @@ type Options struct {
 	// that sends blocking commands by hand needs more than its longest
 	// block.
 	ReadTimeout time.Duration
+	// DialTimeout, when set, replaces go-redis's 5 s default.
+	DialTimeout time.Duration
 }
 
 // Open returns a client for url. A URL with "master_name=" finds its
@@ -55,6 +57,9 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 		if o.ReadTimeout > 0 {
 			opts.ReadTimeout = o.ReadTimeout
 		}
+		if o.DialTimeout > 0 {
+			opts.DialTimeout = o.DialTimeout
+		}
 		return redis.NewClusterClient(opts), nil
 	}
 	opts, err := redis.ParseURL(url)
@@ -67,6 +72,9 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 	}
 	if o.ReadTimeout > 0 {
 		opts.ReadTimeout = o.ReadTimeout
+	}
+	if o.DialTimeout > 0 {
+		opts.DialTimeout = o.DialTimeout
 	}
 	return redis.NewClient(opts), nil
 }
@@ -100,6 +108,9 @@ func openSentinel(raw, name string, o Options) (redis.UniversalClient, error) {
 	}
 	if o.ReadTimeout > 0 {
 		opts.ReadTimeout = o.ReadTimeout
+	}
+	if o.DialTimeout > 0 {
+		opts.DialTimeout = o.DialTimeout
 	}
 	return redis.NewFailoverClient(opts), nil
 }

@@ -572,8 +572,35 @@ func cmdTailUntil(ctx context.Context, s *Session, args []string) error {
 		fctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	// Without a master nothing will write the line: stop once the log
+	// has been read to its end, instead of following forever.
+	fctx, stopFollow := context.WithCancelCause(fctx)
+	defer stopFollow(nil)
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for gone := 0; ; {
+			select {
+			case <-fctx.Done():
+				return
+			case <-t.C:
+			}
+			if _, alive := s.masterPID(); alive {
+				gone = 0
+				continue
+			}
+			// Twice in a row: the follower has had time to read the rest.
+			if gone++; gone >= 2 {
+				stopFollow(errNoMaster)
+				return
+			}
+		}
+	}()
 	cw := &countWriter{w: s.out}
 	err = logtail.Follow(fctx, s.logPath, s.logOff, cw, func(line string) bool { return re.MatchString(line) })
+	if context.Cause(fctx) == errNoMaster && ctx.Err() == nil {
+		err = errNoMaster
+	}
 	s.logOff += cw.n
 	if end := fileSize(s.logPath); s.logOff > end {
 		s.logOff = logEnd(s.logPath)
@@ -581,12 +608,16 @@ func cmdTailUntil(ctx context.Context, s *Session, args []string) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, errNoMaster):
+		return fmt.Errorf("log.tail_until: no line matched %q, and no master is running to write more", args[0])
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		return fmt.Errorf("log.tail_until: no line matched %q within %v", args[0], timeout)
 	default:
 		return err
 	}
 }
+
+var errNoMaster = errors.New("no master is running")
 
 type countWriter struct {
 	w io.Writer

@@ -62,6 +62,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	// running and go. SIGINT cancels only the running command (and ends a
 	// script); at the prompt it is just a key.
 	var hangup atomic.Value
+	var interruptedIdle atomic.Bool // SIGINT ended a script between commands
 	var (
 		readerMu sync.Mutex
 		reader   LineReader
@@ -125,8 +126,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 			return err
 		}
 	case !opts.NoStart:
-		if err, _ := runCmd(func(c context.Context) error { return s.startMaster(c, true) }); err != nil {
+		err, interrupted := runCmd(func(c context.Context) error { return s.startMaster(c, true) })
+		if err != nil {
 			report("start", err)
+		}
+		if interrupted && !s.interactive {
+			s.leave = leaveExit // Ctrl-C ends a script, even during start-up
 		}
 	}
 	if rootCtx.Err() == nil {
@@ -151,10 +156,30 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if rootCtx.Err() != nil {
 		r.Interrupt()
 	}
+	if !s.interactive {
+		// SIGINT while a script waits for its next line ends the script
+		// (during a command, the command's own context catches it).
+		stopIdleInt := make(chan struct{})
+		defer close(stopIdleInt)
+		idleInts := make(chan os.Signal, 1)
+		signal.Notify(idleInts, os.Interrupt)
+		defer signal.Stop(idleInts)
+		go func() {
+			select {
+			case <-idleInts:
+				interruptedIdle.Store(true)
+				r.Interrupt()
+			case <-stopIdleInt:
+			}
+		}()
+	}
 
 	for s.leave == stay {
 		line, err := r.ReadLine()
 		if err == io.EOF {
+			if interruptedIdle.Load() {
+				report(fmt.Sprintf("line %d", r.LineNo()+1), errors.New("interrupted"))
+			}
 			s.leave = leaveExit
 			break
 		}
@@ -168,9 +193,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 			fmt.Fprintln(s.out) // the terminal echoed ^C; start the prompt on a new line
 		}
 		if err != nil {
-			if interrupted && s.interactive && errors.Is(err, context.Canceled) {
+			switch {
+			case interrupted && s.interactive && errors.Is(err, context.Canceled):
 				fmt.Fprintln(s.errw, "interrupted")
-			} else {
+			case errors.Is(err, context.Canceled):
+				report(fmt.Sprintf("line %d", r.LineNo()), errors.New("interrupted"))
+			default:
 				report(fmt.Sprintf("line %d", r.LineNo()), err)
 			}
 		}

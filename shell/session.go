@@ -217,6 +217,9 @@ func (s *Session) attach(name string) error {
 	if st.LogPath != "" {
 		s.logPath = st.LogPath
 	}
+	if s.opts.Env == "" {
+		s.opts.Env = st.Env // read the file as the master does
+	}
 	cfg, err := spec.LoadConfig(s.configPath, s.opts.Env)
 	if err != nil {
 		return fmt.Errorf("pool %q: %w", name, err)
@@ -256,6 +259,9 @@ func (s *Session) refreshConfig() {
 // writeConfig writes the shell's configuration to the master's config
 // file.
 func (s *Session) writeConfig() error {
+	if s.foreignConfig() {
+		return fmt.Errorf("the master reads %s, a config file poolctl did not write (it may hold comments and environment sections), so the shell does not rewrite it: edit it and use reload", s.configPath)
+	}
 	data, err := s.cfg.Marshal()
 	if err != nil {
 		return err
@@ -272,13 +278,25 @@ func (s *Session) writeConfig() error {
 	return nil
 }
 
+// foreignConfig reports whether the master reads a config file other
+// than the pool's own copy (a master started by hand with -c FILE).
+func (s *Session) foreignConfig() bool { return s.configPath != s.paths.Config }
+
 // reload writes the config file and sends SIGHUP to the master.
 func (s *Session) reload() (int, error) {
 	pid, err := s.requireMaster()
 	if err != nil {
 		return 0, err
 	}
-	if err := s.writeConfig(); err != nil {
+	if s.foreignConfig() {
+		// Someone else's file: re-read it, never rewrite it.
+		cfg, err := spec.LoadConfig(s.configPath, s.opts.Env)
+		if err != nil {
+			return 0, err
+		}
+		s.cfg = cfg
+		s.stampConfig()
+	} else if err := s.writeConfig(); err != nil {
 		return 0, err
 	}
 	s.expectSpec = s.cfg.Workers.String()
@@ -502,11 +520,14 @@ func (s *Session) redisURL() string {
 			return u
 		}
 	}
-	if s.opts.Redis != "" {
+	if s.opts.Redis != "" && s.opts.Redis != "embedded" {
 		return s.opts.Redis
 	}
-	if s.cfg != nil && s.cfg.Redis != "" {
-		return s.cfg.Redis
+	if s.cfg != nil && s.cfg.Redis != "" && s.cfg.Redis != "embedded" {
+		return s.cfg.Redis // "embedded" means a private Redis that only a running master has
+	}
+	if s.opts.Redis == "embedded" {
+		return ""
 	}
 	return os.Getenv("REDIS_URL")
 }
@@ -531,7 +552,9 @@ func (s *Session) queueClient() (*queue.Client, string, error) {
 		if s.rdb != nil {
 			s.rdb.Close()
 		}
-		rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-shell", PoolSize: 2})
+		// go-redis ignores context deadlines on reads; bound them here so
+		// status never waits longer than summaryTimeout for Redis.
+		rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-shell", PoolSize: 2, ReadTimeout: summaryTimeout, DialTimeout: summaryTimeout})
 		if err != nil {
 			return nil, url, err
 		}
@@ -579,12 +602,19 @@ func (s *Session) queueNames() []string {
 	}
 	s.mu.Unlock()
 	if stale {
+		// Read the session's settings here, on the caller's goroutine; the
+		// refresh uses a client of its own so it never touches state that
+		// commands change.
+		url, ns := s.redisURL(), s.namespace()
 		go func() {
 			var got []string
-			if qc, _, err := s.queueClient(); err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
-				got, _ = qc.QueueNames(ctx)
-				cancel()
+			if url != "" {
+				if rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-shell-complete", PoolSize: 1, ReadTimeout: summaryTimeout, DialTimeout: summaryTimeout}); err == nil {
+					ctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
+					got, _ = queue.New(rdb, ns).QueueNames(ctx)
+					cancel()
+					rdb.Close()
+				}
 			}
 			s.mu.Lock()
 			if got != nil {
