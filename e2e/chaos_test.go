@@ -205,7 +205,7 @@ jobs:
 		time.Sleep(time.Duration(50+rng.Intn(200)) * time.Millisecond)
 		if ws := state().Workers; len(ws) > 0 && rng.Intn(3) == 0 {
 			w := ws[rng.Intn(len(ws))]
-			if w.State != pool.WorkerStopping && syscall.Kill(w.PID, syscall.SIGKILL) == nil {
+			if w.State != pool.WorkerStopping && killWorker(w) {
 				workerKills++
 				killedPIDs[w.PID] = time.Now()
 			}

@@ -212,7 +212,7 @@ jobs:
 		if len(ws) == 0 {
 			continue
 		}
-		if syscall.Kill(ws[rng.Intn(len(ws))].PID, syscall.SIGKILL) == nil {
+		if killWorker(ws[rng.Intn(len(ws))]) {
 			kills++
 		}
 	}
@@ -486,4 +486,16 @@ func TestNoRedisConfiguredStartsAPrivateOne(t *testing.T) {
 	if _, err := os.Stat(m.paths.Redis); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Redis socket left after the master stopped: %v", err)
 	}
+}
+
+// killWorker SIGKILLs w if its pid still belongs to that worker. The state
+// file can be a moment old and pids are reused quickly (pid_max can be
+// 32768): without the check a test could kill a job process that took
+// over the pid, which the worker would rightly record as a failed job.
+func killWorker(w pool.WorkerState) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", w.PID))
+	if err != nil || !bytes.Contains(cmdline, []byte("--queues")) || !pool.ProcessAlive(w.PID, w.StartedAt) {
+		return false
+	}
+	return syscall.Kill(w.PID, syscall.SIGKILL) == nil
 }
