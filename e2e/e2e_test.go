@@ -436,6 +436,16 @@ func TestOpenFileLimitMakesSpawnsFailNotTheMaster(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	t.Cleanup(func() {
+		// A failing assertion must not leave the master running.
+		if !exited {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
 	paths := pool.PathsFor(runtime, "nofile")
 	logText := func() string { b, _ := os.ReadFile(filepath.Join(runtime, "pool.log")); return string(b) }
 	eventually(t, "spawn failures logged", 15*time.Second, func() bool {
@@ -451,15 +461,13 @@ func TestOpenFileLimitMakesSpawnsFailNotTheMaster(t *testing.T) {
 		t.Errorf("%d workers under a 40-descriptor limit; the limit was not hit", len(s.Workers))
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
+		exited = true
 		if err != nil {
 			t.Errorf("master exit: %v", err)
 		}
 	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
 		t.Fatal("master did not stop")
 	}
 	for _, w := range s.Workers {
