@@ -29,19 +29,6 @@ import (
 	"github.com/poolctl/poolctl/spec"
 )
 
-// Environment variables the master sets for every worker (see package
-// workerenv, which the worker's command shares).
-const (
-	EnvQueues     = workerenv.Queues
-	EnvQueue      = workerenv.Queue
-	EnvRedisURL   = workerenv.RedisURL
-	EnvNamespace  = workerenv.Namespace
-	EnvPool       = workerenv.Pool
-	EnvMasterPID  = workerenv.MasterPID
-	EnvJobs       = workerenv.Jobs
-	EnvJobTimeout = workerenv.JobTimeout
-)
-
 // Janitor tidies up after built-in workers (requeueing their in-flight jobs
 // and removing their registrations). The master calls it from its own
 // goroutines, never from the event loop.
@@ -579,22 +566,22 @@ func (m *Master) workerEnv(g *group) []string {
 	env := make([]string, 0, len(os.Environ())+8)
 	for _, kv := range os.Environ() {
 		switch key, _, _ := strings.Cut(kv, "="); key {
-		case EnvQueues, EnvQueue, EnvNamespace, EnvPool, EnvMasterPID, EnvJobs, EnvJobTimeout, EnvRedisURL:
+		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL:
 			continue
 		}
 		env = append(env, kv)
 	}
 	env = append(env,
-		EnvQueues+"="+g.queues,
-		EnvQueue+"="+g.queues,
-		EnvNamespace+"="+m.cfg.Namespace,
-		EnvPool+"="+m.opts.Paths.Name,
-		EnvMasterPID+"="+strconv.Itoa(os.Getpid()),
-		EnvJobs+"="+string(jobs),
-		EnvJobTimeout+"="+m.cfg.JobTimeout.String(),
+		workerenv.Queues+"="+g.queues,
+		workerenv.Queue+"="+g.queues,
+		workerenv.Namespace+"="+m.cfg.Namespace,
+		workerenv.Pool+"="+m.opts.Paths.Name,
+		workerenv.MasterPID+"="+strconv.Itoa(os.Getpid()),
+		workerenv.Jobs+"="+string(jobs),
+		workerenv.JobTimeout+"="+m.cfg.JobTimeout.String(),
 	)
 	if m.redisURL != "" {
-		env = append(env, EnvRedisURL+"="+m.redisURL)
+		env = append(env, workerenv.RedisURL+"="+m.redisURL)
 	}
 	return env
 }

@@ -162,12 +162,12 @@ func runQueues(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if *asJSON {
 		return writeJSON(stdout, s)
 	}
-	PrintSummary(stdout, s)
+	printSummary(stdout, s)
 	return nil
 }
 
-// PrintSummary renders a queue summary as a table.
-func PrintSummary(w io.Writer, s *queue.Summary) {
+// printSummary renders a queue summary as a table.
+func printSummary(w io.Writer, s *queue.Summary) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "QUEUE\tDEPTH\tWORKERS")
 	on := s.WorkersOn()
