@@ -415,9 +415,6 @@ func ceiling(e *env, z sizes, _ int) ([]metric, error) {
 	k := q.Keys()
 	qs := []string{"ceil"}
 	id := queue.WorkerID("benchhost", 1, qs)
-	if err := q.Prepare(bg, id, qs); err != nil {
-		return nil, err
-	}
 	if err := q.LoadScripts(bg); err != nil {
 		return nil, err
 	}
@@ -435,7 +432,10 @@ func ceiling(e *env, z sizes, _ int) ([]metric, error) {
 		now := time.Now()
 		pipe := rdb.Pipeline()
 		for j := 0; j < b; j++ {
-			q.AckReserveCmd(bg, pipe, id, first, qs, now) // every payload is noop
+			// Every payload is noop; the token of each job is the one the
+			// previous script reserved it with.
+			_, next := q.AckReserveCmd(bg, pipe, id, first, qs, now)
+			first = &queue.Job{Queue: first.Queue, Payload: first.Payload, Token: next}
 		}
 		if _, err := pipe.Exec(bg); err != nil && err != redis.Nil {
 			return nil, fmt.Errorf("ceiling pipeline: %w", err)
@@ -597,7 +597,7 @@ func status(e *env, z sizes, _ int) ([]metric, error) {
 	}
 	q := queue.New(e.rdb, "")
 	for i := 0; i < n; i++ {
-		if err := q.Register(bg, queue.WorkerID("benchhost", 100000+i, []string{"foo"}), time.Now()); err != nil {
+		if err := q.Register(bg, queue.Registration{ID: queue.WorkerID("benchhost", 100000+i, []string{"foo"}), Started: time.Now()}); err != nil {
 			return nil, err
 		}
 	}

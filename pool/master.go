@@ -57,7 +57,7 @@ type Options struct {
 	// the master logs when it goes away (the pool keeps running).
 	ShellPID int
 	// Janitor, when set, is told about every reaped built-in worker.
-	Janitor func(redisURL, namespace string, log *Logger) (Janitor, error)
+	Janitor func(redisURL string, cfg *spec.Config, log *Logger) (Janitor, error)
 	// RedisResolver, when set, decides the Redis URL when none is
 	// configured (e.g. by starting an embedded server). It returns the URL
 	// and a function that stops whatever it started.
@@ -232,7 +232,7 @@ func (m *Master) run(ctx context.Context) error {
 		go m.watchShell()
 	}
 	if m.opts.Janitor != nil && url != "" {
-		j, err := m.opts.Janitor(url, m.cfg.Namespace, m.log)
+		j, err := m.opts.Janitor(url, m.cfg, m.log)
 		if err != nil {
 			m.log.Printf("warning: Redis clean-up disabled: %v", err)
 		} else {
@@ -566,7 +566,7 @@ func (m *Master) workerEnv(g *group) []string {
 	env := make([]string, 0, len(os.Environ())+8)
 	for _, kv := range os.Environ() {
 		switch key, _, _ := strings.Cut(kv, "="); key {
-		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL:
+		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL, workerenv.HeartbeatInterval:
 			continue
 		}
 		env = append(env, kv)
@@ -579,6 +579,7 @@ func (m *Master) workerEnv(g *group) []string {
 		workerenv.MasterPID+"="+strconv.Itoa(os.Getpid()),
 		workerenv.Jobs+"="+string(jobs),
 		workerenv.JobTimeout+"="+m.cfg.JobTimeout.String(),
+		workerenv.HeartbeatInterval+"="+m.cfg.HeartbeatInterval.String(),
 	)
 	if m.redisURL != "" {
 		env = append(env, workerenv.RedisURL+"="+m.redisURL)

@@ -2,13 +2,15 @@ package queue
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,11 +20,21 @@ import (
 type Client struct {
 	rdb  redis.UniversalClient
 	keys Keys
+
+	tokenPrefix string       // random per Client: tokens never repeat across processes
+	tokenSeq    atomic.Int64 // makes tokens unique within the Client
 }
 
 // New returns a Client over rdb for namespace ns ("" = "resque:").
 func New(rdb redis.UniversalClient, ns string) *Client {
-	return &Client{rdb: rdb, keys: NewKeys(ns)}
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return &Client{rdb: rdb, keys: NewKeys(ns), tokenPrefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+// newToken returns a reservation token no other reservation has.
+func (c *Client) newToken() string {
+	return c.tokenPrefix + strconv.FormatInt(c.tokenSeq.Add(1), 36)
 }
 
 // Keys returns the key builder.
@@ -35,6 +47,10 @@ func (c *Client) Redis() redis.UniversalClient { return c.rdb }
 type Job struct {
 	Queue   string
 	Payload []byte
+	// Token identifies this reservation: acknowledging a job needs it, so
+	// no retried acknowledgement can remove another job with the same
+	// payload.
+	Token string
 }
 
 // Resque's time formats.
@@ -117,7 +133,7 @@ func (c *Client) Expand(ctx context.Context, patterns []string) ([]string, error
 			}
 		}
 		for _, q := range known {
-			if ok, _ := path.Match(p, q); ok {
+			if fnmatch(p, q) {
 				add(q)
 			}
 		}
@@ -146,20 +162,26 @@ func ParseWorkerID(id string) (host string, pid int, queues string, err error) {
 	return parts[0], pid, parts[2], nil
 }
 
-// Register records a starting worker the way Resque does. started is the
-// worker's own clock (compared with its process start time on this host);
-// the first heartbeat uses Redis's clock.
-func (c *Client) Register(ctx context.Context, id string, started time.Time) error {
+// Registration is what a worker records about itself in Redis.
+type Registration struct {
+	ID string
+	// Started is the worker's own clock at start, Resque's "started";
+	// shown to people, never used to judge liveness.
+	Started time.Time
+	// Identity tells this process apart from any later process with the
+	// same pid on its host (internal/procid); "" when unknown.
+	Identity string
+}
+
+// Register records a starting worker the way Resque does, plus its
+// process identity; the heartbeat uses Redis's clock.
+func (c *Client) Register(ctx context.Context, r Registration) error {
 	beat, err := c.ServerTime(ctx)
 	if err != nil {
-		return fmt.Errorf("register worker %s: %w", id, err)
+		return fmt.Errorf("register worker %s: %w", r.ID, err)
 	}
-	pipe := c.rdb.TxPipeline()
-	pipe.SAdd(ctx, c.keys.Workers(), id)
-	pipe.Set(ctx, c.keys.WorkerStarted(id), started.Format(startedLayout), 0)
-	pipe.HSet(ctx, c.keys.Heartbeat(), id, beat.Format(heartbeatLayout))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("register worker %s: %w", id, err)
+	if err := c.Heartbeat(ctx, r, beat); err != nil {
+		return fmt.Errorf("register worker %s: %w", r.ID, err)
 	}
 	return nil
 }
@@ -175,49 +197,43 @@ func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
 	return t, nil
 }
 
-// Heartbeat refreshes a worker's heartbeat; pass ServerTime.
-func (c *Client) Heartbeat(ctx context.Context, id string, now time.Time) error {
-	if err := c.rdb.HSet(ctx, c.keys.Heartbeat(), id, now.Format(heartbeatLayout)).Err(); err != nil {
-		return fmt.Errorf("heartbeat %s: %w", id, err)
+// Heartbeat refreshes a worker's heartbeat (pass ServerTime) and
+// re-asserts the rest of its registration in the same transaction, so a
+// worker whose registration was lost (Redis restarted empty, or pruned by
+// another tool) is back within one heartbeat.
+func (c *Client) Heartbeat(ctx context.Context, r Registration, now time.Time) error {
+	pipe := c.rdb.TxPipeline()
+	pipe.SAdd(ctx, c.keys.Workers(), r.ID)
+	pipe.Set(ctx, c.keys.WorkerStarted(r.ID), r.Started.Format(startedLayout), 0)
+	pipe.HSet(ctx, c.keys.Heartbeat(), r.ID, now.Format(heartbeatLayout))
+	if r.Identity != "" {
+		pipe.Set(ctx, c.keys.Identity(r.ID), r.Identity, 0)
 	}
-	return nil
-}
-
-// Prepare declares the queues a worker is about to reserve from, so that
-// a requeue after its death finds every in-flight list. Call it before
-// Reserve or BlockingReserve with a new queue list.
-func (c *Client) Prepare(ctx context.Context, id string, queues []string) error {
-	if len(queues) == 0 {
-		return nil
-	}
-	members := make([]any, len(queues))
-	for i, q := range queues {
-		members[i] = q
-	}
-	if err := c.rdb.SAdd(ctx, c.keys.InFlightIndex(id), members...).Err(); err != nil {
-		return fmt.Errorf("prepare in-flight index for %s: %w", id, err)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("heartbeat %s: %w", r.ID, err)
 	}
 	return nil
 }
 
 // Reserve atomically moves the first job of the first non-empty queue (in
 // the given priority order) into the worker's in-flight list and records
-// it as the worker's current job. It returns nil, nil when all queues are
-// empty. The queues must have been declared with Prepare.
+// it as the worker's current job, with a new reservation token. It returns
+// nil, nil when all queues are empty.
 func (c *Client) Reserve(ctx context.Context, id string, queues []string, now time.Time) (*Job, error) {
-	keys := make([]string, 1, 1+2*len(queues))
-	keys[0] = c.keys.Worker(id)
-	args := make([]any, 1, 1+len(queues))
-	args[0] = now.UTC().Format(time.RFC3339)
+	token := c.newToken()
+	keys := make([]string, 3, 3+2*len(queues))
+	keys[0], keys[1], keys[2] = c.keys.Worker(id), c.keys.InFlightIndex(id), c.keys.Reservation(id)
+	args := make([]any, 2, 2+len(queues))
+	args[0], args[1] = token, now.UTC().Format(time.RFC3339)
 	for _, q := range queues {
 		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
 		args = append(args, q)
 	}
-	return reserved(reserveScript.Run(ctx, c.rdb, keys, args...), queues)
+	return reserved(reserveScript.Run(ctx, c.rdb, keys, args...), queues, token)
 }
 
 // reserved decodes the reply of a reserving script.
-func reserved(cmd *redis.Cmd, queues []string) (*Job, error) {
+func reserved(cmd *redis.Cmd, queues []string, token string) (*Job, error) {
 	res, err := cmd.Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -230,7 +246,7 @@ func reserved(cmd *redis.Cmd, queues []string) (*Job, error) {
 	if i < 1 || int(i) > len(queues) {
 		return nil, fmt.Errorf("reserve: unexpected reply %v", res)
 	}
-	return &Job{Queue: queues[i-1], Payload: []byte(payload)}, nil
+	return &Job{Queue: queues[i-1], Payload: []byte(payload), Token: token}, nil
 }
 
 // AckReserve acknowledges done as a success (idempotently, like Ack) and
@@ -239,21 +255,24 @@ func reserved(cmd *redis.Cmd, queues []string) (*Job, error) {
 // On error the caller cannot tell which half ran: retry the Ack, then
 // requeue the worker's in-flight lists.
 func (c *Client) AckReserve(ctx context.Context, id string, done *Job, queues []string, now time.Time) (*Job, error) {
-	keys, args := c.ackReserveArgs(id, done, queues, now)
-	return reserved(ackReserveScript.Run(ctx, c.rdb, keys, args...), queues)
+	next := c.newToken()
+	keys, args := c.ackReserveArgs(id, done, next, queues, now)
+	return reserved(ackReserveScript.Run(ctx, c.rdb, keys, args...), queues, next)
 }
 
 // AckReserveCmd queues AckReserve's script by EVALSHA on s, a client or a
 // pipeline, for callers measuring the command mix itself (the benchmark's
-// ceiling). Call LoadScripts first.
-func (c *Client) AckReserveCmd(ctx context.Context, s redis.Scripter, id string, done *Job, queues []string, now time.Time) *redis.Cmd {
-	keys, args := c.ackReserveArgs(id, done, queues, now)
-	return ackReserveScript.EvalSha(ctx, s, keys, args...)
+// ceiling), and returns the token the next job will carry if the script
+// reserves one. Call LoadScripts first.
+func (c *Client) AckReserveCmd(ctx context.Context, s redis.Scripter, id string, done *Job, queues []string, now time.Time) (cmd *redis.Cmd, nextToken string) {
+	next := c.newToken()
+	keys, args := c.ackReserveArgs(id, done, next, queues, now)
+	return ackReserveScript.EvalSha(ctx, s, keys, args...), next
 }
 
 // LoadScripts loads every script into Redis's script cache.
 func (c *Client) LoadScripts(ctx context.Context) error {
-	for _, s := range []*redis.Script{reserveScript, ackReserveScript, ackScript, requeueScript, unregisterScript} {
+	for _, s := range []*redis.Script{reserveScript, ackReserveScript, claimScript, ackScript, requeueScript, unregisterScript, retryScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}
@@ -261,15 +280,19 @@ func (c *Client) LoadScripts(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) ackReserveArgs(id string, done *Job, queues []string, now time.Time) ([]string, []any) {
-	keys := make([]string, 4, 4+2*len(queues))
+func (c *Client) ackReserveArgs(id string, done *Job, next string, queues []string, now time.Time) ([]string, []any) {
+	keys := make([]string, 6, 6+2*len(queues))
 	keys[0] = c.keys.Worker(id)
 	keys[1] = c.keys.InFlight(id, done.Queue)
 	keys[2] = c.keys.Processed()
 	keys[3] = c.keys.ProcessedBy(id)
-	args := make([]any, 2, 2+len(queues))
+	keys[4] = c.keys.InFlightIndex(id)
+	keys[5] = c.keys.Reservation(id)
+	args := make([]any, 4, 4+len(queues))
 	args[0] = done.Payload
-	args[1] = now.UTC().Format(time.RFC3339)
+	args[1] = done.Token
+	args[2] = next
+	args[3] = now.UTC().Format(time.RFC3339)
 	for _, q := range queues {
 		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
 		args = append(args, q)
@@ -278,38 +301,45 @@ func (c *Client) ackReserveArgs(id string, done *Job, queues []string, now time.
 }
 
 // BlockingReserve waits up to timeout for a job on one queue, moving it to
-// the in-flight list as it arrives (BLMOVE), then records it as the
-// worker's current job. It returns nil, nil on timeout. The timeout may be
-// fractional; go-redis cannot interrupt the wait, so close the client to
-// abandon it. blocking's read timeout must exceed timeout: go-redis does
-// not extend it for commands sent with Do.
+// the in-flight list as it arrives (BLMOVE, preceded on the same
+// connection by declaring the queue in the worker's in-flight index, so
+// recovery can always find the list), then claims it (Claim). It returns
+// nil, nil on timeout. The timeout may be fractional; go-redis cannot
+// interrupt the wait, so close the client to abandon it. blocking's read
+// timeout must exceed timeout: go-redis does not extend it for commands
+// sent with Do.
+//
+// When the claim fails the job is returned with the error: it is safe in
+// the in-flight list, and the caller must Claim it before running it.
 func (c *Client) BlockingReserve(ctx context.Context, blocking redis.UniversalClient, id, queue string, timeout time.Duration, now func() time.Time) (*Job, error) {
 	// Sent by hand: go-redis's BLMove rounds timeouts up to whole seconds.
 	secs := strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64)
-	v, err := blocking.Do(ctx, "BLMOVE", c.keys.Queue(queue), c.keys.InFlight(id, queue), "LEFT", "RIGHT", secs).Text()
+	pipe := blocking.Pipeline()
+	pipe.SAdd(ctx, c.keys.InFlightIndex(id), queue)
+	move := pipe.Do(ctx, "BLMOVE", c.keys.Queue(queue), c.keys.InFlight(id, queue), "LEFT", "RIGHT", secs)
+	_, _ = pipe.Exec(ctx)
+	v, err := move.Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("wait for a job on %s: %w", queue, err)
 	}
-	job := &Job{Queue: queue, Payload: []byte(v)}
-	if err := c.rdb.Set(ctx, c.keys.Worker(id), workerRecord(queue, now(), job.Payload), 0).Err(); err != nil {
-		// The job is safe in the in-flight list; the record is cosmetic.
-		return job, fmt.Errorf("record current job of %s: %w", id, err)
-	}
-	return job, nil
+	job := &Job{Queue: queue, Payload: []byte(v), Token: c.newToken()}
+	return job, c.Claim(ctx, id, job, now())
 }
 
-// workerRecord is Resque's {"queue","run_at","payload"} record.
-func workerRecord(queue string, now time.Time, payload []byte) []byte {
-	rec := struct {
-		Queue   string          `json:"queue"`
-		RunAt   string          `json:"run_at"`
-		Payload json.RawMessage `json:"payload"`
-	}{queue, now.UTC().Format(time.RFC3339), rawOrString(payload)}
-	b, _ := json.Marshal(rec)
-	return b
+// Claim records job, moved into worker id's in-flight list by a blocking
+// wait, as the worker's current reservation (its token) and current job
+// (Resque's record). It is idempotent: retry it until it succeeds.
+func (c *Client) Claim(ctx context.Context, id string, job *Job, now time.Time) error {
+	err := claimScript.Run(ctx, c.rdb,
+		[]string{c.keys.Worker(id), c.keys.InFlightIndex(id), c.keys.Reservation(id)},
+		job.Token, job.Queue, now.UTC().Format(time.RFC3339), job.Payload).Err()
+	if err != nil {
+		return fmt.Errorf("claim job from %s for %s: %w", job.Queue, id, err)
+	}
+	return nil
 }
 
 // rawOrString returns payload itself when it is a JSON object, else the
@@ -323,12 +353,13 @@ func rawOrString(payload []byte) json.RawMessage {
 }
 
 // Ack records a successful job and removes it from the in-flight list.
-// It is idempotent: the counters move only if the job was still in
-// flight, so retrying after a lost reply cannot count it twice.
+// It is idempotent: it acts only while the worker's reservation still
+// carries job's token, so retrying after a lost reply can neither count it
+// twice nor remove another job with the same payload.
 func (c *Client) Ack(ctx context.Context, id string, job *Job) error {
 	err := ackScript.Run(ctx, c.rdb,
-		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Processed(), c.keys.ProcessedBy(id)},
-		job.Payload).Err()
+		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id)},
+		job.Payload, job.Token).Err()
 	if err != nil {
 		return fmt.Errorf("acknowledge job from %s: %w", job.Queue, err)
 	}
@@ -355,7 +386,8 @@ type FailureRecord struct {
 }
 
 // Fail records a failed job (failure record, stats) and removes it from
-// the in-flight list, atomically and idempotently, like Ack.
+// the in-flight list, atomically and idempotently, like Ack. As in Resque,
+// a failed job counts as processed too.
 func (c *Client) Fail(ctx context.Context, id string, job *Job, f Failure, now time.Time) error {
 	if f.Backtrace == nil {
 		f.Backtrace = []string{}
@@ -373,8 +405,9 @@ func (c *Client) Fail(ctx context.Context, id string, job *Job, f Failure, now t
 		return fmt.Errorf("encode failure record: %w", err)
 	}
 	err = ackScript.Run(ctx, c.rdb,
-		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Failed(), c.keys.FailedBy(id), c.keys.FailedList()},
-		job.Payload, rec).Err()
+		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id),
+			c.keys.Failed(), c.keys.FailedBy(id), c.keys.FailedList()},
+		job.Payload, job.Token, rec).Err()
 	if err != nil {
 		return fmt.Errorf("record failed job from %s: %w", job.Queue, err)
 	}
@@ -385,7 +418,7 @@ func (c *Client) Fail(ctx context.Context, id string, job *Job, f Failure, now t
 // queue and clears its current job. It returns how many jobs moved.
 func (c *Client) Requeue(ctx context.Context, id string) (int, error) {
 	n, err := requeueScript.Run(ctx, c.rdb,
-		[]string{c.keys.InFlightIndex(id), c.keys.Worker(id)},
+		[]string{c.keys.InFlightIndex(id), c.keys.Worker(id), c.keys.Reservation(id)},
 		c.keys.InFlight(id, ""), c.keys.Queue("")).Int()
 	if err != nil {
 		return 0, fmt.Errorf("requeue in-flight jobs of %s: %w", id, err)
@@ -397,8 +430,8 @@ func (c *Client) Requeue(ctx context.Context, id string) (int, error) {
 // of it: the workers set entry, its keys, heartbeat and per-worker stats.
 func (c *Client) Unregister(ctx context.Context, id string) (requeued int, err error) {
 	n, err := unregisterScript.Run(ctx, c.rdb,
-		[]string{c.keys.InFlightIndex(id), c.keys.Worker(id), c.keys.Workers(), c.keys.WorkerStarted(id),
-			c.keys.ProcessedBy(id), c.keys.FailedBy(id), c.keys.Heartbeat()},
+		[]string{c.keys.InFlightIndex(id), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Workers(), c.keys.WorkerStarted(id),
+			c.keys.ProcessedBy(id), c.keys.FailedBy(id), c.keys.Heartbeat(), c.keys.Identity(id)},
 		c.keys.InFlight(id, ""), c.keys.Queue(""), id).Int()
 	if err != nil {
 		return 0, fmt.Errorf("unregister worker %s: %w", id, err)

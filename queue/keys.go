@@ -15,6 +15,8 @@
 //	resque:failed                       LIST of failure records
 //	resque:poolctl:inflight:ID:QUEUE    LIST: jobs taken from QUEUE, not yet acknowledged
 //	resque:poolctl:inflight-index:ID    SET of the queues ID has in-flight lists for
+//	resque:poolctl:reservation:ID       the token of ID's current reservation
+//	resque:poolctl:identity:ID          ID's process identity on its host (boot id and start ticks)
 //
 // The last two are poolctl's own: a job moves atomically from its queue to
 // the worker's in-flight list and leaves it only when its success or
@@ -84,3 +86,11 @@ func (k Keys) InFlight(id, queue string) string { return k.ns + "poolctl:infligh
 
 // InFlightIndex is the set of queues worker id has in-flight lists for.
 func (k Keys) InFlightIndex(id string) string { return k.ns + "poolctl:inflight-index:" + id }
+
+// Reservation holds the token of worker id's current reservation.
+func (k Keys) Reservation(id string) string { return k.ns + "poolctl:reservation:" + id }
+
+// Identity holds worker id's process identity on its host: a value that
+// tells the process apart from a later one with the same pid and that no
+// clock step changes (see internal/procid).
+func (k Keys) Identity(id string) string { return k.ns + "poolctl:identity:" + id }

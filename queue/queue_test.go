@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"reflect"
 	"regexp"
 	"sort"
@@ -59,7 +58,7 @@ func TestRegistrationJobRecordStatsAndUnregisterMatchResque(t *testing.T) {
 		t.Fatalf("WorkerID = %q", id)
 	}
 	now := time.Date(2026, 11, 22, 8, 58, 14, 0, time.UTC)
-	if err := c.Register(ctx, id, now); err != nil {
+	if err := c.Register(ctx, Registration{ID: id, Started: now}); err != nil {
 		t.Fatal(err)
 	}
 	if got := rdb.SMembers(ctx, "resque:workers").Val(); !reflect.DeepEqual(got, []string{id}) {
@@ -75,9 +74,6 @@ func TestRegistrationJobRecordStatsAndUnregisterMatchResque(t *testing.T) {
 	}
 
 	if err := c.Enqueue(ctx, "foo", []byte(`{"class":"Slow","args":[10]}`), []byte(`{"class":"Failer","args":[42]}`)); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Prepare(ctx, id, []string{"foo"}); err != nil {
 		t.Fatal(err)
 	}
 	runAt := time.Date(2026, 11, 22, 8, 58, 20, 0, time.UTC)
@@ -135,9 +131,6 @@ func TestReserveIsFIFOWithStrictPriority(t *testing.T) {
 	c, _ := newClient(t)
 	id := WorkerID("h", 1, []string{"high", "low"})
 	qs := []string{"high", "low"}
-	if err := c.Prepare(ctx, id, qs); err != nil {
-		t.Fatal(err)
-	}
 	for i := 0; i < 3; i++ {
 		_ = c.Enqueue(ctx, "low", []byte(fmt.Sprintf(`{"class":"L","args":[%d]}`, i)))
 	}
@@ -189,7 +182,6 @@ func TestBlockingReserveWakesOnPushAndTimesOut(t *testing.T) {
 	c := New(srv.Client(), "")
 	blocking := srv.Client()
 	id := "h:2:foo"
-	_ = c.Prepare(ctx, id, []string{"foo"})
 	job, err := c.BlockingReserve(ctx, blocking, id, "foo", 50*time.Millisecond, time.Now)
 	if job != nil || err != nil {
 		t.Fatalf("empty queue: %v, %v; want nil, nil after the timeout", job, err)
@@ -211,7 +203,6 @@ func TestBlockingReserveWakesOnPushAndTimesOut(t *testing.T) {
 func TestRequeuePutsInFlightJobsBackAtTheHead(t *testing.T) {
 	c, rdb := newClient(t)
 	id := "h:3:a,b"
-	_ = c.Prepare(ctx, id, []string{"a", "b"})
 	_ = c.Enqueue(ctx, "a", []byte("a1"), []byte("a2"), []byte("a3"))
 	_ = c.Enqueue(ctx, "b", []byte("b1"))
 	for i := 0; i < 2; i++ {
@@ -235,69 +226,9 @@ func TestRequeuePutsInFlightJobsBackAtTheHead(t *testing.T) {
 	}
 }
 
-func TestRecoverDeadUnregistersDeadWorkersOnly(t *testing.T) {
-	c, rdb := newClient(t)
-	// A pid that surely belongs to no live process: a child we ran and reaped.
-	cmd := exec.Command("true")
-	if err := cmd.Run(); err != nil {
-		t.Fatal(err)
-	}
-	deadPID := cmd.Process.Pid
-	now := time.Now()
-	dead := WorkerID("thishost", deadPID, []string{"foo"})
-	live := WorkerID("thishost", 1, []string{"foo"})
-	otherHostFresh := WorkerID("otherhost", deadPID, []string{"foo"})
-	otherHostStale := WorkerID("otherhost", 7, []string{"foo"})
-	for _, id := range []string{dead, live, otherHostFresh, otherHostStale} {
-		if err := c.Register(ctx, id, now); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = c.Heartbeat(ctx, otherHostStale, now.Add(-HeartbeatExpiry-time.Minute))
-	_ = c.Enqueue(ctx, "foo", []byte("job1"), []byte("job2"))
-	_ = c.Prepare(ctx, dead, []string{"foo"})
-	if j, _ := c.Reserve(ctx, dead, []string{"foo"}, now); j == nil {
-		t.Fatal("no job reserved")
-	}
-	// An in-flight list of a worker that was never registered.
-	ghost := WorkerID("thishost", deadPID, []string{"bar"})
-	_ = c.Enqueue(ctx, "bar", []byte("ghostjob"))
-	_ = c.Prepare(ctx, ghost, []string{"bar"})
-	_, _ = c.Reserve(ctx, ghost, []string{"bar"}, now)
-
-	alive := func(pid int, _ time.Time) bool { return pid == 1 }
-	rec, err := c.RecoverDead(ctx, "thishost", alive, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(rec.Workers)
-	wantGone := []string{otherHostStale, dead}
-	sort.Strings(wantGone)
-	if !reflect.DeepEqual(rec.Workers, wantGone) || rec.Requeued != 2 {
-		t.Errorf("RecoverDead = %+v, want workers %v and 2 requeued", rec, wantGone)
-	}
-	remaining := rdb.SMembers(ctx, "resque:workers").Val()
-	sort.Strings(remaining)
-	wantLeft := []string{otherHostFresh, live}
-	sort.Strings(wantLeft)
-	if !reflect.DeepEqual(remaining, wantLeft) {
-		t.Errorf("workers left = %v, want %v", remaining, wantLeft)
-	}
-	if got := rdb.LRange(ctx, "resque:queue:foo", 0, -1).Val(); !reflect.DeepEqual(got, []string{"job1", "job2"}) {
-		t.Errorf("queue foo = %v, want job1 back at the head", got)
-	}
-	if got := rdb.LRange(ctx, "resque:queue:bar", 0, -1).Val(); !reflect.DeepEqual(got, []string{"ghostjob"}) {
-		t.Errorf("queue bar = %v, want the ghost's job back", got)
-	}
-	if hb := rdb.HKeys(ctx, "resque:workers:heartbeat").Val(); len(hb) != 2 {
-		t.Errorf("heartbeats left = %v, want 2", hb)
-	}
-}
-
 func TestRetryAndClearFailed(t *testing.T) {
 	c, rdb := newClient(t)
 	id := "h:4:foo"
-	_ = c.Prepare(ctx, id, []string{"foo"})
 	_ = c.Enqueue(ctx, "foo", []byte(`{"class":"A","args":[1]}`), []byte(`not json`))
 	for i := 0; i < 2; i++ {
 		j, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
@@ -334,8 +265,7 @@ func TestSummarize(t *testing.T) {
 	_ = c.Enqueue(ctx, "foo", []byte("1"), []byte("2"))
 	_ = c.Enqueue(ctx, "bar", []byte(`{"class":"Slow","args":[]}`))
 	id := "h:9:bar,foo"
-	_ = c.Register(ctx, id, time.Now())
-	_ = c.Prepare(ctx, id, []string{"bar"})
+	_ = c.Register(ctx, Registration{ID: id, Started: time.Now()})
 	j, _ := c.Reserve(ctx, id, []string{"bar"}, time.Now())
 	_ = c.Ack(ctx, id, j)
 	_ = c.Enqueue(ctx, "bar", []byte(`{"class":"Slow","args":[]}`))
@@ -359,7 +289,6 @@ func BenchmarkReserveAck(b *testing.B) {
 	srv := redistest.Start(b)
 	c := New(srv.Client(), "")
 	id := "bench:1:foo"
-	_ = c.Prepare(ctx, id, []string{"foo"})
 	p := []byte(`{"class":"Poolctl::Noop","args":[]}`)
 	payloads := make([][]byte, b.N)
 	for i := range payloads {
@@ -383,7 +312,6 @@ func BenchmarkReserveAck(b *testing.B) {
 func TestAckAndFailAreIdempotent(t *testing.T) {
 	c, rdb := newClient(t)
 	id := "h:5:foo"
-	_ = c.Prepare(ctx, id, []string{"foo"})
 	_ = c.Enqueue(ctx, "foo", []byte(`{"class":"A","args":[]}`), []byte(`{"class":"B","args":[]}`))
 	a, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
 	// A retried Ack (its first reply lost) must not count twice.
@@ -398,8 +326,41 @@ func TestAckAndFailAreIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if p, f, n := rdb.Get(ctx, "resque:stat:processed").Val(), rdb.Get(ctx, "resque:stat:failed").Val(), rdb.LLen(ctx, "resque:failed").Val(); p != "1" || f != "1" || n != 1 {
-		t.Errorf("processed %s, failed %s, %d failure records; want 1, 1, 1", p, f, n)
+	// As in Resque, a failure counts as processed too.
+	if p, f, n := rdb.Get(ctx, "resque:stat:processed").Val(), rdb.Get(ctx, "resque:stat:failed").Val(), rdb.LLen(ctx, "resque:failed").Val(); p != "2" || f != "1" || n != 1 {
+		t.Errorf("processed %s, failed %s, %d failure records; want 2, 1, 1", p, f, n)
+	}
+	if p, f := rdb.Get(ctx, "resque:stat:processed:"+id).Val(), rdb.Get(ctx, "resque:stat:failed:"+id).Val(); p != "2" || f != "1" {
+		t.Errorf("worker's processed %s, failed %s; want 2, 1", p, f)
+	}
+}
+
+// Two jobs with byte-identical payloads: acknowledging the first twice
+// (a retry whose first reply was lost) must leave the second in flight.
+func TestRetriedAckNeverRemovesAnIdenticalJob(t *testing.T) {
+	c, rdb := newClient(t)
+	id := "h:6:foo"
+	same := []byte(`{"class":"A","args":[]}`)
+	_ = c.Enqueue(ctx, "foo", same, same, same)
+	first, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
+	// The busy path: ack the first and reserve the second in one script,
+	// then the worker retries the ack because the reply was lost.
+	second, err := c.AckReserve(ctx, id, first, []string{"foo"}, time.Now())
+	if err != nil || second == nil {
+		t.Fatalf("AckReserve = %v, %v", second, err)
+	}
+	if err := c.Ack(ctx, id, first); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.LLen(ctx, "resque:poolctl:inflight:"+id+":foo").Val(); n != 1 {
+		t.Fatalf("in-flight list holds %d jobs after a retried ack, want the second job still there", n)
+	}
+	// A retried AckReserve of the first must not ack the second either.
+	if _, err := c.AckReserve(ctx, id, first, []string{"foo"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if p := rdb.Get(ctx, "resque:stat:processed").Val(); p != "1" {
+		t.Errorf("processed = %s, want 1", p)
 	}
 }
 
@@ -407,7 +368,6 @@ func TestAckReserveAcksOnceAndTakesTheNextJob(t *testing.T) {
 	c, rdb := newClient(t)
 	id := "h:6:foo"
 	qs := []string{"foo"}
-	_ = c.Prepare(ctx, id, qs)
 	_ = c.Enqueue(ctx, "foo", []byte(`{"class":"A","args":[1]}`), []byte(`{"class":"A","args":[2]}`))
 	first, _ := c.Reserve(ctx, id, qs, time.Now())
 	second, err := c.AckReserve(ctx, id, first, qs, time.Now())

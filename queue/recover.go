@@ -2,8 +2,8 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
-
 	"strings"
 	"sync"
 	"time"
@@ -11,13 +11,20 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// HeartbeatExpiry is how long a worker may stay silent before it is
-// considered dead wherever it runs; Resque uses the same threshold.
-const HeartbeatExpiry = 5 * time.Minute
+// Defaults of RecovererOptions.
+const (
+	// DefaultHeartbeatExpiry is how long a worker of another host may stay
+	// silent before it is considered dead; Resque uses the same threshold.
+	DefaultHeartbeatExpiry = 5 * time.Minute
+	// DefaultRecoveryInterval is how often a Recoverer looks for dead
+	// workers.
+	DefaultRecoveryInterval = 30 * time.Second
+)
 
 // AliveFunc reports whether the process pid on this host is the worker
-// that registered at started (pids are reused, so the start time matters).
-type AliveFunc func(pid int, started time.Time) bool
+// that registered with identity (see internal/procid; "" when unknown,
+// then the pid alone decides).
+type AliveFunc func(pid int, identity string) bool
 
 // Recovered summarises a clean-up of dead workers.
 type Recovered struct {
@@ -25,12 +32,150 @@ type Recovered struct {
 	Requeued int      // in-flight jobs put back
 }
 
-// RecoverDead unregisters workers that are dead and requeues their
-// in-flight jobs: workers of host whose process is gone, any worker whose
-// heartbeat is older than HeartbeatExpiry, and in-flight lists of this
-// host's workers that are no longer registered at all.
-func (c *Client) RecoverDead(ctx context.Context, host string, alive AliveFunc, now time.Time) (Recovered, error) {
+// RecovererOptions configures a Recoverer.
+type RecovererOptions struct {
+	Host            string    // this host's name, as in worker ids
+	Alive           AliveFunc // liveness of this host's workers
+	Logf            func(format string, args ...any)
+	Interval        time.Duration // between passes; 0 = DefaultRecoveryInterval
+	HeartbeatExpiry time.Duration // 0 = DefaultHeartbeatExpiry
+}
+
+// Recoverer returns the jobs of dead workers to their queues: it runs a
+// pass at Start and every Interval after, and cleans up after each
+// built-in worker its master reaps (WorkerExited).
+//
+// What counts as dead:
+//   - a worker of this host whose process is gone: its pid is not a live
+//     process with the identity it registered (boot id and start ticks,
+//     which pid reuse and clock steps cannot fake). Heartbeats are never
+//     consulted for this host: a live local worker is never declared dead;
+//   - a worker of another host whose heartbeat this Recoverer has watched
+//     stay unchanged for HeartbeatExpiry while it could reach Redis
+//     without a gap, and that Redis's clock also shows as older than
+//     HeartbeatExpiry. A heartbeat that went stale while Redis was
+//     unreachable (to us, and so probably to the worker) is no evidence
+//     of death.
+type Recoverer struct {
+	c    *Client
+	opts RecovererOptions
+
+	mu       sync.Mutex          // serialises passes
+	sighted  map[string]sighting // other hosts' workers by id
+	lastPass time.Time           // end of the last successful pass (monotonic)
+
+	ctx      context.Context // cancelled by Stop
+	cancel   context.CancelFunc
+	loopDone chan struct{}
+	cleanups sync.WaitGroup
+	retry    time.Duration
+}
+
+// sighting is the heartbeat value of another host's worker and when it
+// was first seen with that value.
+type sighting struct {
+	beat  string
+	since time.Time
+}
+
+// NewRecoverer returns a Recoverer over c; call Start to run it.
+func NewRecoverer(c *Client, opts RecovererOptions) *Recoverer {
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultRecoveryInterval
+	}
+	if opts.HeartbeatExpiry <= 0 {
+		opts.HeartbeatExpiry = DefaultHeartbeatExpiry
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Recoverer{c: c, opts: opts, sighted: map[string]sighting{}, ctx: ctx, cancel: cancel, retry: 500 * time.Millisecond}
+}
+
+// Start runs a pass now and then every Interval until Stop.
+func (r *Recoverer) Start() {
+	r.loopDone = make(chan struct{})
+	go r.loop()
+}
+
+func (r *Recoverer) loop() {
+	defer close(r.loopDone)
+	t := time.NewTicker(r.opts.Interval)
+	defer t.Stop()
+	logged := false
+	for {
+		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+		rec, err := r.RecoverOnce(ctx)
+		cancel()
+		switch {
+		case err != nil && r.ctx.Err() == nil && !logged:
+			r.opts.Logf("cannot check Redis for dead workers yet: %v", err)
+			logged = true
+		case err == nil:
+			logged = false
+			if len(rec.Workers) > 0 || rec.Requeued > 0 {
+				r.opts.Logf("cleaned up %d dead worker registration(s), requeued %d in-flight job(s)", len(rec.Workers), rec.Requeued)
+			}
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// closeGrace is how long Stop lets scheduled clean-ups finish before
+// abandoning their retries.
+const closeGrace = 10 * time.Second
+
+// Stop ends the periodic passes, waits (up to closeGrace) for clean-ups
+// scheduled by WorkerExited, then abandons their retries and returns.
+func (r *Recoverer) Stop() {
+	done := make(chan struct{})
+	go func() { r.cleanups.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+	}
+	r.cancel()
+	<-done
+	if r.loopDone != nil {
+		<-r.loopDone
+	}
+}
+
+// RecoverOnce runs one pass: it unregisters dead workers (requeueing
+// their in-flight jobs) and requeues in-flight lists that this host's
+// dead, unregistered workers left behind.
+func (r *Recoverer) RecoverOnce(ctx context.Context) (Recovered, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, err := r.pass(ctx)
+	if err != nil {
+		// We could not see Redis: what we saw of heartbeats before says
+		// nothing about the time we could not.
+		r.lastPass = time.Time{}
+		return rec, err
+	}
+	r.lastPass = time.Now()
+	return rec, nil
+}
+
+func (r *Recoverer) pass(ctx context.Context) (Recovered, error) {
 	var rec Recovered
+	c := r.c
+	start := time.Now()
+	if r.lastPass.IsZero() || start.Sub(r.lastPass) > 2*r.opts.Interval+10*time.Second {
+		// A gap in our view of Redis (an outage, or this process was
+		// suspended): start watching heartbeats afresh.
+		clear(r.sighted)
+	}
+	redisNow, err := c.ServerTime(ctx)
+	if err != nil {
+		return rec, err
+	}
 	ids, err := c.rdb.SMembers(ctx, c.keys.Workers()).Result()
 	if err != nil {
 		return rec, fmt.Errorf("list workers: %w", err)
@@ -40,39 +185,68 @@ func (c *Client) RecoverDead(ctx context.Context, host string, alive AliveFunc, 
 		return rec, fmt.Errorf("read heartbeats: %w", err)
 	}
 	registered := map[string]bool{}
+	var dead []string
 	for _, id := range ids {
 		registered[id] = true
-		h, pid, _, err := ParseWorkerID(id)
+		host, pid, _, err := ParseWorkerID(id)
 		if err != nil {
 			continue
 		}
-		dead := false
-		if hb, ok := beats[id]; ok {
-			if t, err := time.Parse(heartbeatLayout, hb); err == nil && now.Sub(t) > HeartbeatExpiry {
-				dead = true
+		if host == r.opts.Host {
+			identity, err := c.rdb.Get(ctx, c.keys.Identity(id)).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return rec, fmt.Errorf("read identity of %s: %w", id, err)
 			}
-		}
-		if h == host && !dead {
-			started, _ := c.rdb.Get(ctx, c.keys.WorkerStarted(id)).Result()
-			st, err := time.Parse(startedLayout, started)
-			if err != nil {
-				st = now // unknown start: judge by the pid alone
+			if !r.opts.Alive(pid, identity) {
+				dead = append(dead, id)
 			}
-			dead = !alive(pid, st)
-		}
-		if !dead {
 			continue
 		}
+		if r.remoteDead(id, beats[id], redisNow, start) {
+			dead = append(dead, id)
+		}
+	}
+	for id := range r.sighted {
+		if !registered[id] {
+			delete(r.sighted, id)
+		}
+	}
+	for _, id := range dead {
 		n, err := c.Unregister(ctx, id)
 		if err != nil {
 			return rec, err
 		}
+		delete(r.sighted, id)
 		rec.Workers = append(rec.Workers, id)
 		rec.Requeued += n
 	}
-	// In-flight lists left by workers that never registered or were
-	// already unregistered by someone else (e.g. Resque's own pruning).
-	prefix := c.keys.InFlightIndex(host + ":")
+	n, err := r.requeueGhosts(ctx, registered)
+	rec.Requeued += n
+	return rec, err
+}
+
+// remoteDead reports whether another host's worker is dead by its
+// heartbeat, and records what this pass saw of it.
+func (r *Recoverer) remoteDead(id, beat string, redisNow, now time.Time) bool {
+	if beat == "" {
+		return false // never heartbeated: not ours to judge (as in Resque)
+	}
+	s, ok := r.sighted[id]
+	if !ok || s.beat != beat {
+		r.sighted[id] = sighting{beat: beat, since: now}
+		return false
+	}
+	t, err := time.Parse(heartbeatLayout, beat)
+	return err == nil && now.Sub(s.since) >= r.opts.HeartbeatExpiry && redisNow.Sub(t) > r.opts.HeartbeatExpiry
+}
+
+// requeueGhosts requeues in-flight lists of this host's workers that are
+// not registered (they never did, or someone else unregistered them) and
+// whose process is gone.
+func (r *Recoverer) requeueGhosts(ctx context.Context, registered map[string]bool) (int, error) {
+	c := r.c
+	total := 0
+	prefix := c.keys.InFlightIndex(r.opts.Host + ":")
 	iter := c.rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 100).Iterator()
 	for iter.Next(ctx) {
 		id := strings.TrimPrefix(iter.Val(), c.keys.InFlightIndex(""))
@@ -80,19 +254,26 @@ func (c *Client) RecoverDead(ctx context.Context, host string, alive AliveFunc, 
 			continue
 		}
 		_, pid, _, err := ParseWorkerID(id)
-		if err != nil || alive(pid, now) {
+		if err != nil {
 			continue
+		}
+		identity, err := c.rdb.Get(ctx, c.keys.Identity(id)).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return total, fmt.Errorf("read identity of %s: %w", id, err)
+		}
+		if r.opts.Alive(pid, identity) {
+			continue // live: it re-registers at its next heartbeat
 		}
 		n, err := c.Requeue(ctx, id)
 		if err != nil {
-			return rec, err
+			return total, err
 		}
-		rec.Requeued += n
+		total += n
 	}
 	if err := iter.Err(); err != nil {
-		return rec, fmt.Errorf("scan in-flight lists: %w", err)
+		return total, fmt.Errorf("scan in-flight lists: %w", err)
 	}
-	return rec, nil
+	return total, nil
 }
 
 func escapeGlob(s string) string {
@@ -100,110 +281,56 @@ func escapeGlob(s string) string {
 	return r.Replace(s)
 }
 
-// Janitor cleans up after built-in workers that a master reaped: it
-// requeues their in-flight jobs and removes their registration, retrying
-// while Redis is unreachable.
-type Janitor struct {
-	c     *Client
-	host  string
-	logf  func(format string, args ...any)
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-	retry time.Duration
-}
-
-// NewJanitor returns a Janitor for workers of host; logf receives one line
-// per notable event.
-func NewJanitor(c *Client, host string, logf func(format string, args ...any)) *Janitor {
-	ctx, stop := context.WithCancel(context.Background())
-	return &Janitor{c: c, host: host, logf: logf, ctx: ctx, stop: stop, retry: 500 * time.Millisecond}
-}
-
-// WorkerExited schedules the clean-up of the worker with pid and queue
-// list queues, whose process started at started, and returns at once:
+// WorkerExited schedules the clean-up of this host's worker with pid and
+// queue list queues, which its master has reaped, and returns at once:
 // its in-flight jobs are requeued and its registration removed, retrying
-// while Redis is unreachable. Close waits for scheduled clean-ups.
-func (j *Janitor) WorkerExited(pid int, queues string, started time.Time) {
-	j.wg.Add(1)
+// while Redis is unreachable. Stop waits for scheduled clean-ups.
+func (r *Recoverer) WorkerExited(pid int, queues string) {
+	r.cleanups.Add(1)
 	go func() {
-		defer j.wg.Done()
-		j.cleanUp(pid, queues, started)
+		defer r.cleanups.Done()
+		r.cleanUp(pid, queues)
 	}()
 }
 
-func (j *Janitor) cleanUp(pid int, queues string, started time.Time) {
-	id := WorkerID(j.host, pid, strings.Split(queues, ","))
-	delay := j.retry
+func (r *Recoverer) cleanUp(pid int, queues string) {
+	id := WorkerID(r.opts.Host, pid, strings.Split(queues, ","))
+	delay := r.retry
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(j.ctx, 5*time.Second)
-		n, err := j.unregisterIfSame(ctx, id, started)
+		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		n, err := r.unregisterIfGone(ctx, id, pid)
 		cancel()
 		if err == nil {
 			if n > 0 {
-				j.logf("requeued %d in-flight job(s) of worker[%d] (queues %s)", n, pid, queues)
+				r.opts.Logf("requeued %d in-flight job(s) of worker[%d] (queues %s)", n, pid, queues)
 			}
 			return
 		}
-		if j.ctx.Err() != nil {
-			j.logf("could not clean up worker[%d] before shutdown: %v; the next master start will", pid, err)
+		if r.ctx.Err() != nil {
+			r.opts.Logf("could not clean up worker[%d] before shutdown: %v; the next master start will", pid, err)
 			return
 		}
 		if attempt == 1 {
-			j.logf("cannot clean up worker[%d] yet: %v; retrying", pid, err)
+			r.opts.Logf("cannot clean up worker[%d] yet: %v; retrying", pid, err)
 		}
 		select {
 		case <-time.After(delay):
-		case <-j.ctx.Done():
+		case <-r.ctx.Done():
 		}
 		delay = min(delay*2, 10*time.Second)
 	}
 }
 
-// unregisterIfSame unregisters id unless its registration belongs to a
-// newer process that reused the pid (registered after started).
-func (j *Janitor) unregisterIfSame(ctx context.Context, id string, started time.Time) (int, error) {
-	reg, err := j.c.rdb.Get(ctx, j.c.keys.WorkerStarted(id)).Result()
-	if err != nil && err != redis.Nil {
-		return 0, fmt.Errorf("read registration of %s: %w", id, err)
+// unregisterIfGone unregisters id unless its registration belongs to a
+// live process: a newer worker that reused the reaped one's pid and
+// registered the same queue list.
+func (r *Recoverer) unregisterIfGone(ctx context.Context, id string, pid int) (int, error) {
+	identity, err := r.c.rdb.Get(ctx, r.c.keys.Identity(id)).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("read identity of %s: %w", id, err)
 	}
-	if t, perr := time.Parse(startedLayout, reg); perr == nil && t.After(started.Add(2*time.Second)) {
-		return 0, nil // a later worker with the same pid and queues
+	if identity != "" && r.opts.Alive(pid, identity) {
+		return 0, nil
 	}
-	return j.c.Unregister(ctx, id)
-}
-
-// Recover runs RecoverDead once, judging heartbeats by Redis's clock, and
-// logs what it did.
-func (j *Janitor) Recover(ctx context.Context, alive AliveFunc) error {
-	now, err := j.c.ServerTime(ctx)
-	if err != nil {
-		return err
-	}
-	rec, err := j.c.RecoverDead(ctx, j.host, alive, now)
-	if err != nil {
-		return err
-	}
-	if len(rec.Workers) > 0 || rec.Requeued > 0 {
-		j.logf("cleaned up %d dead worker registration(s), requeued %d in-flight job(s)", len(rec.Workers), rec.Requeued)
-	}
-	return nil
-}
-
-// closeGrace is how long Close lets scheduled clean-ups finish before
-// abandoning their retries.
-const closeGrace = 10 * time.Second
-
-// Close waits (up to closeGrace) for scheduled clean-ups, then stops
-// their retries and waits for them to return.
-func (j *Janitor) Close() error {
-	done := make(chan struct{})
-	go func() { j.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(closeGrace):
-	}
-	j.stop()
-	<-done
-	return nil
+	return r.c.Unregister(ctx, id)
 }

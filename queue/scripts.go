@@ -2,26 +2,40 @@ package queue
 
 import "github.com/redis/go-redis/v9"
 
+// Every in-flight job carries a reservation token: a string the worker
+// makes up for each reservation (unique per client: a random prefix and a
+// counter) and that the reserving script stores in the worker's
+// reservation key (resque:poolctl:reservation:ID). Acknowledging requires
+// the token to match, so a retried acknowledgement whose first attempt did
+// run (its reply lost in a stall) can never remove the next job, even when
+// that job's payload is byte-identical. See docs/reliability.md.
+
 // reserveLua is the body shared by reserveScript and ackReserveScript: it
 // takes the first job from the queues in priority order, moves it to the
-// worker's in-flight list for that queue and records it as the worker's
-// current job, all in one atomic step. The payload is embedded raw in the
-// worker record when it is a JSON object, so Resque tools see Resque's
-// shape; anything else is stored as a JSON string.
+// worker's in-flight list for that queue, declares that queue in the
+// worker's in-flight index (so recovery finds the list even after Redis
+// lost the index), stores the reservation token and records the job as
+// the worker's current job, all in one atomic step. The payload is
+// embedded raw in the worker record only when it is strict JSON (an
+// object; see strictJSONLua), so Resque's Ruby tools can decode it;
+// anything else is stored as a JSON string.
 //
 // KEYS[1]        worker key (resque:worker:ID)
+// KEYS[B-1]      in-flight index; KEYS[B] reservation key
 // KEYS[B+2i-1]   queue list i; KEYS[B+2i] its in-flight list
+// ARGV[A-1]      the new reservation token
 // ARGV[A]        run_at (ISO-8601); ARGV[A+i] queue name i
 //
-// Returns {i, payload}, or deletes the worker record and returns false
-// when every queue is empty.
+// Returns {i, payload}, or deletes the worker record and the reservation
+// and returns false when every queue is empty.
 const reserveLua = `
 for i = 1, (#KEYS - B) / 2 do
   local v = redis.call('LMOVE', KEYS[B+2*i-1], KEYS[B+2*i], 'LEFT', 'RIGHT')
   if v then
+    redis.call('SADD', KEYS[B-1], ARGV[A+i])
+    redis.call('SET', KEYS[B], ARGV[A-1])
     local rec
-    local ok, decoded = pcall(cjson.decode, v)
-    if ok and type(decoded) == 'table' and string.sub(v, 1, 1) == '{' then
+    if strict_object(v) then
       rec = '{"queue":' .. cjson.encode(ARGV[A+i]) .. ',"run_at":' .. cjson.encode(ARGV[A]) .. ',"payload":' .. v .. '}'
     else
       rec = cjson.encode({queue = ARGV[A+i], run_at = ARGV[A], payload = v})
@@ -30,33 +44,93 @@ for i = 1, (#KEYS - B) / 2 do
     return {i, v}
   end
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[B])
 return false
 `
 
-// reserveScript: reserveLua alone (KEYS from 2, ARGV from 1).
-var reserveScript = redis.NewScript("local B, A = 1, 1\n" + reserveLua)
+// strictJSONLua defines strict_object(s): true when s is a JSON object
+// that any JSON parser accepts. Redis's cjson also accepts NaN, Infinity,
+// hex and other strtod numbers, which Ruby's JSON rejects; those payloads
+// must not be embedded raw in Resque's records. The check strips string
+// literals (refusing raw control characters in them), replaces the
+// literals true/false/null, and then allows only structure, whitespace
+// and numbers of JSON's own grammar.
+const strictJSONLua = `
+local function strict_object(s)
+  if string.sub(s, 1, 1) ~= '{' then return false end
+  local ok, decoded = pcall(cjson.decode, s)
+  if not ok or type(decoded) ~= 'table' then return false end
+  local t = string.gsub(s, '\\.', '')
+  local raw = false
+  t = string.gsub(t, '"[^"]*"', function(str)
+    if string.find(str, '%c') then raw = true end
+    return '0'
+  end)
+  if raw then return false end
+  t = string.gsub(t, '%a+', function(w)
+    if w == 'true' or w == 'false' or w == 'null' then return '0' end
+    if w == 'e' or w == 'E' then return w end
+    return '!'
+  end)
+  if string.find(t, '[^%s%d%.eE%+%-{}%[%]:,]') then return false end
+  for num in string.gmatch(t, '[%d%.eE%+%-]+') do
+    if not (string.match(num, '^%-?0$') or string.match(num, '^%-?[1-9]%d*$')
+        or string.match(num, '^%-?0%.%d+$') or string.match(num, '^%-?[1-9]%d*%.%d+$')
+        or string.match(num, '^%-?0[eE][%+%-]?%d+$') or string.match(num, '^%-?[1-9]%d*[eE][%+%-]?%d+$')
+        or string.match(num, '^%-?0%.%d+[eE][%+%-]?%d+$') or string.match(num, '^%-?[1-9]%d*%.%d+[eE][%+%-]?%d+$')) then
+      return false
+    end
+  end
+  return true
+end
+`
+
+// reserveScript: reserveLua alone.
+//
+// KEYS[1] worker key, KEYS[2] in-flight index, KEYS[3] reservation key,
+// then the queue pairs; ARGV[1] token, ARGV[2] run_at, then queue names.
+var reserveScript = redis.NewScript(strictJSONLua + "local B, A = 3, 2\n" + reserveLua)
 
 // ackReserveScript acknowledges a successful job and reserves the next
-// one in a single round trip: the ack half is ackScript's (idempotent),
-// the reserve half is reserveLua.
+// one in a single round trip, the busy worker's fast path. The ack half
+// runs only when the reservation key still holds the done job's token.
 //
-// KEYS[2] the done job's in-flight list, KEYS[3] total processed,
-// KEYS[4] worker processed, then the queue pairs from KEYS[5]
-// ARGV[1] the done job's payload, ARGV[2] run_at, ARGV[2+i] queue names
-var ackReserveScript = redis.NewScript(`
-if redis.call('LREM', KEYS[2], -1, ARGV[1]) == 1 then
+// KEYS[1] worker key, KEYS[2] the done job's in-flight list, KEYS[3] total
+// processed, KEYS[4] worker processed, KEYS[5] in-flight index, KEYS[6]
+// reservation key, then the queue pairs from KEYS[7]
+// ARGV[1] the done job's payload, ARGV[2] its token, ARGV[3] the next
+// token, ARGV[4] run_at, ARGV[4+i] queue names
+var ackReserveScript = redis.NewScript(strictJSONLua + `
+if redis.call('GET', KEYS[6]) == ARGV[2] and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 1 then
   redis.call('INCR', KEYS[3])
   redis.call('INCR', KEYS[4])
 end
-local B, A = 4, 2
+local B, A = 6, 4
 ` + reserveLua)
 
-// requeueLua puts every in-flight job of a worker back at the head of its
-// queue, in the order they were taken, and forgets the in-flight lists
-// and the worker's current job.
+// claimScript records a job that BLMOVE moved into the worker's in-flight
+// list: its reservation token and the worker's current-job record. It is
+// idempotent (the worker retries it until it succeeds).
 //
-// KEYS[1] in-flight index; KEYS[2] worker key
+// KEYS[1] worker key, KEYS[2] in-flight index, KEYS[3] reservation key
+// ARGV[1] token, ARGV[2] queue name, ARGV[3] run_at, ARGV[4] payload
+var claimScript = redis.NewScript(strictJSONLua + `
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[1])
+local v = ARGV[4]
+if strict_object(v) then
+  redis.call('SET', KEYS[1], '{"queue":' .. cjson.encode(ARGV[2]) .. ',"run_at":' .. cjson.encode(ARGV[3]) .. ',"payload":' .. v .. '}')
+else
+  redis.call('SET', KEYS[1], cjson.encode({queue = ARGV[2], run_at = ARGV[3], payload = v}))
+end
+return 1
+`)
+
+// requeueLua puts every in-flight job of a worker back at the head of its
+// queue, in the order they were taken, and forgets the in-flight lists,
+// the reservation and the worker's current job.
+//
+// KEYS[1] in-flight index; KEYS[2] worker key; KEYS[3] reservation key
 // ARGV[1] key prefix of in-flight lists ("resque:poolctl:inflight:ID:")
 // ARGV[2] key prefix of queues ("resque:queue:")
 const requeueLua = `
@@ -68,7 +142,7 @@ for _, q in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     n = n + 1
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 `
 
 // requeueScript runs requeueLua and returns the number of jobs requeued.
@@ -78,30 +152,39 @@ var requeueScript = redis.NewScript(requeueLua + "return n\n")
 // of the worker, in one round trip (a pool stopping a hundred workers
 // pays it a hundred times).
 //
-// KEYS[3] workers set, KEYS[4] started key, KEYS[5] processed:ID,
-// KEYS[6] failed:ID, KEYS[7] heartbeat hash; ARGV[3] the worker id
+// KEYS[4] workers set, KEYS[5] started key, KEYS[6] processed:ID,
+// KEYS[7] failed:ID, KEYS[8] heartbeat hash, KEYS[9] process identity;
+// ARGV[3] the worker id
 var unregisterScript = redis.NewScript(requeueLua + `
-redis.call('SREM', KEYS[3], ARGV[3])
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
-redis.call('HDEL', KEYS[7], ARGV[3])
+redis.call('SREM', KEYS[4], ARGV[3])
+redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[9])
+redis.call('HDEL', KEYS[8], ARGV[3])
 return n
 `)
 
-// ackScript finishes a job: if it is still in the worker's in-flight list
-// it is removed, the worker's current-job record is deleted and the two
-// counters are incremented; with a record (ARGV[2]) it is also appended
-// to the failed list. A job no longer in flight (a retried call whose
-// first reply was lost, or a job requeued meanwhile) changes nothing.
+// ackScript finishes a job: if the worker's reservation still holds the
+// job's token and the job is in its in-flight list, the job is removed,
+// the reservation and the worker's current-job record are deleted and the
+// counters are incremented: processed always (Resque counts failures as
+// processed too), failed and the failure record for a failure. Anything
+// else (a retried call whose first reply was lost, a job requeued
+// meanwhile) changes nothing.
 //
-// KEYS: in-flight list, worker key, total counter, worker counter[, failed list]
-// ARGV: payload[, failure record]
+// KEYS: in-flight list, worker key, reservation key, total processed,
+// worker processed[, total failed, worker failed, failed list]
+// ARGV: payload, token[, failure record]
 //
 // Returns 1 when the job was finished by this call, else 0.
 var ackScript = redis.NewScript(`
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[2])
-redis.call('INCR', KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('INCR', KEYS[4])
-if ARGV[2] then redis.call('RPUSH', KEYS[5], ARGV[2]) end
+redis.call('INCR', KEYS[5])
+if ARGV[3] then
+  redis.call('INCR', KEYS[6])
+  redis.call('INCR', KEYS[7])
+  redis.call('RPUSH', KEYS[8], ARGV[3])
+end
 return 1
 `)

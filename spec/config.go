@@ -23,6 +23,10 @@ const (
 	DefaultStartSecs    = 1 * time.Second
 	DefaultStartRetries = 5
 	DefaultBackoffMax   = 30 * time.Second
+
+	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultHeartbeatExpiry   = 5 * time.Minute
+	DefaultRecoveryInterval  = 30 * time.Second
 )
 
 // yamlLineError matches a yaml.v3 error message that carries a line number.
@@ -40,6 +44,17 @@ type Config struct {
 	StartRetries int                 // default 5: consecutive failed starts before FATAL
 	BackoffMax   time.Duration       // default 30s: cap of exponential restart backoff
 	JobTimeout   time.Duration       // default 0 (none): per-job timeout for command jobs
+
+	// HeartbeatInterval is how often built-in workers heartbeat and
+	// re-assert their registration (default 10s).
+	HeartbeatInterval time.Duration
+	// HeartbeatExpiry is how long another host's worker may stay silent,
+	// while Redis is reachable, before the master declares it dead
+	// (default 5m, Resque's threshold).
+	HeartbeatExpiry time.Duration
+	// RecoveryInterval is how often the master looks for dead workers
+	// (default 30s).
+	RecoveryInterval time.Duration
 }
 
 // ConfigError is an error in a configuration file, located by file and line.
@@ -71,6 +86,10 @@ func DefaultConfig() Config {
 		StartSecs:    DefaultStartSecs,
 		StartRetries: DefaultStartRetries,
 		BackoffMax:   DefaultBackoffMax,
+
+		HeartbeatInterval: DefaultHeartbeatInterval,
+		HeartbeatExpiry:   DefaultHeartbeatExpiry,
+		RecoveryInterval:  DefaultRecoveryInterval,
 	}
 }
 
@@ -279,6 +298,7 @@ func isSettingKey(key string) bool {
 	switch key {
 	case "workers", "command", "jobs", "redis", "namespace",
 		"term_timeout", "start_secs", "start_retries", "backoff_max", "job_timeout",
+		"heartbeat_interval", "heartbeat_expiry", "recovery_interval",
 		"environments":
 		return true
 	}
@@ -428,6 +448,12 @@ func (d *decoder) section(m *yaml.Node, path, env string, c *Config) error {
 			c.BackoffMax, err = d.duration(v, prefix)
 		case "job_timeout":
 			c.JobTimeout, err = d.duration(v, prefix)
+		case "heartbeat_interval":
+			c.HeartbeatInterval, err = d.duration(v, prefix)
+		case "heartbeat_expiry":
+			c.HeartbeatExpiry, err = d.duration(v, prefix)
+		case "recovery_interval":
+			c.RecoveryInterval, err = d.duration(v, prefix)
 		case "start_retries":
 			c.StartRetries, err = d.startRetries(v, prefix)
 		case "environments":
@@ -633,6 +659,21 @@ func (c *Config) Validate() error {
 	if c.StartRetries < 1 {
 		return fmt.Errorf("spec: config: start_retries must be at least 1, got %d", c.StartRetries)
 	}
+	for _, d := range []struct {
+		name string
+		val  time.Duration
+	}{
+		{"heartbeat_interval", c.HeartbeatInterval},
+		{"heartbeat_expiry", c.HeartbeatExpiry},
+		{"recovery_interval", c.RecoveryInterval},
+	} {
+		if d.val <= 0 {
+			return fmt.Errorf("spec: config: %s must be positive, got %s", d.name, d.val)
+		}
+	}
+	if c.HeartbeatExpiry <= 2*c.HeartbeatInterval {
+		return fmt.Errorf("spec: config: heartbeat_expiry (%s) must be more than twice heartbeat_interval (%s), or live workers would look dead", c.HeartbeatExpiry, c.HeartbeatInterval)
+	}
 	return nil
 }
 
@@ -711,6 +752,9 @@ func (c *Config) Marshal() ([]byte, error) {
 		{"start_secs", c.StartSecs, def.StartSecs},
 		{"backoff_max", c.BackoffMax, def.BackoffMax},
 		{"job_timeout", c.JobTimeout, def.JobTimeout},
+		{"heartbeat_interval", c.HeartbeatInterval, def.HeartbeatInterval},
+		{"heartbeat_expiry", c.HeartbeatExpiry, def.HeartbeatExpiry},
+		{"recovery_interval", c.RecoveryInterval, def.RecoveryInterval},
 	} {
 		if d.val != d.def {
 			add(d.name, strNode(d.val.String()))

@@ -102,14 +102,21 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	defer blocking.Close()
 
 	masterPID, _ := strconv.Atoi(os.Getenv(workerenv.MasterPID))
+	var beat time.Duration
+	if raw := os.Getenv(workerenv.HeartbeatInterval); raw != "" {
+		if beat, err = time.ParseDuration(raw); err != nil || beat <= 0 {
+			return fmt.Errorf("$%s: want a positive duration such as 10s, got %q", workerenv.HeartbeatInterval, raw)
+		}
+	}
 	w := New(queue.New(rdb, *namespace), blocking, Config{
-		Queues:     names,
-		Jobs:       jobs,
-		JobTimeout: timeout,
-		Host:       host,
-		MasterPID:  masterPID,
-		Stdout:     stdout,
-		Stderr:     stderr,
+		Queues:            names,
+		Jobs:              jobs,
+		JobTimeout:        timeout,
+		Host:              host,
+		MasterPID:         masterPID,
+		Stdout:            stdout,
+		Stderr:            stderr,
+		HeartbeatInterval: beat,
 	})
 	done := make(chan struct{})
 	defer close(done)

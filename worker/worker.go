@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/queue"
 	"github.com/redis/go-redis/v9"
 )
@@ -65,9 +66,11 @@ type Worker struct {
 	wake      chan struct{} // closed and replaced on every control change
 
 	parked    atomic.Bool // the loop is waiting out a pause
+	redisOK   atomic.Bool // the last Redis call succeeded
 	globs     bool        // the queue list has patterns to re-expand
 	processed atomic.Int64
 	failed    atomic.Int64
+	reg       queue.Registration
 }
 
 // New returns a worker that uses q for bookkeeping and blocking (a client
@@ -98,7 +101,7 @@ func New(q *queue.Client, blocking redis.UniversalClient, cfg Config) *Worker {
 	for _, q := range cfg.Queues {
 		globs = globs || strings.ContainsAny(q, "*?[")
 	}
-	return &Worker{
+	w := &Worker{
 		globs:    globs,
 		cfg:      cfg,
 		q:        q,
@@ -106,6 +109,14 @@ func New(q *queue.Client, blocking redis.UniversalClient, cfg Config) *Worker {
 		id:       queue.WorkerID(cfg.Host, cfg.PID, cfg.Queues),
 		wake:     make(chan struct{}),
 	}
+	w.reg = queue.Registration{ID: w.id, Started: cfg.Now()}
+	if cfg.PID == os.Getpid() {
+		if self, err := procid.Self(); err == nil {
+			w.reg.Identity = self.String()
+		}
+	}
+	w.redisOK.Store(true)
+	return w
 }
 
 // ID is the worker's Resque id.
@@ -203,11 +214,19 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	defer stopOnCancel()
 
 	bg := context.Background()
-	if err := w.retry(func() error { return w.q.Register(bg, w.id, w.cfg.Now()) }); err != nil {
+	// Registering holds no job: QUIT as well as TERM ends the attempts.
+	if err := w.retry(func() error { return w.q.Register(bg, w.reg) }, true); err != nil {
 		return err
 	}
 	defer func() {
-		ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+		// An idle worker told to stop while Redis is unreachable must not
+		// sit out its stop timeout: try briefly, and on failure exit
+		// non-zero so the master cleans up after us.
+		bound := 5 * time.Second
+		if !w.redisOK.Load() {
+			bound = time.Second
+		}
+		ctx, cancel := context.WithTimeout(bg, bound)
 		defer cancel()
 		n, uerr := w.q.Unregister(ctx, w.id)
 		switch {
@@ -223,8 +242,13 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	w.logf("started: processing %v", w.cfg.Queues)
 
 	loopDone := make(chan struct{})
+	var beating sync.WaitGroup
+	// Deferred after the unregister, so it runs first: the heartbeat has
+	// stopped (and cannot re-register us) before we unregister.
+	defer beating.Wait()
 	defer close(loopDone)
-	go w.heartbeat(loopDone)
+	beating.Add(1)
+	go func() { defer beating.Done(); w.heartbeat(loopDone) }()
 	if w.cfg.MasterPID != 0 {
 		go w.watchParent(loopDone)
 	}
@@ -232,7 +256,6 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	var backoff time.Duration
 	lostReply := false
 	var expanded []string
-	var prepared = map[string]bool{}
 	var expandedAt time.Time
 	for {
 		quitting, stopping, paused, wake := w.control()
@@ -258,14 +281,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 				w.logf("requeued %d job(s) reserved by a call whose reply was lost", n)
 			}
 			lostReply = false
-			clear(prepared) // Requeue dropped the in-flight index
-			expanded = nil
 		}
 		if expanded == nil || w.cfg.Now().Sub(expandedAt) > time.Second {
 			qs, err := w.q.Expand(bg, w.cfg.Queues)
-			if err == nil {
-				err = w.prepare(bg, qs, prepared)
-			}
 			if err != nil {
 				backoff = w.redisDown(err, backoff, wake)
 				continue
@@ -273,17 +291,33 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 			expanded, expandedAt = qs, w.cfg.Now()
 		}
 		job, err := w.reserve(bg, expanded, wake)
-		if job != nil {
-			// Reserved, even if recording it as the current job failed:
-			// run it; it is safe in the in-flight list meanwhile.
+		if job != nil && err != nil {
+			// Taken by a blocking wait, not yet claimed: it is safe in the
+			// in-flight list; claim it before running it.
+			w.logf("%v", err)
+			err = w.retry(func() error { return w.q.Claim(bg, w.id, job, w.cfg.Now()) }, false)
 			if err != nil {
-				w.logf("%v", err)
+				break // terminating: Unregister requeues it
 			}
+		}
+		if job != nil {
 			if backoff > 0 {
 				w.logf("Redis is reachable again")
 				backoff = 0
 			}
+			w.redisOK.Store(true)
 			for job != nil {
+				if quitting, stopping, paused, _ := w.control(); quitting || stopping || paused {
+					// Signalled while the job was being taken: nothing is
+					// picked up after a pause, QUIT or TERM. A paused
+					// worker puts it back at the head of its queue now;
+					// a stopping one at unregister.
+					if paused && !quitting && !stopping {
+						w.giveBack(bg)
+					}
+					job = nil
+					break
+				}
 				// Chain through AckReserve while the queue list is fresh
 				// (globs are re-expanded at least every second).
 				var chain []string
@@ -308,29 +342,30 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 			w.logf("Redis is reachable again")
 			backoff = 0
 		}
+		w.redisOK.Store(true)
 	}
 	w.logf("stopping (processed %d, failed %d)", w.processed.Load(), w.failed.Load())
 	return nil
 }
 
-func (w *Worker) prepare(ctx context.Context, qs []string, prepared map[string]bool) error {
-	var fresh []string
-	for _, q := range qs {
-		if !prepared[q] {
-			fresh = append(fresh, q)
+// giveBack returns the jobs the worker holds but has not started to the
+// head of their queues.
+func (w *Worker) giveBack(ctx context.Context) {
+	err := w.retry(func() error {
+		n, err := w.q.Requeue(ctx, w.id)
+		if err == nil && n > 0 {
+			w.logf("paused: returned %d job(s) taken during the pause to their queue", n)
 		}
-	}
-	if err := w.q.Prepare(ctx, w.id, fresh); err != nil {
 		return err
+	}, false)
+	if err != nil {
+		w.logf("could not return a job taken during the pause: %v; it goes back when the worker stops", err)
 	}
-	for _, q := range fresh {
-		prepared[q] = true
-	}
-	return nil
 }
 
 // redisDown logs a Redis error (once per outage) and waits with backoff.
 func (w *Worker) redisDown(err error, backoff time.Duration, wake <-chan struct{}) time.Duration {
+	w.redisOK.Store(false)
 	if backoff == 0 {
 		w.logf("Redis unavailable: %v; retrying with backoff", err)
 		backoff = 100 * time.Millisecond
@@ -416,7 +451,7 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 			lost = true
 		}
 	}
-	if err := w.retry(record); err != nil {
+	if err := w.retry(record, false); err != nil {
 		w.logf("could not record the outcome of a job from %s: %v; it stays in flight and will run again", job.Queue, err)
 	}
 	return nil, lost
@@ -465,20 +500,23 @@ func toFailure(err error) queue.Failure {
 }
 
 // retry runs op until it succeeds, backing off while Redis is down; it
-// gives up only when the worker is terminating.
-func (w *Worker) retry(op func() error) error {
+// gives up when the worker is terminating, or also quitting when idle
+// (nothing of ours is at stake then).
+func (w *Worker) retry(op func() error, idle bool) error {
 	delay := 50 * time.Millisecond
 	logged := false
 	for {
 		err := op()
 		if err == nil {
+			w.redisOK.Store(true)
 			if logged {
 				w.logf("Redis is reachable again")
 			}
 			return nil
 		}
-		_, stopping, _, wake := w.control()
-		if stopping {
+		w.redisOK.Store(false)
+		quitting, stopping, _, wake := w.control()
+		if stopping || (idle && quitting) {
 			return err
 		}
 		if !logged {
@@ -501,9 +539,12 @@ func (w *Worker) heartbeat(done <-chan struct{}) {
 		case <-done:
 			return
 		case <-t.C:
+			// Each beat re-asserts the whole registration, so a worker
+			// whose registration was lost (Redis restarted empty, or
+			// pruned by Resque) is back within one heartbeat.
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			if now, err := w.q.ServerTime(ctx); err == nil {
-				_ = w.q.Heartbeat(ctx, w.id, now)
+				_ = w.q.Heartbeat(ctx, w.reg, now)
 			}
 			cancel()
 		}

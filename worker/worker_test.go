@@ -124,7 +124,7 @@ func TestBadPayloadsBecomeFailuresAndTheWorkerCarriesOn(t *testing.T) {
 		big,
 		`{"class":"Poolctl::Noop","args":[]}`,
 	)
-	h.eventually("all 8 jobs handled", func() bool { return h.stat("resque:stat:processed") == "1" && h.stat("resque:stat:failed") == "7" })
+	h.eventually("all 8 jobs handled", func() bool { return h.stat("resque:stat:processed") == "8" && h.stat("resque:stat:failed") == "7" })
 	want := []string{
 		"payload is not a JSON object: invalid character 'o' in literal null (expecting 'u')",
 		`payload has no "class"`,
@@ -169,7 +169,7 @@ func TestCommandJobGetsArgsAndReportsFailure(t *testing.T) {
 		"Broken": {"sh", "-c", "echo first >&2; echo 'disk on fire' >&2; exit 7"},
 	}})
 	h.push("foo", `{"class":"Record","args":[35,"tar"]}`, `{"class":"Broken","args":[]}`)
-	h.eventually("both jobs", func() bool { return h.stat("resque:stat:processed") == "1" && h.stat("resque:stat:failed") == "1" })
+	h.eventually("both jobs", func() bool { return h.stat("resque:stat:processed") == "2" && h.stat("resque:stat:failed") == "1" })
 	got, _ := os.ReadFile(out)
 	if want := `[35,"tar"]Record|foo|[35,"tar"]`; string(got) != want {
 		t.Errorf("job saw %q, want %q", got, want)
@@ -255,7 +255,7 @@ func TestKillJobRecordsAFailureAndGoesOn(t *testing.T) {
 		t.Errorf("failure = %s: %q", r.Exception, r.Error)
 	}
 	h.push("foo", `{"class":"Poolctl::Noop","args":[]}`)
-	h.eventually("next job", func() bool { return h.stat("resque:stat:processed") == "1" })
+	h.eventually("next job", func() bool { return h.stat("resque:stat:processed") == "2" })
 }
 
 func TestPauseAndResume(t *testing.T) {

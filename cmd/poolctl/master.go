@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/embedredis"
+	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
@@ -58,7 +59,7 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		RedisURL:   *redisURL,
 
 		RedisResolver: embedredis.Resolve,
-		Janitor:       newJanitor,
+		Janitor:       newRecoverer,
 	}
 	if pid, err := strconv.Atoi(os.Getenv("POOLCTL_SHELL_PID")); err == nil {
 		opts.ShellPID = pid
@@ -82,14 +83,11 @@ func leanWorker() []string {
 	return nil
 }
 
-// recoveryInterval is how often the master looks for dead workers of its
-// host in Redis (it always does at start).
-const recoveryInterval = 30 * time.Second
-
-// newJanitor connects the master to Redis for cleaning up after dead
-// built-in workers: at start and periodically it unregisters this host's
-// dead workers and requeues their in-flight jobs.
-func newJanitor(url, namespace string, log *pool.Logger) (pool.Janitor, error) {
+// newRecoverer connects the master to Redis for returning the jobs of dead
+// built-in workers to their queues: queue.Recoverer runs its own passes
+// (at start and every recovery_interval) and cleans up after each worker
+// the master reaps.
+func newRecoverer(url string, cfg *spec.Config, log *pool.Logger) (pool.Janitor, error) {
 	host, err := os.Hostname()
 	if err != nil {
 		return nil, fmt.Errorf("host name: %w", err)
@@ -98,42 +96,28 @@ func newJanitor(url, namespace string, log *pool.Logger) (pool.Janitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := queue.NewJanitor(queue.New(rdb, namespace), host, log.Printf)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(recoveryInterval)
-		defer t.Stop()
-		logged := false
-		for {
-			rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-			err := j.Recover(rctx, pool.ProcessAlive)
-			rcancel()
-			if err != nil && ctx.Err() == nil && !logged {
-				log.Printf("cannot check Redis for dead workers yet: %v", err)
-				logged = true
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return &masterJanitor{Janitor: j, rdb: rdb, cancel: cancel, done: done}, nil
+	r := queue.NewRecoverer(queue.New(rdb, cfg.Namespace), queue.RecovererOptions{
+		Host:            host,
+		Alive:           procid.Alive,
+		Logf:            log.Printf,
+		Interval:        cfg.RecoveryInterval,
+		HeartbeatExpiry: cfg.HeartbeatExpiry,
+	})
+	r.Start()
+	return &masterRecoverer{Recoverer: r, rdb: rdb}, nil
 }
 
-type masterJanitor struct {
-	*queue.Janitor
-	rdb    interface{ Close() error }
-	cancel context.CancelFunc
-	done   chan struct{}
+// masterRecoverer adapts a queue.Recoverer to pool.Janitor.
+type masterRecoverer struct {
+	*queue.Recoverer
+	rdb interface{ Close() error }
 }
 
-func (m *masterJanitor) Close() error {
-	m.cancel()
-	<-m.done
-	m.Janitor.Close()
+func (m *masterRecoverer) WorkerExited(pid int, queues string, _ time.Time) {
+	m.Recoverer.WorkerExited(pid, queues)
+}
+
+func (m *masterRecoverer) Close() error {
+	m.Stop()
 	return m.rdb.Close()
 }

@@ -13,4 +13,7 @@ const (
 	MasterPID  = "POOLCTL_MASTER_PID"
 	Jobs       = "POOLCTL_JOBS"        // JSON object: job class -> argv
 	JobTimeout = "POOLCTL_JOB_TIMEOUT" // Go duration, "0s" = none
+	// HeartbeatInterval is how often a built-in worker heartbeats (Go
+	// duration); unset means the worker's default.
+	HeartbeatInterval = "POOLCTL_HEARTBEAT_INTERVAL"
 )
