@@ -261,9 +261,8 @@ func TestStartingMasterRecoversDeadWorkersOfItsHost(t *testing.T) {
 	gone := exec.Command("true")
 	_ = gone.Run()
 	dead := queue.WorkerID(host, gone.Process.Pid, []string{"foo"})
-	_ = q.Register(bg, dead, time.Now().Add(-time.Hour))
+	_ = q.Register(bg, queue.Registration{ID: dead, Started: time.Now().Add(-time.Hour)})
 	_ = q.Enqueue(bg, "foo", []byte(`{"class":"Poolctl::Noop","args":["orphaned"]}`))
-	_ = q.Prepare(bg, dead, []string{"foo"})
 	if j, err := q.Reserve(bg, dead, []string{"foo"}, time.Now()); j == nil || err != nil {
 		t.Fatalf("reserve: %v %v", j, err)
 	}
