@@ -51,15 +51,7 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
 		}
 		opts.PoolSize, opts.ClientName = o.PoolSize, name
-		if o.NoRetry {
-			opts.MaxRetries = -1
-		}
-		if o.ReadTimeout > 0 {
-			opts.ReadTimeout = o.ReadTimeout
-		}
-		if o.DialTimeout > 0 {
-			opts.DialTimeout = o.DialTimeout
-		}
+		o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
 		return redis.NewClusterClient(opts), nil
 	}
 	opts, err := redis.ParseURL(url)
@@ -67,15 +59,7 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
 	}
 	opts.PoolSize, opts.ClientName = o.PoolSize, name
-	if o.NoRetry {
-		opts.MaxRetries = -1
-	}
-	if o.ReadTimeout > 0 {
-		opts.ReadTimeout = o.ReadTimeout
-	}
-	if o.DialTimeout > 0 {
-		opts.DialTimeout = o.DialTimeout
-	}
+	o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
 	return redis.NewClient(opts), nil
 }
 
@@ -103,16 +87,25 @@ func openSentinel(raw, name string, o Options) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("redis URL %s: database %q is not a number", Redact(raw), db)
 		}
 	}
+	o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
+	return redis.NewFailoverClient(opts), nil
+}
+
+// apply sets the options every kind of client shares. Context deadlines
+// are always honoured (go-redis ignores them otherwise), so a caller that
+// bounds a call, such as a worker unregistering on its way out, is not
+// held for the full read timeout by a stalled Redis.
+func (o Options) apply(maxRetries *int, readTimeout, dialTimeout *time.Duration, contextTimeout *bool) {
 	if o.NoRetry {
-		opts.MaxRetries = -1
+		*maxRetries = -1
 	}
 	if o.ReadTimeout > 0 {
-		opts.ReadTimeout = o.ReadTimeout
+		*readTimeout = o.ReadTimeout
 	}
 	if o.DialTimeout > 0 {
-		opts.DialTimeout = o.DialTimeout
+		*dialTimeout = o.DialTimeout
 	}
-	return redis.NewFailoverClient(opts), nil
+	*contextTimeout = true
 }
 
 // redactErr keeps a password that a parse error might quote out of logs.

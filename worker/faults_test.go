@@ -20,13 +20,17 @@ import (
 // payloads that defeat identity.
 
 // faultWorker starts a worker whose bookkeeping client times out after
-// 300 ms and never retries inside go-redis, the way production workers
-// are configured, so a stalled Redis loses replies.
-func faultWorker(t *testing.T, srv *redistest.Server, cfg Config) *harness {
+// 300 ms (or the given timeout) and never retries inside go-redis, as
+// production workers are configured, so a stalled Redis loses replies.
+func faultWorker(t *testing.T, srv *redistest.Server, cfg Config, timeout ...time.Duration) *harness {
 	t.Helper()
 	h := &harness{t: t, srv: srv, rdb: srv.Client(), out: &syncBuffer{}, err: make(chan error, 1)}
-	fast := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 300 * time.Millisecond,
-		WriteTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond, MaxRetries: -1})
+	d := 300 * time.Millisecond
+	if len(timeout) > 0 {
+		d = timeout[0]
+	}
+	fast := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: d,
+		WriteTimeout: d, DialTimeout: d, MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = fast.Close() })
 	h.q = queue.New(fast, "")
 	blocking := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1, MaxRetries: -1,
@@ -108,5 +112,96 @@ func TestLostAckReplyNeverRemovesAnIdenticalJob(t *testing.T) {
 	}
 	if got := h.stat("resque:stat:processed"); got != "6" {
 		t.Errorf("stat:processed = %s, want 6", got)
+	}
+}
+
+// A worker blocked in a long BLMOVE is paused; a job pushed after the
+// pause must not run, and must be back in its queue.
+func TestPausedWorkerPicksUpNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	runs := filepath.Join(t.TempDir(), "runs")
+	h := faultWorker(t, srv, Config{Queues: []string{"foo"}, BlockTimeout: 3 * time.Second,
+		Jobs: map[string][]string{"Mark": {"sh", "-c", "echo run >> " + runs}}})
+	testutil.Eventually(t, 5*time.Second, "the worker to block in BLMOVE", func() bool {
+		clients := h.rdb.ClientList(bg).Val()
+		return strings.Contains(clients, "cmd=blmove")
+	})
+	h.w.Pause()
+	h.push("foo", `{"class":"Mark","args":[]}`)
+	testutil.Eventually(t, 10*time.Second, "the paused worker to park with the job back in its queue", func() bool {
+		return h.w.parked.Load() && h.rdb.LLen(bg, "resque:queue:foo").Val() == 1
+	})
+	if n := lineCount(runs); n != 0 {
+		t.Fatalf("a paused worker ran %d job(s)", n)
+	}
+	if h.running() {
+		t.Errorf("a paused worker records a current job")
+	}
+	h.w.Resume()
+	testutil.Eventually(t, 10*time.Second, "the job to run after resume", func() bool { return lineCount(runs) == 1 })
+}
+
+// An idle worker whose Redis is stalled (SIGSTOP: connections hang rather
+// than fail) must exit at once on QUIT, not sit out its stop timeout.
+func TestIdleWorkerWithStalledRedisQuitsAtOnce(t *testing.T) {
+	for _, stop := range []struct {
+		name string
+		fn   func(*Worker)
+	}{{"QUIT", (*Worker).Quit}, {"TERM", (*Worker).Terminate}} {
+		t.Run(stop.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			// The clients poolctl-worker uses: go-redis's 3 s read timeout
+			// for bookkeeping, a long one for blocking waits.
+			h := faultWorker(t, srv, Config{Queues: []string{"foo", "bar"}}, 3*time.Second)
+			testutil.Eventually(t, 5*time.Second, "the worker to wait for jobs", func() bool {
+				return strings.Contains(h.rdb.ClientList(bg).Val(), "cmd=blmove")
+			})
+			if err := syscall.Kill(srv.PID(), syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond) // the stall is under way
+			start := time.Now()
+			stop.fn(h.w)
+			select {
+			case <-h.err:
+				if took := time.Since(start); took > 1500*time.Millisecond {
+					t.Errorf("worker took %s to stop", took)
+				}
+			case <-time.After(4 * time.Second):
+				t.Fatalf("idle worker with a stalled Redis did not stop within 4s of %s", stop.name)
+			}
+			h.err <- nil // for the cleanup's wait
+			_ = syscall.Kill(srv.PID(), syscall.SIGCONT)
+		})
+	}
+}
+
+// Redis restarts empty under a busy worker: the registration comes back
+// within a heartbeat, and the next job's in-flight entry is in an index
+// recovery can find.
+func TestEmptyRedisRestartLosesNoRegistrationOrLaterJob(t *testing.T) {
+	srv := redistest.Start(t) // no persistence
+	h := faultWorker(t, srv, Config{Queues: []string{"foo"}, HeartbeatInterval: 200 * time.Millisecond})
+	h.push("foo", `{"class":"Poolctl::Sleep","args":[800]}`)
+	testutil.Eventually(t, 5*time.Second, "the first job to run", h.running)
+	srv.Restart()
+	rdb := srv.Client()
+	testutil.Eventually(t, 5*time.Second, "the registration to come back", func() bool {
+		return rdb.SIsMember(bg, "resque:workers", h.w.ID()).Val() &&
+			rdb.Exists(bg, "resque:worker:"+h.w.ID()+":started", "resque:poolctl:identity:"+h.w.ID()).Val() == 2
+	})
+	if err := queue.New(rdb, "").Enqueue(bg, "foo", []byte(`{"class":"Poolctl::Sleep","args":[60000]}`)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the second job to be taken", func() bool {
+		return rdb.LLen(bg, "resque:poolctl:inflight:"+h.w.ID()+":foo").Val() == 1
+	})
+	if got := rdb.SMembers(bg, "resque:poolctl:inflight-index:"+h.w.ID()).Val(); len(got) != 1 || got[0] != "foo" {
+		t.Fatalf("in-flight index = %v after an empty restart; recovery could not find the job", got)
+	}
+	// Were the worker to die now, recovery would give the job back.
+	n, err := queue.New(rdb, "").Requeue(bg, h.w.ID())
+	if err != nil || n != 1 {
+		t.Errorf("Requeue = %d, %v; want the in-flight job back", n, err)
 	}
 }

@@ -219,12 +219,13 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() {
-		// An idle worker told to stop while Redis is unreachable must not
-		// sit out its stop timeout: try briefly, and on failure exit
-		// non-zero so the master cleans up after us.
-		bound := 5 * time.Second
+		// A worker told to stop while Redis is stalled or unreachable must
+		// not sit out its stop timeout: a healthy Redis answers this in
+		// milliseconds, so try briefly, and on failure exit non-zero so
+		// the master's recoverer cleans up after us (nothing is lost).
+		bound := time.Second
 		if !w.redisOK.Load() {
-			bound = time.Second
+			bound = 200 * time.Millisecond
 		}
 		ctx, cancel := context.WithTimeout(bg, bound)
 		defer cancel()
