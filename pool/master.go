@@ -127,7 +127,9 @@ type Master struct {
 	started   time.Time
 	lastError string
 	orphanDue bool
-	stateErr  bool
+	// orphanRound counts the scans of the current orphan clean-up.
+	orphanRound int
+	stateErr    bool
 }
 
 // Paths are the pool's files.
@@ -262,8 +264,7 @@ func (m *Master) run(ctx context.Context) error {
 			break
 		}
 	}
-	m.killOrphans()
-	m.reapAll()
+	m.sweepOrphans()
 	m.log.Printf("manager stopped: all workers reaped")
 	return nil
 }
@@ -711,30 +712,59 @@ func (m *Master) failedStart(g *group, reason string) {
 	m.log.Printf("queues %s: failed start %d of %d: %s; next try in %s", g.queues, g.failures, m.cfg.StartRetries, reason, delay)
 }
 
-// scheduleOrphanScan arranges one scan for adopted orphans shortly after a
-// burst of worker exits, instead of one scan per exit.
+// Orphan clean-up. Killing an adopted orphan can orphan its own children
+// (in other sessions or groups), which the kernel then hands to the master
+// too: a clean-up therefore rescans after every kill, until a scan finds
+// nothing, within these bounds.
+const (
+	orphanScanDelay   = 50 * time.Millisecond // after a worker exit, and between rounds
+	orphanRounds      = 20                    // scans per clean-up at most
+	finalSweepTimeout = 5 * time.Second       // how long a stopping master waits for orphans to die
+)
+
+// scheduleOrphanScan arranges a clean-up of adopted orphans shortly after a
+// burst of worker exits, instead of one scan per exit. A scan that finds
+// orphans schedules another round, so that processes adopted only when
+// those die are found too.
 func (m *Master) scheduleOrphanScan() {
+	m.orphanRound = 0 // a clean-up under way starts its count again
 	if m.orphanDue {
 		return
 	}
 	m.orphanDue = true
-	time.AfterFunc(50*time.Millisecond, func() {
+	m.armOrphanScan()
+}
+
+func (m *Master) armOrphanScan() {
+	time.AfterFunc(orphanScanDelay, func() {
 		m.post(func() {
+			m.reapAll()
+			m.orphanRound++
+			if m.killOrphans() > 0 && m.orphanRound < orphanRounds {
+				m.armOrphanScan()
+				return
+			}
+			if m.orphanRound >= orphanRounds {
+				m.log.Printf("orphaned processes keep appearing after %d rounds of clean-up; scanning again after the next worker exit", orphanRounds)
+			}
 			m.orphanDue = false
-			m.killOrphans()
 		})
 	})
 }
 
-// killOrphans kills children of the master that it did not start: job
-// processes of dead workers, reparented here because the master is a
-// subreaper.
-func (m *Master) killOrphans() {
+// killOrphans kills the children of the master that it did not start (job
+// processes and daemons of workers, reparented here because the master is
+// a subreaper) together with their process groups. It returns how many
+// such children are still there, dying or not yet reaped; 0 means the
+// scan found none.
+func (m *Master) killOrphans() int {
 	kids, err := ownChildren()
 	if err != nil {
 		m.log.Printf("cannot look for orphaned processes: %v", err)
-		return
+		return 0
 	}
+	ownGroup := syscall.Getpgrp()
+	found := 0
 	for _, pid := range kids {
 		if _, ok := m.workers[pid]; ok {
 			continue
@@ -742,9 +772,43 @@ func (m *Master) killOrphans() {
 		if _, ok := m.others[pid]; ok {
 			continue
 		}
+		found++
+		pgid, zombie, ok := procGroup(pid)
+		if !ok || zombie {
+			continue // gone, or dead and waiting for reapAll
+		}
 		m.log.Printf("killing orphaned process %d (left behind by a dead worker)", pid)
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		// Its whole group, unless that group is the master's own or a live
+		// worker's (a worker's double-forked child stays in the worker's
+		// group): those lose only this process.
+		if _, isWorker := m.workers[pgid]; pgid > 1 && pgid != ownGroup && !isWorker {
+			if _, isOther := m.others[pgid]; !isOther {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
+		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return found
+}
+
+// sweepOrphans is the clean-up of a stopping master: it kills adopted
+// orphans and reaps them, round after round, until a scan finds none (or
+// the bounds are reached), so that nothing of the pool survives the master
+// and nothing is left a zombie.
+func (m *Master) sweepOrphans() {
+	deadline := time.Now().Add(finalSweepTimeout)
+	for round := 1; ; round++ {
+		m.reapAll()
+		left := m.killOrphans()
+		if left == 0 {
+			return
+		}
+		if round >= orphanRounds*10 || time.Now().After(deadline) {
+			m.log.Printf("%d orphaned processes still not gone after %s; leaving them to init", left, finalSweepTimeout)
+			return
+		}
+		// Give the killed processes a moment to die before reaping them.
+		time.Sleep(orphanScanDelay / 5)
 	}
 }
 
