@@ -342,8 +342,15 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 
 func (m *Master) reload() {
 	cfg, err := spec.LoadConfig(m.opts.ConfigPath, m.opts.Env)
-	if err == nil && m.opts.RedisURL == "" && cfg.Redis != m.cfg.Redis {
+	// Settings fixed at start (the janitor that recovers dead workers' jobs
+	// runs on them) refuse the whole reload: applying the rest would leave
+	// workers and their recovery on different Redis keys.
+	switch {
+	case err != nil:
+	case m.opts.RedisURL == "" && cfg.Redis != m.cfg.Redis:
 		err = errors.New("the redis: setting cannot change while the pool runs; restart the pool")
+	case cfg.Namespace != m.cfg.Namespace:
+		err = fmt.Errorf("the namespace: setting cannot change while the pool runs (%q -> %q); restart the pool to change it", m.cfg.Namespace, cfg.Namespace)
 	}
 	if err != nil {
 		m.lastError = err.Error()
