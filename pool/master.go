@@ -64,6 +64,13 @@ type Options struct {
 	RedisResolver func(ctx context.Context, configured string, m *Master) (string, func(), error)
 }
 
+// BuiltinWorkerArgv0 is the argv[0] of built-in workers, so that `ps`
+// shows e.g. "poolctl-worker[resque:work] --queues foo". Ruby Resque's
+// prune_dead_workers takes a worker of its host whose pid is not listed by
+// `ps -A -o pid,command | grep -E "[r]esque:work|[r]esque:\sStarting|[r]esque-[0-9]"`
+// for dead and unregisters it; this title keeps poolctl's workers listed.
+const BuiltinWorkerArgv0 = "poolctl-worker[resque:work]"
+
 // fastStopBound caps how long INT/TERM wait before killing stragglers.
 const fastStopBound = 5 * time.Second
 
@@ -402,6 +409,10 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 			g.argv = append(append([]string{}, prefix...), "--queues", e.Queues)
 		}
 		g.path, g.lookErr = exec.LookPath(g.argv[0])
+		if g.builtin {
+			// The executable stays g.path; only the process title changes.
+			g.argv[0] = BuiltinWorkerArgv0
+		}
 		// Everything that reaches the worker's argv or environment: a
 		// change means its workers must be replaced.
 		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), cfg.JobTimeout.String()})
