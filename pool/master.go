@@ -71,6 +71,10 @@ type Options struct {
 // for dead and unregisters it; this title keeps poolctl's workers listed.
 const BuiltinWorkerArgv0 = "poolctl-worker[resque:work]"
 
+// claimCheckInterval is how often the master checks that its lock file (and
+// runtime directory) are still there, besides every state write.
+const claimCheckInterval = time.Second
+
 // fastStopBound caps how long INT/TERM wait before killing stragglers.
 const fastStopBound = 5 * time.Second
 
@@ -115,6 +119,7 @@ type group struct {
 type Master struct {
 	opts     Options
 	log      *Logger
+	lock     *poolLock
 	cfg      *spec.Config
 	redisURL string
 	janitor  Janitor
@@ -137,6 +142,7 @@ type Master struct {
 	// orphanRound counts the scans of the current orphan clean-up.
 	orphanRound int
 	stateErr    bool
+	lockErr     bool // the last attempt to re-take the lock file failed
 }
 
 // Paths are the pool's files.
@@ -168,11 +174,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := opts.Paths.Ensure(); err != nil {
 		return err
 	}
-	unlock, err := lockPool(opts.Paths)
+	lock, err := lockPool(opts.Paths)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer lock.release()
 
 	cfg, err := spec.LoadConfig(opts.ConfigPath, opts.Env)
 	if err != nil {
@@ -187,6 +193,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	m := &Master{
 		opts:    opts,
 		log:     log,
+		lock:    lock,
 		cfg:     cfg,
 		groups:  map[string]*group{},
 		workers: map[int]*worker{},
@@ -254,6 +261,8 @@ func (m *Master) run(ctx context.Context) error {
 	m.reconcile()
 	m.flushState()
 
+	claimCheck := time.NewTicker(claimCheckInterval)
+	defer claimCheck.Stop()
 	ctxDone := ctx.Done()
 	for {
 		select {
@@ -261,6 +270,8 @@ func (m *Master) run(ctx context.Context) error {
 			m.handleSignal(sig.(syscall.Signal))
 		case fn := <-m.calls:
 			fn()
+		case <-claimCheck.C:
+			m.keepClaim()
 		case <-ctxDone:
 			ctxDone = nil
 			m.beginStop(fastStop, "context cancelled")
@@ -830,11 +841,49 @@ func (m *Master) sweepOrphans() {
 	}
 }
 
+// keepClaim re-creates the lock file, and the runtime directory with the
+// files the master owns there, when something removed them, and takes the
+// lock again, so that shells still find the pool (the abstract socket
+// keeps the master unique meanwhile).
+func (m *Master) keepClaim() {
+	p := m.opts.Paths
+	_, dirErr := os.Stat(p.Dir)
+	recreated, err := m.lock.refresh()
+	if err != nil {
+		if !m.lockErr {
+			m.log.Printf("cannot re-create the lock file %s: %v (shells may think the pool is stopped; retrying)", p.Lock, err)
+		}
+		m.lockErr = true
+		return
+	}
+	m.lockErr = false
+	if !recreated {
+		return
+	}
+	if errors.Is(dirErr, os.ErrNotExist) {
+		m.log.Printf("runtime directory %s was removed: recreated it", p.Dir)
+	} else {
+		m.log.Printf("lock file %s was removed or replaced: recreated it", p.Lock)
+	}
+	if _, err := os.Stat(m.opts.PidFile); errors.Is(err, os.ErrNotExist) {
+		if err := WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+			m.log.Printf("cannot re-create the pid file: %v", err)
+		}
+	}
+	if _, err := os.Stat(p.RedisURL); m.redisURL != "" && errors.Is(err, os.ErrNotExist) {
+		if err := WriteFileAtomic(p.RedisURL, []byte(m.redisURL+"\n")); err != nil {
+			m.log.Printf("cannot re-create %s: %v", p.RedisURL, err)
+		}
+	}
+	m.dirty = true // and the state file
+}
+
 // flushState publishes the state file when something changed.
 func (m *Master) flushState() {
 	if !m.dirty {
 		return
 	}
+	m.keepClaim()
 	m.dirty = false
 	err := WriteState(m.opts.Paths.State, m.snapshot())
 	if errors.Is(err, os.ErrNotExist) {
