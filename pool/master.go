@@ -139,10 +139,12 @@ type Master struct {
 	started   time.Time
 	lastError string
 	orphanDue bool
-	// orphanRound counts the scans of the current orphan clean-up.
-	orphanRound int
-	stateErr    bool
-	lockErr     bool // the last attempt to re-take the lock file failed
+	// orphanRound counts the scans of the current orphan clean-up, and
+	// orphansKilled holds the orphans it has killed (logged once each).
+	orphanRound   int
+	orphansKilled map[int]bool
+	stateErr      bool
+	lockErr       bool // the last attempt to re-take the lock file failed
 }
 
 // Paths are the pool's files.
@@ -201,6 +203,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 		calls:   make(chan func(), 1024),
 		done:    make(chan struct{}),
 		started: time.Now(),
+
+		orphansKilled: map[int]bool{},
 	}
 	return m.run(ctx)
 }
@@ -761,6 +765,7 @@ func (m *Master) scheduleOrphanScan() {
 		return
 	}
 	m.orphanDue = true
+	m.orphansKilled = map[int]bool{}
 	m.armOrphanScan()
 }
 
@@ -806,7 +811,10 @@ func (m *Master) killOrphans() int {
 		if !ok || zombie {
 			continue // gone, or dead and waiting for reapAll
 		}
-		m.log.Printf("killing orphaned process %d (left behind by a dead worker)", pid)
+		if !m.orphansKilled[pid] {
+			m.orphansKilled[pid] = true
+			m.log.Printf("killing orphaned process %d (left behind by a dead worker)", pid)
+		}
 		// Its whole group, unless that group is the master's own or a live
 		// worker's (a worker's double-forked child stays in the worker's
 		// group): those lose only this process.
@@ -826,6 +834,7 @@ func (m *Master) killOrphans() int {
 // and nothing is left a zombie.
 func (m *Master) sweepOrphans() {
 	deadline := time.Now().Add(finalSweepTimeout)
+	m.orphansKilled = map[int]bool{}
 	for round := 1; ; round++ {
 		m.reapAll()
 		left := m.killOrphans()
