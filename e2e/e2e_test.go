@@ -65,6 +65,12 @@ type master struct {
 // startMaster runs `poolctl master` on config in a private runtime dir.
 func startMaster(t *testing.T, runtime, config string, extra ...string) *master {
 	t.Helper()
+	return startMasterOf(t, binary, runtime, config, extra...)
+}
+
+// startMasterOf is startMaster with another poolctl binary.
+func startMasterOf(t *testing.T, binary, runtime, config string, extra ...string) *master {
+	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "pool.yml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -153,8 +159,8 @@ func TestKilledWorkerJobGoesBackAndRunsAgain(t *testing.T) {
 	m := startMaster(t, t.TempDir(), "workers: {foo: 1}\nredis: "+srv.URL()+"\n")
 	s := m.waitWorkers(1)
 	victim := s.Workers[0].PID
-	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", victim)); !bytes.HasPrefix(cmdline, []byte(filepath.Join(filepath.Dir(binary), "poolctl-worker")+"\x00--queues\x00foo")) {
-		t.Errorf("built-in worker runs as %q, want the lean poolctl-worker beside poolctl", cmdline)
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", victim)); exe != filepath.Join(filepath.Dir(binary), "poolctl-worker") {
+		t.Errorf("built-in worker runs %q, want the lean poolctl-worker beside poolctl", exe)
 	}
 	eventually(t, "worker registered", 10*time.Second, func() bool { return len(registered(rdb)) == 1 })
 	q := queue.New(rdb, "")
@@ -505,4 +511,59 @@ func killWorker(w pool.WorkerState) bool {
 		return false
 	}
 	return syscall.Kill(w.PID, syscall.SIGKILL) == nil
+}
+
+// resquePs is how Ruby Resque's prune_dead_workers finds the live workers
+// of its host (Resque::Worker.all_workers_with_expired_heartbeats and
+// worker_pids): a registered worker of this host whose pid is missing here
+// is unregistered.
+const resquePs = `ps -A -o pid,command | grep -E "[r]esque:work|[r]esque:\\sStarting|[r]esque-[0-9]" | grep -v "resque-web"`
+
+func TestBuiltinWorkersAreLiveForRubyResquesPruning(t *testing.T) {
+	// The lean poolctl-worker beside poolctl, and `poolctl work` when
+	// poolctl is alone.
+	alone := filepath.Join(t.TempDir(), "poolctl")
+	if b, err := os.ReadFile(binary); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(alone, b, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, bin, exe, args string }{
+		{"lean", binary, filepath.Join(filepath.Dir(binary), "poolctl-worker"), "--queues foo"},
+		{"poolctl work", alone, alone, "work --queues foo"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			m := startMasterOf(t, tc.bin, t.TempDir(), "workers: {foo: 2}\nredis: "+srv.URL()+"\n")
+			s := m.waitWorkers(2)
+			out, err := exec.Command("bash", "-c", resquePs).Output()
+			var exit *exec.ExitError
+			if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) { // 1: grep found nothing
+				t.Fatalf("%s: %v", resquePs, err)
+			}
+			listed := map[int]string{}
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				pid, command, _ := strings.Cut(strings.TrimSpace(line), " ")
+				if n, err := strconv.Atoi(pid); err == nil {
+					listed[n] = strings.TrimSpace(command)
+				}
+			}
+			for _, w := range s.Workers {
+				command, ok := listed[w.PID]
+				if !ok {
+					t.Errorf("worker %d is not listed by Resque's process search; it lists:\n%s", w.PID, out)
+					continue
+				}
+				if want := "poolctl-worker[resque:work] " + tc.args; command != want {
+					t.Errorf("worker %d shows as %q, want %q", w.PID, command, want)
+				}
+				if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", w.PID)); exe != tc.exe {
+					t.Errorf("worker %d runs %q, want %q", w.PID, exe, tc.exe)
+				}
+			}
+			if !strings.Contains(m.logText(), "Starting worker[") {
+				t.Error("no worker start in the log")
+			}
+		})
+	}
 }

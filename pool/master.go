@@ -64,6 +64,17 @@ type Options struct {
 	RedisResolver func(ctx context.Context, configured string, m *Master) (string, func(), error)
 }
 
+// BuiltinWorkerArgv0 is the argv[0] of built-in workers, so that `ps`
+// shows e.g. "poolctl-worker[resque:work] --queues foo". Ruby Resque's
+// prune_dead_workers takes a worker of its host whose pid is not listed by
+// `ps -A -o pid,command | grep -E "[r]esque:work|[r]esque:\sStarting|[r]esque-[0-9]"`
+// for dead and unregisters it; this title keeps poolctl's workers listed.
+const BuiltinWorkerArgv0 = "poolctl-worker[resque:work]"
+
+// claimCheckInterval is how often the master checks that its lock file (and
+// runtime directory) are still there, besides every state write.
+const claimCheckInterval = time.Second
+
 // fastStopBound caps how long INT/TERM wait before killing stragglers.
 const fastStopBound = 5 * time.Second
 
@@ -108,6 +119,7 @@ type group struct {
 type Master struct {
 	opts     Options
 	log      *Logger
+	lock     *poolLock
 	cfg      *spec.Config
 	redisURL string
 	janitor  Janitor
@@ -127,7 +139,12 @@ type Master struct {
 	started   time.Time
 	lastError string
 	orphanDue bool
-	stateErr  bool
+	// orphanRound counts the scans of the current orphan clean-up, and
+	// orphansKilled holds the orphans it has killed (logged once each).
+	orphanRound   int
+	orphansKilled map[int]bool
+	stateErr      bool
+	lockErr       bool // the last attempt to re-take the lock file failed
 }
 
 // Paths are the pool's files.
@@ -159,11 +176,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := opts.Paths.Ensure(); err != nil {
 		return err
 	}
-	unlock, err := lockPool(opts.Paths)
+	lock, err := lockPool(opts.Paths)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer lock.release()
 
 	cfg, err := spec.LoadConfig(opts.ConfigPath, opts.Env)
 	if err != nil {
@@ -178,6 +195,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	m := &Master{
 		opts:    opts,
 		log:     log,
+		lock:    lock,
 		cfg:     cfg,
 		groups:  map[string]*group{},
 		workers: map[int]*worker{},
@@ -185,6 +203,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 		calls:   make(chan func(), 1024),
 		done:    make(chan struct{}),
 		started: time.Now(),
+
+		orphansKilled: map[int]bool{},
 	}
 	return m.run(ctx)
 }
@@ -245,6 +265,8 @@ func (m *Master) run(ctx context.Context) error {
 	m.reconcile()
 	m.flushState()
 
+	claimCheck := time.NewTicker(claimCheckInterval)
+	defer claimCheck.Stop()
 	ctxDone := ctx.Done()
 	for {
 		select {
@@ -252,6 +274,8 @@ func (m *Master) run(ctx context.Context) error {
 			m.handleSignal(sig.(syscall.Signal))
 		case fn := <-m.calls:
 			fn()
+		case <-claimCheck.C:
+			m.keepClaim()
 		case <-ctxDone:
 			ctxDone = nil
 			m.beginStop(fastStop, "context cancelled")
@@ -262,8 +286,7 @@ func (m *Master) run(ctx context.Context) error {
 			break
 		}
 	}
-	m.killOrphans()
-	m.reapAll()
+	m.sweepOrphans()
 	m.log.Printf("manager stopped: all workers reaped")
 	return nil
 }
@@ -341,8 +364,15 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 
 func (m *Master) reload() {
 	cfg, err := spec.LoadConfig(m.opts.ConfigPath, m.opts.Env)
-	if err == nil && m.opts.RedisURL == "" && cfg.Redis != m.cfg.Redis {
+	// Settings fixed at start (the janitor that recovers dead workers' jobs
+	// runs on them) refuse the whole reload: applying the rest would leave
+	// workers and their recovery on different Redis keys.
+	switch {
+	case err != nil:
+	case m.opts.RedisURL == "" && cfg.Redis != m.cfg.Redis:
 		err = errors.New("the redis: setting cannot change while the pool runs; restart the pool")
+	case cfg.Namespace != m.cfg.Namespace:
+		err = fmt.Errorf("the namespace: setting cannot change while the pool runs (%q -> %q); restart the pool to change it", m.cfg.Namespace, cfg.Namespace)
 	}
 	if err != nil {
 		m.lastError = err.Error()
@@ -394,6 +424,10 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 			g.argv = append(append([]string{}, prefix...), "--queues", e.Queues)
 		}
 		g.path, g.lookErr = exec.LookPath(g.argv[0])
+		if g.builtin {
+			// The executable stays g.path; only the process title changes.
+			g.argv[0] = BuiltinWorkerArgv0
+		}
 		// Everything that reaches the worker's argv or environment: a
 		// change means its workers must be replaced.
 		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), cfg.JobTimeout.String()})
@@ -712,30 +746,60 @@ func (m *Master) failedStart(g *group, reason string) {
 	m.log.Printf("queues %s: failed start %d of %d: %s; next try in %s", g.queues, g.failures, m.cfg.StartRetries, reason, delay)
 }
 
-// scheduleOrphanScan arranges one scan for adopted orphans shortly after a
-// burst of worker exits, instead of one scan per exit.
+// Orphan clean-up. Killing an adopted orphan can orphan its own children
+// (in other sessions or groups), which the kernel then hands to the master
+// too: a clean-up therefore rescans after every kill, until a scan finds
+// nothing, within these bounds.
+const (
+	orphanScanDelay   = 50 * time.Millisecond // after a worker exit, and between rounds
+	orphanRounds      = 20                    // scans per clean-up at most
+	finalSweepTimeout = 5 * time.Second       // how long a stopping master waits for orphans to die
+)
+
+// scheduleOrphanScan arranges a clean-up of adopted orphans shortly after a
+// burst of worker exits, instead of one scan per exit. A scan that finds
+// orphans schedules another round, so that processes adopted only when
+// those die are found too.
 func (m *Master) scheduleOrphanScan() {
+	m.orphanRound = 0 // a clean-up under way starts its count again
 	if m.orphanDue {
 		return
 	}
 	m.orphanDue = true
-	time.AfterFunc(50*time.Millisecond, func() {
+	m.orphansKilled = map[int]bool{}
+	m.armOrphanScan()
+}
+
+func (m *Master) armOrphanScan() {
+	time.AfterFunc(orphanScanDelay, func() {
 		m.post(func() {
+			m.reapAll()
+			m.orphanRound++
+			if m.killOrphans() > 0 && m.orphanRound < orphanRounds {
+				m.armOrphanScan()
+				return
+			}
+			if m.orphanRound >= orphanRounds {
+				m.log.Printf("orphaned processes keep appearing after %d rounds of clean-up; scanning again after the next worker exit", orphanRounds)
+			}
 			m.orphanDue = false
-			m.killOrphans()
 		})
 	})
 }
 
-// killOrphans kills children of the master that it did not start: job
-// processes of dead workers, reparented here because the master is a
-// subreaper.
-func (m *Master) killOrphans() {
+// killOrphans kills the children of the master that it did not start (job
+// processes and daemons of workers, reparented here because the master is
+// a subreaper) together with their process groups. It returns how many
+// such children are still there, dying or not yet reaped; 0 means the
+// scan found none.
+func (m *Master) killOrphans() int {
 	kids, err := ownChildren()
 	if err != nil {
 		m.log.Printf("cannot look for orphaned processes: %v", err)
-		return
+		return 0
 	}
+	ownGroup := syscall.Getpgrp()
+	found := 0
 	for _, pid := range kids {
 		if _, ok := m.workers[pid]; ok {
 			continue
@@ -743,10 +807,85 @@ func (m *Master) killOrphans() {
 		if _, ok := m.others[pid]; ok {
 			continue
 		}
-		m.log.Printf("killing orphaned process %d (left behind by a dead worker)", pid)
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		found++
+		pgid, zombie, ok := procGroup(pid)
+		if !ok || zombie {
+			continue // gone, or dead and waiting for reapAll
+		}
+		if !m.orphansKilled[pid] {
+			m.orphansKilled[pid] = true
+			m.log.Printf("killing orphaned process %d (left behind by a dead worker)", pid)
+		}
+		// Its whole group, unless that group is the master's own or a live
+		// worker's (a worker's double-forked child stays in the worker's
+		// group): those lose only this process.
+		if _, isWorker := m.workers[pgid]; pgid > 1 && pgid != ownGroup && !isWorker {
+			if _, isOther := m.others[pgid]; !isOther {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
+		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+	return found
+}
+
+// sweepOrphans is the clean-up of a stopping master: it kills adopted
+// orphans and reaps them, round after round, until a scan finds none (or
+// the bounds are reached), so that nothing of the pool survives the master
+// and nothing is left a zombie.
+func (m *Master) sweepOrphans() {
+	deadline := time.Now().Add(finalSweepTimeout)
+	m.orphansKilled = map[int]bool{}
+	for round := 1; ; round++ {
+		m.reapAll()
+		left := m.killOrphans()
+		if left == 0 {
+			return
+		}
+		if round >= orphanRounds*10 || time.Now().After(deadline) {
+			m.log.Printf("%d orphaned processes still not gone after %s; leaving them to init", left, finalSweepTimeout)
+			return
+		}
+		// Give the killed processes a moment to die before reaping them.
+		time.Sleep(orphanScanDelay / 5)
+	}
+}
+
+// keepClaim re-creates the lock file, and the runtime directory with the
+// files the master owns there, when something removed them, and takes the
+// lock again, so that shells still find the pool (the abstract socket
+// keeps the master unique meanwhile).
+func (m *Master) keepClaim() {
+	p := m.opts.Paths
+	_, dirErr := os.Stat(p.Dir)
+	recreated, err := m.lock.refresh()
+	if err != nil {
+		if !m.lockErr {
+			m.log.Printf("cannot re-create the lock file %s: %v (shells may think the pool is stopped; retrying)", p.Lock, err)
+		}
+		m.lockErr = true
+		return
+	}
+	m.lockErr = false
+	if !recreated {
+		return
+	}
+	if errors.Is(dirErr, os.ErrNotExist) {
+		m.log.Printf("runtime directory %s was removed: recreated it", p.Dir)
+	} else {
+		m.log.Printf("lock file %s was removed or replaced: recreated it", p.Lock)
+	}
+	if _, err := os.Stat(m.opts.PidFile); errors.Is(err, os.ErrNotExist) {
+		if err := WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+			m.log.Printf("cannot re-create the pid file: %v", err)
+		}
+	}
+	if _, err := os.Stat(p.RedisURL); m.redisURL != "" && errors.Is(err, os.ErrNotExist) {
+		if err := WriteFileAtomic(p.RedisURL, []byte(m.redisURL+"\n")); err != nil {
+			m.log.Printf("cannot re-create %s: %v", p.RedisURL, err)
+		}
+	}
+	m.dirty = true // and the state file
 }
 
 // flushState publishes the state file when something changed.
@@ -754,6 +893,7 @@ func (m *Master) flushState() {
 	if !m.dirty {
 		return
 	}
+	m.keepClaim()
 	m.dirty = false
 	err := WriteState(m.opts.Paths.State, m.snapshot())
 	if errors.Is(err, os.ErrNotExist) {

@@ -534,3 +534,34 @@ func TestRunInProcessStopsOnCancelWithoutLeaks(t *testing.T) {
 		}
 	}
 }
+
+func TestNamespaceChangeOnHUPIsRefused(t *testing.T) {
+	cfg := sleepConfig + "namespace: \"old:\"\n"
+	tm := startMaster(t, cfg)
+	before := tm.waitState("5 workers", func(s *State) bool { return len(s.Workers) == 5 && s.Settled() })
+	// The whole reload is refused: neither the namespace nor the new count
+	// takes effect.
+	tm.writeConfig(strings.Replace(strings.Replace(cfg, `"old:"`, `"new:"`, 1), "foo: 2", "foo: 3", 1))
+	tm.signal(syscall.SIGHUP)
+	tm.waitLog(`reload failed, keeping the current configuration: the namespace: setting cannot change while the pool runs ("old:" -> "new:"); restart the pool to change it`)
+	s := tm.waitState("reload error published", func(s *State) bool { return s.Error != "" })
+	if !strings.Contains(s.Error, "namespace") {
+		t.Errorf("state error = %q, want it to name the namespace: setting", s.Error)
+	}
+	if s.Namespace != "old:" || s.Spec != "foo=2:bar=3" {
+		t.Errorf("state says namespace %q, spec %q; want the old config (old:, foo=2:bar=3)", s.Namespace, s.Spec)
+	}
+	if fmt.Sprint(pidsOf(s, "foo"), pidsOf(s, "bar")) != fmt.Sprint(pidsOf(before, "foo"), pidsOf(before, "bar")) {
+		t.Errorf("workers changed after a refused reload: %v -> %v", before.Workers, s.Workers)
+	}
+	for _, k := range liveChildren(t, tm.pid()) {
+		env, _ := os.ReadFile("/proc/" + strconv.Itoa(k.pid) + "/environ")
+		if !bytes.Contains(env, []byte("\x00POOLCTL_NAMESPACE=old:\x00")) {
+			t.Errorf("worker %d does not run with POOLCTL_NAMESPACE=old:", k.pid)
+		}
+	}
+	// A later reload that keeps the namespace applies and clears the error.
+	tm.writeConfig(strings.Replace(cfg, "foo: 2", "foo: 3", 1))
+	tm.signal(syscall.SIGHUP)
+	tm.waitState("foo=3 applied", func(s *State) bool { return s.Error == "" && s.Spec == "foo=3:bar=3" && s.Namespace == "old:" })
+}

@@ -170,3 +170,25 @@ func bootTime() (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("no btime in /proc/stat")
 }
+
+// procGroup reads the process group of pid from /proc/PID/stat and
+// whether pid is a zombie; ok is false when pid is gone.
+func procGroup(pid int) (pgid int, zombie, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false, false
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 3 {
+		return 0, false, false
+	}
+	pgid, err = strconv.Atoi(string(f[2]))
+	if err != nil {
+		return 0, false, false
+	}
+	return pgid, f[0][0] == 'Z' || f[0][0] == 'X', true
+}

@@ -177,7 +177,7 @@ func (p *Proc) walk(fn func(*Proc, int), depth int) {
 // level, for example:
 //
 //	12345 poolctl master -c /run/... (cpu 0.0%, rss 12.3 MiB)
-//	  12350 poolctl work --queues foo (cpu 1.2%, rss 8.1 MiB)
+//	  12350 poolctl-worker[resque:work] --queues foo (cpu 1.2%, rss 8.1 MiB)
 //	    12360 sleep 5 (cpu 0.0%, rss 1.0 MiB)
 //
 // Control characters in command lines are shown as spaces. Format of a nil

@@ -234,13 +234,13 @@ func TestHumanBytes(t *testing.T) {
 
 func TestFormatAndWalk(t *testing.T) {
 	tree := &Proc{PID: 1, Cmdline: "poolctl master -c /run/x", RSSBytes: 12*1024*1024 + 300*1024, Children: []*Proc{
-		{PID: 2, Cmdline: "poolctl work --queues foo", CPUPercent: 1.23, RSSBytes: 8 * 1024 * 1024, Children: []*Proc{
+		{PID: 2, Cmdline: "poolctl-worker[resque:work] --queues foo", CPUPercent: 1.23, RSSBytes: 8 * 1024 * 1024, Children: []*Proc{
 			{PID: 3, Cmdline: "sleep\n5", RSSBytes: 1024},
 		}},
 		{PID: 4, Cmdline: "[kthread]"},
 	}}
 	want := "1 poolctl master -c /run/x (cpu 0.0%, rss 12.3 MiB)\n" +
-		"  2 poolctl work --queues foo (cpu 1.2%, rss 8.0 MiB)\n" +
+		"  2 poolctl-worker[resque:work] --queues foo (cpu 1.2%, rss 8.0 MiB)\n" +
 		"    3 sleep 5 (cpu 0.0%, rss 1.0 KiB)\n" +
 		"  4 [kthread] (cpu 0.0%, rss 0 B)\n"
 	if got := Format(tree); got != want {
