@@ -122,7 +122,7 @@ func (c *Client) Expand(ctx context.Context, patterns []string) ([]string, error
 		}
 	}
 	for _, p := range patterns {
-		if !strings.ContainsAny(p, "*?[") {
+		if !IsPattern(p) {
 			add(p)
 			continue
 		}
@@ -140,6 +140,10 @@ func (c *Client) Expand(ctx context.Context, patterns []string) ([]string, error
 	}
 	return out, nil
 }
+
+// IsPattern reports whether a queue name is a glob pattern, by Resque's
+// rule: it contains one of * ? [ ] { } (Resque::Worker::WILDCARDS).
+func IsPattern(name string) bool { return strings.ContainsAny(name, "*?[]{}") }
 
 // WorkerID is Resque's worker id: HOST:PID:QUEUES with the queue list as
 // given (globs unexpanded).

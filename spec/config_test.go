@@ -176,7 +176,7 @@ jobs: {A: [a]}
 }
 
 func TestParseConfigErrors(t *testing.T) {
-	long := strings.Repeat("q", 129)
+	long := strings.Repeat("q", 513)
 	tests := []struct {
 		name string
 		yaml string
@@ -209,10 +209,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"duplicate queue list", "workers:\n  a,b: 1\n  foo: 1\n  \"a, b\": 2\n", "", `pool.yml:4: workers: queue list "a,b" appears twice (first at line 2)`},
 		{"duplicate queue exact", "workers:\n  foo: 1\n  foo: 2\n", "", `pool.yml:3: workers: queue list "foo" appears twice (first at line 2)`},
 		{"invalid queue name", "workers:\n  \"fo o\": 1\n", "", `pool.yml:2: workers: queue name "fo o" contains an invalid character ' '`},
-		{"queue name dollar", "workers:\n  ok: 1\n  a$b: 1\n", "", `pool.yml:3: workers: queue name "a$b" contains an invalid character '$'`},
+		{"queue name with a comma", "workers:\n  ok: 1\n  \"a b\": 1\n", "", `pool.yml:3: workers: queue name "a b" contains an invalid character ' '`},
 		{"empty queue name", "workers:\n  \"foo,,bar\": 1\n", "", "pool.yml:2: workers: empty queue name"},
 		{"queue repeats", "workers:\n  foo,foo: 1\n", "", `pool.yml:2: workers: queue "foo" repeats within the list`},
-		{"queue name too long", "workers:\n  " + long + ": 1\n", "", `pool.yml:2: workers: queue name "` + long + `" is longer than 128 characters`},
+		{"queue name too long", "workers:\n  " + long + ": 1\n", "", `pool.yml:2: workers: queue name "` + long + `" is longer than 512 bytes`},
 		{"queue list key not scalar", "workers:\n  [a]: 1\n", "", "pool.yml:2: workers: queue lists must be strings, got a sequence"},
 		{"command not a sequence", "command: php worker.php\n", "", `pool.yml:1: command: must be a sequence of strings, got "php worker.php"`},
 		{"command empty argument", "command: [php, \"\"]\n", "", `pool.yml:1: command: argument 2 must be a non-empty string, got ""`},
@@ -251,7 +251,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"resque-pool duplicate section", "production: {a: 1}\nproduction: {a: 2}\n", "", `pool.yml:2: duplicate key "production" (first at line 1)`},
 		{"resque-pool queue and section", "production: 1\nproduction: {a: 2}\n", "", `pool.yml:2: duplicate key "production" (first at line 1)`},
 		{"resque-pool section bad count", "foo: 1\nproduction:\n  foo: many\n", "production", `pool.yml:3: production: count for "foo" must be an integer, got "many"`},
-		{"resque-pool section bad name", "foo: 1\nstaging:\n  \"x/y\": 1\n", "production", `pool.yml:3: staging: queue name "x/y" contains an invalid character '/'`},
+		{"resque-pool section bad name", "foo: 1\nstaging:\n  \"x=y\": 1\n", "production", `pool.yml:3: staging: queue name "x=y" contains an invalid character '='`},
 		{"resque-pool section duplicate", "production:\n  foo: 1\n  foo: 2\n", "production", `pool.yml:3: production: queue list "foo" appears twice (first at line 2)`},
 		{"flat file with string value", "foo: 1\nbar: two\n", "", `pool.yml:1: unknown key "foo"`},
 	}

@@ -18,15 +18,16 @@
 //
 // # Queue names
 //
-// A queue name is 1 to 128 bytes drawn from this set:
+// A queue name is 1 to 512 bytes of printable UTF-8, as Resque and Ruby
+// producers use them ("reports/daily", "mail:high", "日本語"), except:
 //
-//   - ASCII letters 'a'-'z' and 'A'-'Z'
-//   - ASCII digits '0'-'9'
-//   - '_', '-' and '.'
-//   - '*', a glob matching any run of characters ("*", "high_*")
+//   - whitespace, ',' (separates the names of a list) and '=' (separates
+//     the count) anywhere;
+//   - ':' at either end: entries are separated by ':', and an entry ends
+//     at the first ':' after its '=', so "mail:high=1:low=2" is two entries.
 //
-// Everything else is rejected: spaces inside a name, ':', '=', ',', quotes,
-// '$', '/', braces, non-ASCII letters and control characters.
+// A name containing one of * ? [ ] { } is a glob pattern ("*", "high_*"),
+// expanded by the worker as Resque does.
 //
 // # Errors
 //

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -11,7 +12,7 @@ import (
 const MaxCount = 1000
 
 // maxQueueNameLen is the longest queue name allowed, in bytes.
-const maxQueueNameLen = 128
+const maxQueueNameLen = 512
 
 // whitespace is the set of characters trimmed around spec tokens.
 const whitespace = " \t\r\n\v\f"
@@ -97,7 +98,7 @@ func parseString(s string, arg int, seen map[string]struct{}) (Spec, error) {
 	start := 0
 	for n := 1; ; n++ {
 		raw := s[start:]
-		end := strings.IndexByte(raw, ':')
+		end := entryEnd(raw)
 		if end >= 0 {
 			raw = raw[:end]
 		}
@@ -122,6 +123,23 @@ func parseString(s string, arg int, seen map[string]struct{}) (Spec, error) {
 		}
 		start += end + 1
 	}
+}
+
+// entryEnd returns the index of the ':' that ends the first entry of s, or
+// -1 when the entry runs to the end. Queue names may contain ':' (Ruby
+// producers use "mail:high"), counts never do, so an entry ends at the
+// first ':' after its '='; without '=', or when the entry is empty, at
+// the first ':' (and is then reported as such).
+func entryEnd(s string) int {
+	eq := strings.IndexByte(s, '=')
+	colon := strings.IndexByte(s, ':')
+	if eq < 0 || strings.Trim(s[:max(colon, 0)], whitespace) == "" {
+		return colon // no count, or an empty entry ("a=1::b=2", ":a=1")
+	}
+	if i := strings.IndexByte(s[eq:], ':'); i >= 0 {
+		return eq + i
+	}
+	return -1
 }
 
 // parseEntry parses one trimmed QUEUELIST=COUNT token. It returns a
@@ -200,34 +218,30 @@ func lenientCanonical(list string) string {
 	return strings.Join(names, ",")
 }
 
-// validQueueByte reports whether c may appear in a queue name.
-func validQueueByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	case c == '_', c == '-', c == '.', c == '*':
-		return true
-	}
-	return false
-}
-
 // queueNameProblem returns why name is not a valid queue name, or "".
+// A queue name is what a Redis key and a spec string can carry without
+// ambiguity: any printable UTF-8 except whitespace, ',' (separates names)
+// and '=' (separates the count); ':' is allowed inside a name but not at
+// either end, where it separates entries.
 func queueNameProblem(name string) string {
 	if name == "" {
 		return "empty queue name"
 	}
-	for i := 0; i < len(name); i++ {
-		if validQueueByte(name[i]) {
-			continue
-		}
+	for i := 0; i < len(name); {
 		r, size := utf8.DecodeRuneInString(name[i:])
-		if r == utf8.RuneError && size <= 1 {
+		switch {
+		case r == utf8.RuneError && size <= 1:
 			return fmt.Sprintf(`queue name %q contains an invalid character '\x%02x'`, name, name[i])
+		case r == ',' || r == '=' || unicode.IsSpace(r) || !unicode.IsPrint(r):
+			return fmt.Sprintf("queue name %q contains an invalid character %q", name, r)
 		}
-		return fmt.Sprintf("queue name %q contains an invalid character %q", name, r)
+		i += size
+	}
+	if name[0] == ':' || name[len(name)-1] == ':' {
+		return fmt.Sprintf("queue name %q begins or ends with ':', which separates entries", name)
 	}
 	if len(name) > maxQueueNameLen {
-		return fmt.Sprintf("queue name %q is longer than %d characters", name, maxQueueNameLen)
+		return fmt.Sprintf("queue name %q is longer than %d bytes", name, maxQueueNameLen)
 	}
 	return ""
 }

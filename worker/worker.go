@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +98,7 @@ func New(q *queue.Client, blocking redis.UniversalClient, cfg Config) *Worker {
 	}
 	globs := false
 	for _, q := range cfg.Queues {
-		globs = globs || strings.ContainsAny(q, "*?[")
+		globs = globs || queue.IsPattern(q)
 	}
 	w := &Worker{
 		globs:    globs,
