@@ -117,7 +117,9 @@ const stderrTailBytes = 4096
 
 // commandHandler runs argv for a configured job class. The job's args are
 // on stdin and in POOLCTL_ARGS. The command runs in its own process group,
-// which is killed when ctx ends (TERM, USR1, timeout), and dies with the
+// which is killed when ctx ends (TERM, USR1, timeout) and when the
+// command's main process ends (its exit status alone decides the
+// outcome; background children it left are killed), and dies with the
 // worker (parent-death signal from a locked thread).
 func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 	return func(ctx context.Context, job JobInfo) error {
@@ -126,8 +128,7 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Stdin = bytes.NewReader(job.Args)
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = append(os.Environ(),
 			"POOLCTL_CLASS="+job.Class,
 			"POOLCTL_QUEUE="+job.Queue,
@@ -135,12 +136,18 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 			"POOLCTL_ARGS="+string(job.Args),
 		)
 		tail := &tailBuffer{max: stderrTailBytes}
-		cmd.Stdout = stdout
-		cmd.Stderr = io.MultiWriter(stderr, tail)
+		jio, err := newJobIO(cmd, job.Args, stdout, io.MultiWriter(stderr, tail))
+		if err != nil {
+			return fmt.Errorf("run %s: %w", argv[0], err)
+		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = 2 * time.Second
-		err := cmd.Run()
+		if err := cmd.Start(); err != nil {
+			jio.closeAll()
+			return &JobError{Exception: "Poolctl::CommandFailed", Message: fmt.Sprintf("cannot run %s: %v", argv[0], err)}
+		}
+		jio.started()
+		err = waitJob(ctx, cmd)
+		jio.finish(pipeDrainTimeout)
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
@@ -158,6 +165,35 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 		}
 		return &JobError{Exception: "Poolctl::CommandFailed", Message: fmt.Sprintf("cannot run %s: %v", argv[0], err)}
 	}
+}
+
+// waitJob waits for a started command job, whose process group is its
+// main process's pid, and reaps it. The group is killed when ctx ends
+// first, and in any case once the main process has ended: whatever it
+// left in its group goes with it. Every kill happens before the main
+// process is reaped, while its pid cannot name anything else.
+func waitJob(ctx context.Context, cmd *exec.Cmd) error {
+	pgid := cmd.Process.Pid
+	killGroup := func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) }
+	exited := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+			killGroup()
+		case <-exited:
+		}
+	}()
+	err := waitExited(pgid)
+	close(exited)
+	<-watched
+	if err == nil {
+		killGroup()
+	}
+	// If waitExited failed the group was not killed: reaping first and
+	// killing by a pid that may be reused would be worse.
+	return cmd.Wait()
 }
 
 func describeExit(ps *os.ProcessState) string {
