@@ -120,7 +120,9 @@ const stderrTailBytes = 4096
 // which is killed when ctx ends (TERM, USR1, timeout) and when the
 // command's main process ends (its exit status alone decides the
 // outcome; background children it left are killed), and dies with the
-// worker (parent-death signal from a locked thread).
+// worker (parent-death signal from a locked thread). In a worker process
+// (Command), which adopts orphans, processes that left the group (daemons)
+// are ended too once the job is over.
 func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 	return func(ctx context.Context, job JobInfo) error {
 		// Pdeathsig is tied to the forking thread: keep it alive for the
@@ -147,6 +149,11 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 		}
 		jio.started()
 		err = waitJob(ctx, cmd)
+		// Then what escaped the group (a double-forked daemon), adopted
+		// by the worker, before its output pipes are drained.
+		if _, rerr := reapLeftovers(); rerr != nil {
+			fmt.Fprintf(stderr, "worker: ending what job %s left behind: %v\n", job.ID, rerr)
+		}
 		jio.finish(pipeDrainTimeout)
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
