@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,20 +25,20 @@ func TestCommandJobLeftoversAreKilledAndDoNotDecideTheOutcome(t *testing.T) {
 	}})
 
 	h.push("foo", `{"class":"Leaves","args":[]}`)
-	leftover := watchPIDFile(t, okPID)
+	leftover := testutil.WatchPIDFile(t, okPID)
 	h.eventually("the first job's outcome", func() bool { return h.stat("resque:stat:processed") != "" || h.stat("resque:stat:failed") != "" })
 	if got := h.stat("resque:stat:processed"); got != "1" {
 		t.Errorf("processed = %q, want 1 (exit 0 is success); failures: %v", got, failureTexts(h.failures()))
 	}
-	testutil.Eventually(t, 5*time.Second, "the leftover "+leftover.String()+" killed", leftover.dead)
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the leftover pid %d killed", leftover.PID), leftover.Dead)
 
 	h.push("foo", `{"class":"LeavesAndFails","args":[]}`)
-	leftover = watchPIDFile(t, failPID)
+	leftover = testutil.WatchPIDFile(t, failPID)
 	h.eventually("the second job's failure", func() bool { return h.stat("resque:stat:failed") == "1" })
 	if r := h.failures()[0]; r.Exception != "Poolctl::CommandFailed" || r.Error != "sh exited with status 3: out of cheese" {
 		t.Errorf("failure = %s: %q", r.Exception, r.Error)
 	}
-	testutil.Eventually(t, 5*time.Second, "the leftover "+leftover.String()+" killed", leftover.dead)
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the leftover pid %d killed", leftover.PID), leftover.Dead)
 }
 
 // Args too big for one environment string (Linux caps each at 128 KiB)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,11 +106,11 @@ func TestDaemonOfAFinishedJobIsKilledAndReaped(t *testing.T) {
 		"Daemon": {"sh", "-c", daemonize + "exit 0", "sh", pidFile},
 	})
 	pushJob(t, srv, `{"class":"Daemon","args":[]}`)
-	daemon := watchPIDFile(t, pidFile)
+	daemon := testutil.WatchPIDFile(t, pidFile)
 	testutil.Eventually(t, 10*time.Second, "the job to succeed", func() bool {
 		return srv.Client().Get(bg, "resque:stat:processed").Val() == "1"
 	})
-	testutil.Eventually(t, 5*time.Second, "the daemon "+daemon.String()+" to be killed and reaped", daemon.gone)
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the daemon pid %d to be killed and reaped", daemon.PID), daemon.Gone)
 }
 
 func TestWorkerTerminatedMidJobLeavesNothingOfTheJob(t *testing.T) {
@@ -120,18 +121,18 @@ func TestWorkerTerminatedMidJobLeavesNothingOfTheJob(t *testing.T) {
 		"Busy": {"sh", "-c", daemonize + `sleep 300 & echo $! > "$2"; echo $$ > "$3"; wait`, "sh", daemonFile, childFile, jobFile},
 	})
 	pushJob(t, srv, `{"class":"Busy","args":[]}`)
-	daemon := watchPIDFile(t, daemonFile)
-	child := watchPIDFile(t, childFile)
-	job := watchPIDFile(t, jobFile)
+	daemon := testutil.WatchPIDFile(t, daemonFile)
+	child := testutil.WatchPIDFile(t, childFile)
+	job := testutil.WatchPIDFile(t, jobFile)
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "the worker to exit after TERM", w.exited)
 	for _, p := range []struct {
 		what string
-		p    testProc
+		p    testutil.Proc
 	}{{"job", job}, {"job's background child", child}, {"daemon", daemon}} {
-		if !p.p.gone() {
+		if !p.p.Gone() {
 			t.Errorf("the %s %s outlived its worker", p.what, p.p)
 		}
 	}
