@@ -27,7 +27,9 @@ var ErrUsage = errors.New("usage error")
 // `poolctl work` sub-command and the lean poolctl-worker binary): it
 // reads its settings from flags and the environment the master sets
 // (package workerenv), obeys Resque's signals, and returns when the
-// worker stops.
+// worker stops. It is meant to own its process: it makes the process a
+// child subreaper, and every child left when a job ends or the worker
+// stops is taken for a job's leftover and killed.
 func Command(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	// Catch Resque's signals before anything else: a QUIT or TERM that
 	// arrives while the worker is still connecting must be obeyed once it
@@ -100,6 +102,20 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 		return err
 	}
 	defer blocking.Close()
+
+	// Whatever a job starts must end with the job and with the worker:
+	// adopt the jobs' orphans (double-forked daemons) so that they can be
+	// found and ended after each job and when the worker stops.
+	if err := becomeSubreaper(); err != nil {
+		return err
+	}
+	defer func() {
+		if n, err := reapLeftovers(); err != nil {
+			fmt.Fprintf(stderr, "%s: ending what jobs left behind: %v\n", name, err)
+		} else if n > 0 {
+			fmt.Fprintf(stderr, "%s: ended %d process(es) left behind by jobs\n", name, n)
+		}
+	}()
 
 	masterPID, _ := strconv.Atoi(os.Getenv(workerenv.MasterPID))
 	var beat time.Duration

@@ -115,10 +115,21 @@ func intArg(args json.RawMessage) (int64, error) {
 // failure record.
 const stderrTailBytes = 4096
 
+// maxEnvArgsBytes is the largest args (a JSON array) that a command job
+// also gets in $POOLCTL_ARGS. Linux refuses to exec with any environment
+// string over 128 KiB (MAX_ARG_STRLEN), and payloads may reach 1 MiB
+// (MaxPayloadBytes); half the kernel's limit leaves room for the name and
+// for the rest of the environment. Bigger args are on stdin only.
+const maxEnvArgsBytes = 64 << 10
+
 // commandHandler runs argv for a configured job class. The job's args are
-// on stdin and in POOLCTL_ARGS. The command runs in its own process group,
-// which is killed when ctx ends (TERM, USR1, timeout), and dies with the
-// worker (parent-death signal from a locked thread).
+// on stdin, and in POOLCTL_ARGS up to maxEnvArgsBytes. The command runs
+// in its own process group, which is killed when ctx ends (TERM, USR1,
+// timeout) and when the command's main process ends (its exit status
+// alone decides the outcome; background children it left are killed),
+// and dies with the worker (parent-death signal from a locked thread). In
+// a worker process (Command), which adopts orphans, processes that left
+// the group (daemons) are ended too once the job is over.
 func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 	return func(ctx context.Context, job JobInfo) error {
 		// Pdeathsig is tied to the forking thread: keep it alive for the
@@ -126,21 +137,33 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Stdin = bytes.NewReader(job.Args)
-		cmd.Env = append(os.Environ(),
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(environWithout("POOLCTL_ARGS"),
 			"POOLCTL_CLASS="+job.Class,
 			"POOLCTL_QUEUE="+job.Queue,
 			"POOLCTL_JOB_ID="+job.ID,
-			"POOLCTL_ARGS="+string(job.Args),
 		)
+		if len(job.Args) <= maxEnvArgsBytes {
+			cmd.Env = append(cmd.Env, "POOLCTL_ARGS="+string(job.Args))
+		}
 		tail := &tailBuffer{max: stderrTailBytes}
-		cmd.Stdout = stdout
-		cmd.Stderr = io.MultiWriter(stderr, tail)
+		jio, err := newJobIO(cmd, job.Args, stdout, io.MultiWriter(stderr, tail))
+		if err != nil {
+			return fmt.Errorf("run %s: %w", argv[0], err)
+		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = 2 * time.Second
-		err := cmd.Run()
+		if err := cmd.Start(); err != nil {
+			jio.closeAll()
+			return &JobError{Exception: "Poolctl::CommandFailed", Message: fmt.Sprintf("cannot run %s: %v", argv[0], err)}
+		}
+		jio.started()
+		err = waitJob(ctx, cmd)
+		// Then what escaped the group (a double-forked daemon), adopted
+		// by the worker, before its output pipes are drained.
+		if _, rerr := reapLeftovers(); rerr != nil {
+			fmt.Fprintf(stderr, "worker: ending what job %s left behind: %v\n", job.ID, rerr)
+		}
+		jio.finish(pipeDrainTimeout)
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
@@ -158,6 +181,48 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 		}
 		return &JobError{Exception: "Poolctl::CommandFailed", Message: fmt.Sprintf("cannot run %s: %v", argv[0], err)}
 	}
+}
+
+// environWithout is this process's environment less the variable name,
+// so that a job never sees a value the worker inherited in its place.
+func environWithout(name string) []string {
+	env := os.Environ()
+	kept := env[:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			kept = append(kept, kv)
+		}
+	}
+	return kept
+}
+
+// waitJob waits for a started command job, whose process group is its
+// main process's pid, and reaps it. The group is killed when ctx ends
+// first, and in any case once the main process has ended: whatever it
+// left in its group goes with it. Every kill happens before the main
+// process is reaped, while its pid cannot name anything else.
+func waitJob(ctx context.Context, cmd *exec.Cmd) error {
+	pgid := cmd.Process.Pid
+	killGroup := func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) }
+	exited := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+			killGroup()
+		case <-exited:
+		}
+	}()
+	err := waitExited(pgid)
+	close(exited)
+	<-watched
+	if err == nil {
+		killGroup()
+	}
+	// If waitExited failed the group was not killed: reaping first and
+	// killing by a pid that may be reused would be worse.
+	return cmd.Wait()
 }
 
 func describeExit(ps *os.ProcessState) string {
