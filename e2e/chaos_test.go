@@ -184,7 +184,48 @@ jobs:
 			})
 			srv.Restart()
 		}},
+		{0.70, "stall redis-server longer than the clients' timeout", func() {
+			if err := srv.Freeze(); err != nil {
+				t.Fatal(err)
+			}
+			// go-redis's read timeout is 3 s: replies to commands sent
+			// now are lost, though Redis runs them when it resumes.
+			time.Sleep(4 * time.Second)
+			if err := srv.Thaw(); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{0.80, "config through the shell again", func() { send("config chaos=5") }},
+		{0.85, "restart redis-server empty, then enqueue again what had not run", func() {
+			srv.RestartEmpty()
+			// The queue and in-flight lists are gone with the data. Jobs
+			// still running finish (their acks find nothing to remove);
+			// once nothing has completed for a second, the pool is idle.
+			last, since := completed(), time.Now()
+			eventually(t, "the pool to go idle after the empty restart", 30*time.Second, func() bool {
+				if n := completed(); n != last {
+					last, since = n, time.Now()
+				}
+				return time.Since(since) > time.Second
+			})
+			b, _ := os.ReadFile(done)
+			ran := map[string]bool{}
+			for _, line := range strings.Fields(string(b)) {
+				ran[line] = true
+			}
+			var again [][]byte
+			for i := 0; i < jobs; i++ {
+				if !ran["["+strconv.Itoa(i)+"]"] {
+					again = append(again, payloads[i])
+				}
+			}
+			t.Logf("%d jobs enqueued again after the empty restart", len(again))
+			if len(again) > 0 {
+				if err := q.Enqueue(bg, "chaos", again...); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
 	}
 
 	deadline := time.Now().Add(time.Duration(jobs/20+120) * time.Second)
@@ -238,7 +279,7 @@ jobs:
 			dups += c - 1
 		}
 	}
-	t.Logf("chaos: %d jobs, %d worker SIGKILLs, 1 master SIGKILL, 1 Redis restart, %d lost, %d duplicates", jobs, workerKills, lost, dups)
+	t.Logf("chaos: %d jobs, %d worker SIGKILLs, 1 master SIGKILL, 1 Redis restart, 1 stall, 1 empty restart, %d lost, %d duplicates", jobs, workerKills, lost, dups)
 	if lost > 0 {
 		t.Errorf("%d jobs lost", lost)
 		for i := 0; i < jobs; i++ {

@@ -149,11 +149,33 @@ func (p *Process) Restart() error {
 	return fmt.Errorf("restart redis-server: %w", err)
 }
 
+// RestartEmpty stops the server, throws its data away and starts it again
+// on the same port: a restart without persistence, as a Redis that lost
+// its data (or never had any persistence) does.
+func (p *Process) RestartEmpty() error {
+	p.Stop()
+	for _, f := range []string{"appendonlydir", "appendonly.aof", "dump.rdb"} {
+		if err := os.RemoveAll(filepath.Join(p.dir, f)); err != nil {
+			return fmt.Errorf("remove redis data: %w", err)
+		}
+	}
+	return p.Restart()
+}
+
+// Freeze stops the server with SIGSTOP: connections stay open and
+// commands hang, as in a stall longer than a client timeout. Thaw ends
+// it.
+func (p *Process) Freeze() error { return p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a server stopped by Freeze.
+func (p *Process) Thaw() error { return p.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Stop shuts the server down (TERM, then KILL after 5 s) and waits for it.
 func (p *Process) Stop() {
 	if p == nil || p.cmd == nil {
 		return
 	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a frozen server cannot act on TERM
 	select {
 	case <-p.done:
 		return
@@ -217,6 +239,15 @@ func (s *Server) Client() *redis.Client {
 func (s *Server) Restart() {
 	s.tb.Helper()
 	if err := s.Process.Restart(); err != nil {
+		s.tb.Fatalf("redistest: %v", err)
+	}
+}
+
+// RestartEmpty is Process.RestartEmpty; it fails the test if the server
+// does not come back.
+func (s *Server) RestartEmpty() {
+	s.tb.Helper()
+	if err := s.Process.RestartEmpty(); err != nil {
 		s.tb.Fatalf("redistest: %v", err)
 	}
 }
