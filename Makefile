@@ -15,10 +15,18 @@ build: ## build bin/poolctl (and the lean bin/poolctl-worker it uses) with the v
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/poolctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/poolctl-worker ./cmd/poolctl-worker
 
+# check-redis installs redis-server on a fresh Debian/Ubuntu machine when
+# it can (as root, or with passwordless sudo); otherwise it says how.
 check-redis:
-	@command -v redis-server >/dev/null || { echo "redis-server is not installed: the tests need a real Redis. Install the Debian package: apt-get install -y redis-server" >&2; exit 1; }
+	@command -v redis-server >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else \
+	  echo "redis-server is not installed: the tests need a real Redis. Install the Debian package: sudo apt-get install -y redis-server" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null || { echo "redis-server is not installed and this is not a Debian/Ubuntu machine: install redis-server (7.x) with your package manager" >&2; exit 1; }; \
+	echo "make: installing redis-server (apt-get) for the tests" >&2; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get update -qq && $$sudo apt-get install -y -qq redis-server >/dev/null && command -v redis-server >/dev/null
 
-test: check-redis ## run every test with the race detector against a private redis-server
+test: check-redis ## run every test with the race detector against a private redis-server (installs redis-server when it can)
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 run: build ## start a demo pool on a fresh machine (embedded Redis if none is running)
@@ -28,9 +36,10 @@ bench: build check-redis ## run the end-to-end benchmarks and Go micro-benchmark
 	$(GO) run ./bench -bin $(BIN) -out bench/results.json
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms ./spec/ ./queue/ ./worker/
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet and staticcheck (pinned in go.mod's tool directive)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 fuzz: ## fuzz every target for FUZZTIME each (default 30s; CI runs 5s each)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./spec/

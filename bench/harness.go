@@ -262,19 +262,3 @@ func statusBytes(pid int, field string) int64 {
 	}
 	return 0
 }
-
-// childrenOf lists the live children of ppid by one /proc scan.
-func childrenOf(ppid int) []int {
-	entries, _ := os.ReadDir("/proc")
-	var kids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ppidOf(pid) == ppid {
-			kids = append(kids, pid)
-		}
-	}
-	return kids
-}

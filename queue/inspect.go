@@ -22,14 +22,13 @@ type Summary struct {
 
 // WorkerInfo is one registered worker and what it is doing.
 type WorkerInfo struct {
-	ID        string          `json:"id"`
-	Host      string          `json:"host"`
-	PID       int             `json:"pid"`
-	Queues    string          `json:"queues"`
-	Started   string          `json:"started,omitempty"`
-	Heartbeat string          `json:"heartbeat,omitempty"`
-	Job       *RunningJob     `json:"job,omitempty"`
-	raw       json.RawMessage // unparsed worker record
+	ID        string      `json:"id"`
+	Host      string      `json:"host"`
+	PID       int         `json:"pid"`
+	Queues    string      `json:"queues"`
+	Started   string      `json:"started,omitempty"`
+	Heartbeat string      `json:"heartbeat,omitempty"`
+	Job       *RunningJob `json:"job,omitempty"`
 }
 
 // RunningJob is a worker's current job, as Resque records it.

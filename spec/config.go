@@ -18,8 +18,9 @@ import (
 
 // Default settings of a Config.
 const (
-	DefaultNamespace    = "resque:"
-	DefaultTermTimeout  = 10 * time.Second
+	DefaultNamespace   = "resque:"
+	DefaultTermTimeout = 10 * time.Second
+	//lint:ignore ST1011 named after the start_secs setting (supervisord's startsecs)
 	DefaultStartSecs    = 1 * time.Second
 	DefaultStartRetries = 5
 	DefaultBackoffMax   = 30 * time.Second
@@ -34,16 +35,17 @@ var yamlLineError = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // Config is a pool configuration file.
 type Config struct {
-	Workers      Spec                // queue list -> count
-	Command      []string            // worker argv; "{queues}" in any arg is replaced by the comma-joined queue list. Empty = built-in worker.
-	Jobs         map[string][]string // job class -> argv
-	Redis        string              // Redis URL; "" = default/embedded
-	Namespace    string              // Redis key namespace, default "resque:"
-	TermTimeout  time.Duration       // default 10s: how long a graceful stop waits before SIGKILL
-	StartSecs    time.Duration       // default 1s: a worker that exits sooner counts as a failed start
-	StartRetries int                 // default 5: consecutive failed starts before FATAL
-	BackoffMax   time.Duration       // default 30s: cap of exponential restart backoff
-	JobTimeout   time.Duration       // default 0 (none): per-job timeout for command jobs
+	Workers     Spec                // queue list -> count
+	Command     []string            // worker argv; "{queues}" in any arg is replaced by the comma-joined queue list. Empty = built-in worker.
+	Jobs        map[string][]string // job class -> argv
+	Redis       string              // Redis URL; "" = default/embedded
+	Namespace   string              // Redis key namespace, default "resque:"
+	TermTimeout time.Duration       // default 10s: how long a graceful stop waits before SIGKILL
+	//lint:ignore ST1011 named after the start_secs setting (supervisord's startsecs)
+	StartSecs    time.Duration // default 1s: a worker that exits sooner counts as a failed start
+	StartRetries int           // default 5: consecutive failed starts before FATAL
+	BackoffMax   time.Duration // default 30s: cap of exponential restart backoff
+	JobTimeout   time.Duration // default 0 (none): per-job timeout for command jobs
 
 	// HeartbeatInterval is how often built-in workers heartbeat and
 	// re-assert their registration (default 10s).
