@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -203,5 +204,33 @@ func TestEmptyRedisRestartLosesNoRegistrationOrLaterJob(t *testing.T) {
 	n, err := queue.New(rdb, "").Requeue(bg, h.w.ID())
 	if err != nil || n != 1 {
 		t.Errorf("Requeue = %d, %v; want the in-flight job back", n, err)
+	}
+}
+
+// Payloads Redis's Lua JSON accepts but JSON forbids are bad payloads;
+// every record Ruby reads (failure records) stays valid JSON.
+func TestLuaOnlyJSONIsABadPayload(t *testing.T) {
+	h := newHarness(t, Config{Queues: []string{"foo"}})
+	bad := []string{
+		`{"class":"Poolctl::Noop","args":[NaN]}`,
+		`{"class":"Poolctl::Noop","args":[Infinity]}`,
+		`{"class":"Poolctl::Noop","args":[0x10]}`,
+	}
+	h.push("foo", bad...)
+	h.eventually("3 failures", func() bool { return h.stat("resque:stat:failed") == "3" })
+	raw := h.rdb.LRange(bg, "resque:failed", 0, -1).Val()
+	for i, r := range raw {
+		if !json.Valid([]byte(r)) {
+			t.Errorf("failure record %d is not JSON: %s", i, r)
+		}
+	}
+	for i, f := range h.failures() {
+		if f.Exception != "Poolctl::BadPayload" {
+			t.Errorf("failure %d: %s: %s, want Poolctl::BadPayload", i, f.Exception, f.Error)
+		}
+		var s string
+		if err := json.Unmarshal(f.Payload, &s); err != nil || s != bad[i] {
+			t.Errorf("failure %d payload = %s, want the raw payload as a JSON string", i, f.Payload)
+		}
 	}
 }
