@@ -293,11 +293,12 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		job, err := w.reserve(bg, expanded, wake)
 		if job != nil && err != nil {
 			// Taken by a blocking wait, not yet claimed: it is safe in the
-			// in-flight list; claim it before running it.
+			// in-flight list; claim it before running it. Nothing has run
+			// yet, so QUIT as well as TERM ends the attempts.
 			w.logf("%v", err)
-			err = w.retry(func() error { return w.q.Claim(bg, w.id, job, w.cfg.Now()) }, false)
+			err = w.retry(func() error { return w.q.Claim(bg, w.id, job, w.cfg.Now()) }, true)
 			if err != nil {
-				break // terminating: Unregister requeues it
+				break // stopping: Unregister (or the master) requeues it
 			}
 		}
 		if job != nil {
