@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -29,10 +30,25 @@ func (c *Client) FailedRecords(ctx context.Context, start, count int64) ([]Failu
 // ErrNoSuchFailure is returned when a failure index is out of range.
 var ErrNoSuchFailure = errors.New("no failure record at that index")
 
+// RetryMode says what retrying a failure does with its record.
+type RetryMode int
+
+const (
+	// RetryKeep keeps the record and sets its retried_at, as Resque's
+	// Failure.requeue does (resque-web shows it as retried).
+	RetryKeep RetryMode = iota
+	// RetryRemove removes the record, as Resque's requeue_and_remove;
+	// later records move down one index.
+	RetryRemove
+)
+
+// retriedAtLayout is Resque's retried_at format.
+const retriedAtLayout = "2006/01/02 15:04:05"
+
 // RetryFailed puts the payload of failure record index back on its queue
-// (at the tail, like a new job) and removes the record, atomically and
-// only if the record at index is still the one read.
-func (c *Client) RetryFailed(ctx context.Context, index int64) error {
+// (at the tail, like a new job), keeping or removing the record as mode
+// says, atomically and only if the record at index is still the one read.
+func (c *Client) RetryFailed(ctx context.Context, index int64, mode RetryMode, now time.Time) error {
 	raw, err := c.rdb.LIndex(ctx, c.keys.FailedList(), index).Result()
 	if errors.Is(err, redis.Nil) {
 		return fmt.Errorf("retry %d: %w", index, ErrNoSuchFailure)
@@ -40,44 +56,90 @@ func (c *Client) RetryFailed(ctx context.Context, index int64) error {
 	if err != nil {
 		return fmt.Errorf("retry %d: %w", index, err)
 	}
+	if err := c.retryRecord(ctx, index, raw, mode, now); err != nil {
+		return fmt.Errorf("retry %d: %w", index, err)
+	}
+	return nil
+}
+
+// ErrFailedListChanged says a record was not at its index any more.
+var ErrFailedListChanged = errors.New("the failed list changed meanwhile; list it again")
+
+// RetryAllFailed retries exactly the failure records present when it
+// starts, none that failures appended meanwhile add (retrying them would
+// retry the failures it just caused, forever). It returns how many it
+// retried; records that changed under it are skipped and reported by an
+// error wrapping ErrFailedListChanged after the others are done.
+func (c *Client) RetryAllFailed(ctx context.Context, mode RetryMode, now time.Time) (int, error) {
+	snapshot, err := c.rdb.LRange(ctx, c.keys.FailedList(), 0, -1).Result()
+	if err != nil {
+		return 0, fmt.Errorf("read failed list: %w", err)
+	}
+	retried, skipped := 0, 0
+	for k := range snapshot {
+		i := k
+		if mode == RetryRemove {
+			// Last first: removing a record moves only those after it,
+			// which are done already.
+			i = len(snapshot) - 1 - k
+		}
+		err := c.retryRecord(ctx, int64(i), snapshot[i], mode, now)
+		switch {
+		case errors.Is(err, ErrFailedListChanged):
+			skipped++
+		case err != nil:
+			return retried, fmt.Errorf("retry %d: %w", i, err)
+		default:
+			retried++
+		}
+	}
+	if skipped > 0 {
+		return retried, fmt.Errorf("%d record(s) not retried: %w", skipped, ErrFailedListChanged)
+	}
+	return retried, nil
+}
+
+// retryRecord requeues the payload of raw, the record read at index.
+func (c *Client) retryRecord(ctx context.Context, index int64, raw string, mode RetryMode, now time.Time) error {
 	var rec FailureRecord
 	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
-		return fmt.Errorf("retry %d: record is not JSON: %w", index, err)
+		return fmt.Errorf("record is not JSON: %w", err)
 	}
 	if rec.Queue == "" {
-		return fmt.Errorf("retry %d: record has no queue", index)
+		return errors.New("record has no queue")
 	}
 	payload := []byte(rec.Payload)
 	var s string
 	if json.Unmarshal(rec.Payload, &s) == nil {
 		payload = []byte(s) // the payload was stored as a string (it was not an object)
 	}
+	replacement := ""
+	if mode == RetryKeep {
+		// Set retried_at in the record as it is, keeping fields poolctl
+		// does not know (Ruby's failure backends may add some).
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(raw), &fields); err != nil {
+			return fmt.Errorf("record is not a JSON object: %w", err)
+		}
+		at, _ := json.Marshal(now.UTC().Format(retriedAtLayout))
+		fields["retried_at"] = at
+		b, err := json.Marshal(fields)
+		if err != nil {
+			return fmt.Errorf("encode record: %w", err)
+		}
+		replacement = string(b)
+	}
 	moved, err := retryScript.Run(ctx, c.rdb,
 		[]string{c.keys.FailedList(), c.keys.Queues(), c.keys.Queue(rec.Queue)},
-		index, raw, payload, rec.Queue).Int()
+		index, raw, payload, rec.Queue, replacement).Int()
 	if err != nil {
-		return fmt.Errorf("retry %d: %w", index, err)
+		return err
 	}
 	if moved == 0 {
-		return fmt.Errorf("retry %d: the failed list changed meanwhile; list it again", index)
+		return ErrFailedListChanged
 	}
 	return nil
 }
-
-// retryScript moves a failure record's payload back to its queue, only if
-// the record at the index is still the one the caller read.
-//
-// KEYS: failed list, queues set, queue list
-// ARGV: index, record, payload, queue name
-var retryScript = redis.NewScript(`
-if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-local tomb = 'poolctl-retried:' .. ARGV[1] .. ':' .. redis.call('TIME')[1]
-redis.call('LSET', KEYS[1], ARGV[1], tomb)
-redis.call('LREM', KEYS[1], 1, tomb)
-redis.call('SADD', KEYS[2], ARGV[4])
-redis.call('RPUSH', KEYS[3], ARGV[3])
-return 1
-`)
 
 // ClearFailed deletes every failure record and returns how many there were.
 func (c *Client) ClearFailed(ctx context.Context) (int64, error) {

@@ -241,16 +241,16 @@ func TestRetryAndClearFailed(t *testing.T) {
 	if string(recs[1].Payload) != `"not json"` {
 		t.Errorf("a non-JSON payload is kept as a string, got %s", recs[1].Payload)
 	}
-	if err := c.RetryFailed(ctx, 1); err != nil {
+	if err := c.RetryFailed(ctx, 1, RetryRemove, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.RetryFailed(ctx, 0); err != nil {
+	if err := c.RetryFailed(ctx, 0, RetryRemove, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if got := rdb.LRange(ctx, "resque:queue:foo", 0, -1).Val(); !reflect.DeepEqual(got, []string{"not json", `{"class":"A","args":[1]}`}) {
 		t.Errorf("queue after retries = %q", got)
 	}
-	if err := c.RetryFailed(ctx, 0); err == nil || !regexp.MustCompile(`no failure record`).MatchString(err.Error()) {
+	if err := c.RetryFailed(ctx, 0, RetryKeep, time.Now()); err == nil || !regexp.MustCompile(`no failure record`).MatchString(err.Error()) {
 		t.Errorf("retry of an empty list: %v", err)
 	}
 	j, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())

@@ -188,3 +188,24 @@ if ARGV[3] then
 end
 return 1
 `)
+
+// retryScript moves a failure record's payload back to its queue, only if
+// the record at the index is still the one the caller read, and then
+// replaces the record (Resque's requeue: retried_at set) or, given no
+// replacement, removes it (requeue_and_remove).
+//
+// KEYS: failed list, queues set, queue list
+// ARGV: index, record, payload, queue name, replacement record or ""
+var retryScript = redis.NewScript(`
+if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[5] ~= '' then
+  redis.call('LSET', KEYS[1], ARGV[1], ARGV[5])
+else
+  local tomb = 'poolctl-retried:' .. ARGV[1] .. ':' .. redis.call('TIME')[1]
+  redis.call('LSET', KEYS[1], ARGV[1], tomb)
+  redis.call('LREM', KEYS[1], 1, tomb)
+end
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[3])
+return 1
+`)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -187,7 +186,8 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	fs := newFlagSet("failed", stderr)
 	rf := addRedisFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	all := fs.Bool("all", false, "with retry: retry every failure record")
+	all := fs.Bool("all", false, "with retry: retry every failure record present now")
+	remove := fs.Bool("remove", false, "with retry: remove the record (default: keep it and set retried_at, as Resque does)")
 	limit := fs.Int64("limit", 50, "with list: show at most `N` records")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -221,20 +221,16 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		}
 		return nil
 	case "retry":
+		mode, how := queue.RetryKeep, "record kept, marked retried"
+		if *remove {
+			mode, how = queue.RetryRemove, "record removed"
+		}
 		if *all {
-			n := 0
-			for {
-				err := c.RetryFailed(ctx, 0)
-				if errors.Is(err, queue.ErrNoSuchFailure) {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				n++
+			n, err := c.RetryAllFailed(ctx, mode, time.Now())
+			if n > 0 || err == nil {
+				fmt.Fprintf(stdout, "retried %d job(s) (%s)\n", n, strings.Replace(how, "record", "records", 1))
 			}
-			fmt.Fprintf(stdout, "retried %d job(s)\n", n)
-			return nil
+			return err
 		}
 		if len(rest) != 1 {
 			return fmt.Errorf("%w: failed retry needs an INDEX or --all", errUsage)
@@ -243,10 +239,13 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		if err != nil || i < 0 {
 			return fmt.Errorf("%w: failed retry: index %q is not a non-negative integer", errUsage, rest[0])
 		}
-		if err := c.RetryFailed(ctx, i); err != nil {
+		if err := c.RetryFailed(ctx, i, mode, time.Now()); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "retried failure %d\n", i)
+		if *remove {
+			how += "; later records moved down one index"
+		}
+		fmt.Fprintf(stdout, "retried failure %d (%s)\n", i, how)
 		return nil
 	case "clear":
 		n, err := c.ClearFailed(ctx)
