@@ -261,7 +261,7 @@ func (m *Master) run(ctx context.Context) error {
 		}
 	}
 	m.applyConfig(m.cfg)
-	m.log.Printf("started manager: %s", describeSpec(m.cfg.Workers))
+	m.log.Printf("started manager: %s", m.cfg.Workers.Describe())
 	m.reconcile()
 	m.flushState()
 
@@ -309,13 +309,6 @@ func (m *Master) watchShell() {
 			return
 		}
 	}
-}
-
-func describeSpec(s spec.Spec) string {
-	if str := s.String(); str != "" {
-		return str
-	}
-	return "(no workers)"
 }
 
 // post runs fn on the event loop (or drops it once the loop is gone).
@@ -381,18 +374,11 @@ func (m *Master) reload() {
 		return
 	}
 	m.lastError = ""
-	old := m.cfg.Workers.String()
+	old := m.cfg.Workers
 	m.cfg = cfg
 	m.paused = false
 	m.applyConfig(cfg)
-	m.log.Printf("reloaded configuration: %s -> %s", orNone(old), describeSpec(cfg.Workers))
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(no workers)"
-	}
-	return s
+	m.log.Printf("reloaded configuration: %s -> %s", old.Describe(), cfg.Workers.Describe())
 }
 
 // applyConfig makes cfg the desired state. Queue lists whose count and
