@@ -58,10 +58,23 @@ type Options struct {
 	ShellPID int
 	// Janitor, when set, is told about every reaped built-in worker.
 	Janitor func(redisURL string, cfg *spec.Config, log *Logger) (Janitor, error)
-	// RedisResolver, when set, decides the Redis URL when none is
-	// configured (e.g. by starting an embedded server). It returns the URL
-	// and a function that stops whatever it started.
-	RedisResolver func(ctx context.Context, configured string, m *Master) (string, func(), error)
+	// RedisResolver, when set, decides the Redis from the configured URL
+	// (e.g. by starting a private server when none is configured). The
+	// master calls it once, before any worker starts, on its own goroutine,
+	// which keeps its OS thread for life (so a child's parent-death signal
+	// stays armed), with the pool's files and its log.
+	RedisResolver func(ctx context.Context, configured string, paths Paths, logf func(format string, args ...any)) (Redis, error)
+}
+
+// Redis is the Redis a RedisResolver chose.
+type Redis struct {
+	URL string
+	// PID is a private redis-server the resolver started as a child of the
+	// master, 0 if none: the master reaps it and logs when it dies.
+	PID int
+	// Stop stops what the resolver started, if anything; the master calls
+	// it when every worker is gone.
+	Stop func()
 }
 
 // BuiltinWorkerArgv0 is the argv[0] of built-in workers, so that `ps`
@@ -114,8 +127,8 @@ type group struct {
 	lastExit     string
 }
 
-// Master is a running pool master. Its methods other than Run are meant
-// for RedisResolver and tests and must be called from the event loop.
+// Master is a running pool master. Its methods run on its event loop
+// goroutine, which owns all of its state.
 type Master struct {
 	opts     Options
 	log      *Logger
@@ -146,16 +159,6 @@ type Master struct {
 	stateErr      bool
 	lockErr       bool // the last attempt to re-take the lock file failed
 }
-
-// Paths are the pool's files.
-func (m *Master) Paths() Paths { return m.opts.Paths }
-
-// Log is the master's logger.
-func (m *Master) Log() *Logger { return m.log }
-
-// Adopt registers a child process the master started for itself (an
-// embedded redis-server), so the reaper knows it.
-func (m *Master) Adopt(pid int, onExit func(status string)) { m.others[pid] = onExit }
 
 // Run loads the config and runs the master until it is told to stop (by
 // QUIT, INT or TERM, or by cancelling ctx, which acts as TERM). It returns
@@ -231,14 +234,20 @@ func (m *Master) run(ctx context.Context) error {
 		url = m.cfg.Redis
 	}
 	if m.opts.RedisResolver != nil {
-		resolved, stop, err := m.opts.RedisResolver(ctx, url, m)
+		r, err := m.opts.RedisResolver(ctx, url, m.opts.Paths, m.log.Printf)
 		if err != nil {
 			m.log.Printf("cannot set up Redis: %v", err)
 			return fmt.Errorf("master cannot start: %w", err)
 		}
-		url = resolved
-		if stop != nil {
-			defer stop()
+		url = r.URL
+		if r.PID > 0 {
+			pid := r.PID
+			m.others[pid] = func(status string) {
+				m.log.Printf("private redis-server[%d] exited (%s): workers cannot reach Redis until the pool restarts", pid, status)
+			}
+		}
+		if r.Stop != nil {
+			defer r.Stop()
 		}
 	}
 	m.redisURL = url
