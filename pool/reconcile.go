@@ -1,0 +1,232 @@
+package pool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/poolctl/poolctl/spec"
+)
+
+// fastStopBound caps how long INT/TERM wait before killing stragglers.
+const fastStopBound = 5 * time.Second
+
+// shutdown modes
+const (
+	notStopping = iota
+	gracefulStop
+	fastStop
+)
+
+func (m *Master) reload() {
+	cfg, err := spec.LoadConfig(m.opts.ConfigPath, m.opts.Env)
+	// Settings fixed at start (the janitor that recovers dead workers' jobs
+	// runs on them) refuse the whole reload: applying the rest would leave
+	// workers and their recovery on different Redis keys.
+	switch {
+	case err != nil:
+	case m.opts.RedisURL == "" && cfg.Redis != m.cfg.Redis:
+		err = errors.New("the redis: setting cannot change while the pool runs; restart the pool")
+	case cfg.Namespace != m.cfg.Namespace:
+		err = fmt.Errorf("the namespace: setting cannot change while the pool runs (%q -> %q); restart the pool to change it", m.cfg.Namespace, cfg.Namespace)
+	}
+	if err != nil {
+		m.lastError = err.Error()
+		m.log.Printf("reload failed, keeping the current configuration: %v", err)
+		m.dirty = true
+		return
+	}
+	m.lastError = ""
+	old := m.cfg.Workers
+	m.cfg = cfg
+	m.paused = false
+	m.applyConfig(cfg)
+	m.log.Printf("reloaded configuration: %s -> %s", old.Describe(), cfg.Workers.Describe())
+}
+
+// applyConfig makes cfg the desired state. Queue lists whose count and
+// launch settings are unchanged keep their processes; every FATAL or
+// backoff is cleared.
+func (m *Master) applyConfig(cfg *spec.Config) {
+	jobs, _ := json.Marshal(cfg.Jobs)
+	seen := map[string]bool{}
+	m.order = m.order[:0]
+	for _, e := range cfg.Workers {
+		if e.Count <= 0 {
+			continue
+		}
+		seen[e.Queues] = true
+		m.order = append(m.order, e.Queues)
+		g := m.groups[e.Queues]
+		if g == nil {
+			g = &group{queues: e.Queues}
+			m.groups[e.Queues] = g
+		}
+		g.desired = e.Count
+		g.argv = cfg.WorkerArgv(e.Queues)
+		g.builtin = g.argv == nil
+		if g.builtin {
+			prefix := m.opts.WorkerCommand
+			if len(prefix) == 0 {
+				prefix = []string{m.opts.Executable, "work"}
+			}
+			g.argv = append(append([]string{}, prefix...), "--queues", e.Queues)
+		}
+		g.path, g.lookErr = exec.LookPath(g.argv[0])
+		if g.builtin {
+			// The executable stays g.path; only the process title changes.
+			g.argv[0] = BuiltinWorkerArgv0
+		}
+		// Everything that reaches the worker's argv or environment: a
+		// change means its workers must be replaced.
+		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), cfg.JobTimeout.String()})
+		g.fingerprint = string(fp)
+		g.failures, g.fatal, g.reason, g.backoffUntil = 0, false, "", time.Time{}
+		if g.timer != nil {
+			g.timer.Stop()
+			g.timer = nil
+		}
+	}
+	for q, g := range m.groups {
+		if !seen[q] {
+			if g.timer != nil {
+				g.timer.Stop()
+			}
+			delete(m.groups, q)
+		}
+	}
+	m.dirty = true
+}
+
+func (m *Master) beginStop(mode int, why string) {
+	if m.stopping >= mode {
+		return
+	}
+	m.stopping = mode
+	m.dirty = true
+	sig, bound, kind := syscall.SIGQUIT, m.cfg.TermTimeout, "graceful"
+	if mode == fastStop {
+		sig, kind = syscall.SIGTERM, "fast"
+		bound = min(m.cfg.TermTimeout, fastStopBound)
+	}
+	m.log.Printf("%s: %s shutdown of %d workers (killing any left after %s)", why, kind, len(m.workers), bound)
+	for _, w := range m.workers {
+		m.stopWorker(w, sig, bound, true)
+	}
+}
+
+// stopWorker signals w's process group and arranges a SIGKILL after bound.
+// force re-signals a worker that is already stopping (escalation).
+func (m *Master) stopWorker(w *worker, sig syscall.Signal, bound time.Duration, force bool) {
+	if w.state == WorkerStopping && !force {
+		return
+	}
+	if sig == syscall.SIGQUIT && w.state == WorkerStarting {
+		// A process that has just been exec'd may not have installed its
+		// QUIT handler yet (a Go program dumps its stack and exits 2 on
+		// an early QUIT); a worker that young has little to finish, so
+		// stop it with TERM.
+		sig = syscall.SIGTERM
+	}
+	w.state = WorkerStopping
+	m.dirty = true
+	if err := signalGroup(w.pid, sig); err != nil && err != syscall.ESRCH {
+		m.log.Printf("cannot signal worker[%d]: %v", w.pid, err)
+	}
+	if w.stopTimer != nil {
+		w.stopTimer.Stop()
+	}
+	pid := w.pid
+	w.stopTimer = time.AfterFunc(bound, func() {
+		m.post(func() {
+			if cur := m.workers[pid]; cur == w {
+				m.log.Printf("worker[%d] still running %s after %s: sending KILL", pid, signalName(sig), bound)
+				_ = signalGroup(pid, syscall.SIGKILL)
+			}
+		})
+	})
+}
+
+// reconcile moves the live workers toward the desired counts.
+func (m *Master) reconcile() {
+	now := time.Now()
+	live := map[string][]*worker{}
+	for _, w := range m.workers {
+		if w.state == WorkerStopping {
+			continue
+		}
+		g := m.groups[w.queues]
+		if g == nil || g.fingerprint != w.fingerprint || m.paused || m.stopping != notStopping {
+			// Removed, changed or paused: stop gracefully.
+			m.stopWorker(w, syscall.SIGQUIT, m.cfg.TermTimeout, false)
+			continue
+		}
+		live[w.queues] = append(live[w.queues], w)
+	}
+	if m.paused || m.stopping != notStopping {
+		return
+	}
+	for _, q := range m.order {
+		g := m.groups[q]
+		ws := live[q]
+		if n := len(ws) - g.desired; n > 0 {
+			sort.Slice(ws, func(i, j int) bool { return ws[i].started.Before(ws[j].started) })
+			for _, w := range ws[:n] {
+				m.stopWorker(w, syscall.SIGQUIT, m.cfg.TermTimeout, false)
+			}
+			continue
+		}
+		missing := g.desired - len(ws)
+		if missing <= 0 || g.fatal {
+			continue
+		}
+		if now.Before(g.backoffUntil) {
+			m.armBackoff(g)
+			continue
+		}
+		if g.failures > 0 {
+			// Crash-looping: probe with one worker; the rest follow once
+			// it has survived start_secs.
+			if len(ws) > 0 {
+				continue
+			}
+			missing = 1
+		}
+		for i := 0; i < missing && !g.fatal; i++ {
+			failures := g.failures
+			m.spawn(g)
+			if g.failures > failures {
+				break // a failed spawn backs off; do not burn the retries now
+			}
+		}
+	}
+}
+
+func (m *Master) armBackoff(g *group) {
+	if g.timer != nil {
+		return
+	}
+	g.timer = time.AfterFunc(time.Until(g.backoffUntil), func() {
+		m.post(func() { g.timer = nil })
+	})
+}
+
+// failedStart counts one failed start of g and decides between a backoff
+// and FATAL.
+func (m *Master) failedStart(g *group, reason string) {
+	g.failures++
+	g.reason = reason
+	if g.failures >= m.cfg.StartRetries {
+		g.fatal = true
+		m.log.Printf("FATAL: queues %s: %d consecutive failed starts (last: %s); not restarting until reload or config change", g.queues, g.failures, reason)
+		return
+	}
+	delay := 250 * time.Millisecond << min(g.failures-1, 16)
+	delay = min(delay, m.cfg.BackoffMax)
+	g.backoffUntil = time.Now().Add(delay)
+	m.log.Printf("queues %s: failed start %d of %d: %s; next try in %s", g.queues, g.failures, m.cfg.StartRetries, reason, delay)
+}
