@@ -70,18 +70,21 @@ type Redis struct {
 	Stop func()
 }
 
+// A worker is a live worker process, a child of the master.
 type worker struct {
 	pid         int
 	queues      string
 	fingerprint string
 	builtin     bool
 	started     time.Time
-	state       string
+	state       workerState
 	restarts    int
 	stopTimer   *time.Timer
 	promote     *time.Timer
 }
 
+// A group is one queue list of the configuration in force and what the
+// master knows of its recent starts.
 type group struct {
 	queues       string
 	desired      int
@@ -97,6 +100,17 @@ type group struct {
 	reason       string
 	timer        *time.Timer
 	lastExit     string
+}
+
+// state tells what the master does about g's missing workers at now.
+func (g *group) state(now time.Time) groupState {
+	switch {
+	case g.fatal:
+		return groupFatal
+	case now.Before(g.backoffUntil):
+		return groupBackoff
+	}
+	return groupOK
 }
 
 // Master is a running pool master. Its methods run on its event loop
@@ -118,7 +132,7 @@ type Master struct {
 
 	calls     chan func()
 	done      chan struct{} // closed when Run returns
-	stopping  int
+	stopping  stopMode
 	paused    bool
 	dirty     bool
 	started   time.Time

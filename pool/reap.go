@@ -49,7 +49,7 @@ func (m *Master) onExit(pid int, ws syscall.WaitStatus) {
 	if w.builtin && m.janitor != nil && !(ws.Exited() && ws.ExitStatus() == 0) {
 		m.janitor.WorkerExited(pid, w.queues, w.started)
 	}
-	if w.state == WorkerStopping || m.stopping != notStopping {
+	if w.state == workerStopping || m.stopping != notStopping {
 		return
 	}
 	g := m.groups[w.queues]

@@ -15,11 +15,14 @@ import (
 // fastStopBound caps how long INT/TERM wait before killing stragglers.
 const fastStopBound = 5 * time.Second
 
-// shutdown modes
+// stopMode is how far the master is in shutting down. A later mode
+// overrides an earlier one (INT after QUIT), never the reverse.
+type stopMode int
+
 const (
-	notStopping = iota
-	gracefulStop
-	fastStop
+	notStopping  stopMode = iota
+	gracefulStop          // QUIT: workers finish their current job
+	fastStop              // INT, TERM: workers stop now
 )
 
 func (m *Master) reload() {
@@ -102,7 +105,7 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 	m.dirty = true
 }
 
-func (m *Master) beginStop(mode int, why string) {
+func (m *Master) beginStop(mode stopMode, why string) {
 	if m.stopping >= mode {
 		return
 	}
@@ -122,17 +125,17 @@ func (m *Master) beginStop(mode int, why string) {
 // stopWorker signals w's process group and arranges a SIGKILL after bound.
 // force re-signals a worker that is already stopping (escalation).
 func (m *Master) stopWorker(w *worker, sig syscall.Signal, bound time.Duration, force bool) {
-	if w.state == WorkerStopping && !force {
+	if w.state == workerStopping && !force {
 		return
 	}
-	if sig == syscall.SIGQUIT && w.state == WorkerStarting {
+	if sig == syscall.SIGQUIT && w.state == workerStarting {
 		// A process that has just been exec'd may not have installed its
 		// QUIT handler yet (a Go program dumps its stack and exits 2 on
 		// an early QUIT); a worker that young has little to finish, so
 		// stop it with TERM.
 		sig = syscall.SIGTERM
 	}
-	w.state = WorkerStopping
+	w.state = workerStopping
 	m.dirty = true
 	if err := signalGroup(w.pid, sig); err != nil && err != syscall.ESRCH {
 		m.log.Printf("cannot signal worker[%d]: %v", w.pid, err)
@@ -156,7 +159,7 @@ func (m *Master) reconcile() {
 	now := time.Now()
 	live := map[string][]*worker{}
 	for _, w := range m.workers {
-		if w.state == WorkerStopping {
+		if w.state == workerStopping {
 			continue
 		}
 		g := m.groups[w.queues]
@@ -181,10 +184,13 @@ func (m *Master) reconcile() {
 			continue
 		}
 		missing := g.desired - len(ws)
-		if missing <= 0 || g.fatal {
+		if missing <= 0 {
 			continue
 		}
-		if now.Before(g.backoffUntil) {
+		switch g.state(now) {
+		case groupFatal:
+			continue
+		case groupBackoff:
 			m.armBackoff(g)
 			continue
 		}

@@ -84,13 +84,16 @@ func (m *Master) flushState() {
 	}
 }
 
+// snapshot is the State the master publishes: its settings, every queue
+// list of the config in force and every live worker.
 func (m *Master) snapshot() *State {
+	now := time.Now()
 	s := &State{
 		Name:       m.opts.Paths.Name,
 		PID:        os.Getpid(),
 		Status:     MasterRunning,
 		StartedAt:  m.started,
-		UpdatedAt:  time.Now(),
+		UpdatedAt:  now,
 		ConfigPath: m.opts.ConfigPath,
 		Env:        m.opts.Env,
 		LogPath:    m.log.Path(),
@@ -110,10 +113,10 @@ func (m *Master) snapshot() *State {
 	liveCount := map[string]int{}
 	for _, w := range m.workers {
 		g := m.groups[w.queues]
-		if w.state != WorkerStopping && g != nil && g.fingerprint == w.fingerprint {
+		if w.state != workerStopping && g != nil && g.fingerprint == w.fingerprint {
 			liveCount[w.queues]++
 		}
-		ws := WorkerState{PID: w.pid, Queues: w.queues, State: w.state, StartedAt: w.started, Restarts: w.restarts}
+		ws := WorkerState{PID: w.pid, Queues: w.queues, State: string(w.state), StartedAt: w.started, Restarts: w.restarts}
 		if g != nil {
 			ws.LastExit = g.lastExit
 		}
@@ -122,12 +125,10 @@ func (m *Master) snapshot() *State {
 	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].PID < s.Workers[j].PID })
 	for _, q := range m.order {
 		g := m.groups[q]
-		gs := GroupState{Queues: q, Desired: g.desired, Live: liveCount[q], State: GroupOK, Failures: g.failures, Reason: g.reason}
-		switch {
-		case g.fatal:
-			gs.State = GroupFatal
-		case time.Now().Before(g.backoffUntil):
-			gs.State, gs.BackoffUntil = GroupBackoff, g.backoffUntil
+		st := g.state(now)
+		gs := GroupState{Queues: q, Desired: g.desired, Live: liveCount[q], State: string(st), Failures: g.failures, Reason: g.reason}
+		if st == groupBackoff {
+			gs.BackoffUntil = g.backoffUntil
 		}
 		s.Groups = append(s.Groups, gs)
 	}

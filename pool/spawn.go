@@ -41,8 +41,8 @@ func (m *Master) spawn(g *group) {
 	pid := w.pid
 	w.promote = time.AfterFunc(m.cfg.StartSecs, func() {
 		m.post(func() {
-			if cur := m.workers[pid]; cur == w && w.state == WorkerStarting {
-				w.state = WorkerRunning
+			if cur := m.workers[pid]; cur == w && w.state == workerStarting {
+				w.state = workerRunning
 				if g := m.groups[w.queues]; g != nil && g.fingerprint == w.fingerprint {
 					g.failures, g.reason = 0, ""
 				}
@@ -124,7 +124,7 @@ func (m *Master) startProcess(g *group) (*worker, error) {
 		fingerprint: g.fingerprint,
 		builtin:     g.builtin,
 		started:     time.Now(),
-		state:       WorkerStarting,
+		state:       workerStarting,
 		restarts:    g.restarts,
 	}, nil
 }
