@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"sort"
 	"syscall"
 	"time"
 
@@ -154,64 +153,48 @@ func (m *Master) stopWorker(w *worker, sig syscall.Signal, bound time.Duration, 
 	})
 }
 
-// reconcile moves the live workers toward the desired counts.
+// reconcile moves the live workers toward the desired counts: it asks
+// plan what to do and does it.
 func (m *Master) reconcile() {
-	now := time.Now()
-	live := map[string][]*worker{}
-	for _, w := range m.workers {
-		if w.state == workerStopping {
-			continue
-		}
-		g := m.groups[w.queues]
-		if g == nil || g.fingerprint != w.fingerprint || m.paused || m.stopping != notStopping {
-			// Removed, changed or paused: stop gracefully.
-			m.stopWorker(w, syscall.SIGQUIT, m.cfg.TermTimeout, false)
-			continue
-		}
-		live[w.queues] = append(live[w.queues], w)
+	acts := plan(world{
+		order:    m.order,
+		groups:   m.groups,
+		workers:  m.workers,
+		paused:   m.paused,
+		stopping: m.stopping,
+		now:      time.Now(),
+	})
+	for _, a := range acts {
+		m.apply(a)
 	}
-	if m.paused || m.stopping != notStopping {
-		return
-	}
-	for _, q := range m.order {
-		g := m.groups[q]
-		ws := live[q]
-		if n := len(ws) - g.desired; n > 0 {
-			sort.Slice(ws, func(i, j int) bool { return ws[i].started.Before(ws[j].started) })
-			for _, w := range ws[:n] {
-				m.stopWorker(w, syscall.SIGQUIT, m.cfg.TermTimeout, false)
-			}
-			continue
+}
+
+// apply carries out one action of plan or backoff.
+func (m *Master) apply(a action) {
+	g := m.groups[a.queues]
+	switch a.kind {
+	case actStop:
+		if w := m.workers[a.pid]; w != nil {
+			m.stopWorker(w, a.sig, m.cfg.TermTimeout, false)
 		}
-		missing := g.desired - len(ws)
-		if missing <= 0 {
-			continue
-		}
-		switch g.state(now) {
-		case groupFatal:
-			continue
-		case groupBackoff:
-			m.armBackoff(g)
-			continue
-		}
-		if g.failures > 0 {
-			// Crash-looping: probe with one worker; the rest follow once
-			// it has survived start_secs.
-			if len(ws) > 0 {
-				continue
-			}
-			missing = 1
-		}
-		for i := 0; i < missing && !g.fatal; i++ {
+	case actSpawn:
+		for i := 0; i < a.n && !g.fatal; i++ {
 			failures := g.failures
 			m.spawn(g)
 			if g.failures > failures {
 				break // a failed spawn backs off; do not burn the retries now
 			}
 		}
+	case actBackoff:
+		g.backoffUntil = a.until
+		m.armBackoff(g)
+	case actFatal:
+		g.fatal = true
 	}
 }
 
+// armBackoff wakes the event loop when g's backoff ends (one timer per
+// group: one already armed stays).
 func (m *Master) armBackoff(g *group) {
 	if g.timer != nil {
 		return
@@ -221,18 +204,17 @@ func (m *Master) armBackoff(g *group) {
 	})
 }
 
-// failedStart counts one failed start of g and decides between a backoff
-// and FATAL.
+// failedStart counts one failed start of g and backs it off or, after
+// start_retries of them in a row, makes it FATAL.
 func (m *Master) failedStart(g *group, reason string) {
 	g.failures++
 	g.reason = reason
-	if g.failures >= m.cfg.StartRetries {
-		g.fatal = true
+	now := time.Now()
+	a := backoff(g.queues, g.failures, m.cfg.StartRetries, m.cfg.BackoffMax, now)
+	m.apply(a)
+	if a.kind == actFatal {
 		m.log.Printf("FATAL: queues %s: %d consecutive failed starts (last: %s); not restarting until reload or config change", g.queues, g.failures, reason)
 		return
 	}
-	delay := 250 * time.Millisecond << min(g.failures-1, 16)
-	delay = min(delay, m.cfg.BackoffMax)
-	g.backoffUntil = time.Now().Add(delay)
-	m.log.Printf("queues %s: failed start %d of %d: %s; next try in %s", g.queues, g.failures, m.cfg.StartRetries, reason, delay)
+	m.log.Printf("queues %s: failed start %d of %d: %s; next try in %s", g.queues, g.failures, m.cfg.StartRetries, reason, a.until.Sub(now))
 }
