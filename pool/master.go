@@ -7,6 +7,12 @@
 // what is surplus (oldest first) and backs off queue lists whose workers
 // crash at start. One goroutine owns all state, so there are no locks around
 // it; slow work (Redis clean-up) happens on other goroutines.
+//
+// The files follow the concerns: master.go the loop and signals,
+// plan.go the reconcile decision (a pure function of desired state,
+// actual state and the clock), reconcile.go applying it (reload, stop,
+// backoff), spawn.go starting workers, reap.go reaping them and
+// orphans, snapshot.go the state file and the runtime-directory claim.
 package pool
 
 import (

@@ -24,6 +24,8 @@ const (
 	fastStop              // INT, TERM: workers stop now
 )
 
+// reload re-reads the config file on HUP and makes it the desired state,
+// or keeps the current one (and publishes the error) when it cannot.
 func (m *Master) reload() {
 	cfg, err := spec.LoadConfig(m.opts.ConfigPath, m.opts.Env)
 	// Settings fixed at start (the janitor that recovers dead workers' jobs
