@@ -7,25 +7,24 @@
 // what is surplus (oldest first) and backs off queue lists whose workers
 // crash at start. One goroutine owns all state, so there are no locks around
 // it; slow work (Redis clean-up) happens on other goroutines.
+//
+// The files follow the concerns: master.go the loop and signals,
+// plan.go the reconcile decision (a pure function of desired state,
+// actual state and the clock), reconcile.go applying it (reload, stop,
+// backoff), spawn.go starting workers, reap.go reaping them and
+// orphans, snapshot.go the state file and the runtime-directory claim.
 package pool
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"runtime"
-	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/poolctl/poolctl/internal/workerenv"
-	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
 )
 
@@ -58,45 +57,40 @@ type Options struct {
 	ShellPID int
 	// Janitor, when set, is told about every reaped built-in worker.
 	Janitor func(redisURL string, cfg *spec.Config, log *Logger) (Janitor, error)
-	// RedisResolver, when set, decides the Redis URL when none is
-	// configured (e.g. by starting an embedded server). It returns the URL
-	// and a function that stops whatever it started.
-	RedisResolver func(ctx context.Context, configured string, m *Master) (string, func(), error)
+	// RedisResolver, when set, decides the Redis from the configured URL
+	// (e.g. by starting a private server when none is configured). The
+	// master calls it once, before any worker starts, on its own goroutine,
+	// which keeps its OS thread for life (so a child's parent-death signal
+	// stays armed), with the pool's files and its log.
+	RedisResolver func(ctx context.Context, configured string, paths Paths, logf func(format string, args ...any)) (Redis, error)
 }
 
-// BuiltinWorkerArgv0 is the argv[0] of built-in workers, so that `ps`
-// shows e.g. "poolctl-worker[resque:work] --queues foo". Ruby Resque's
-// prune_dead_workers takes a worker of its host whose pid is not listed by
-// `ps -A -o pid,command | grep -E "[r]esque:work|[r]esque:\sStarting|[r]esque-[0-9]"`
-// for dead and unregisters it; this title keeps poolctl's workers listed.
-const BuiltinWorkerArgv0 = "poolctl-worker[resque:work]"
+// Redis is the Redis a RedisResolver chose.
+type Redis struct {
+	URL string
+	// PID is a private redis-server the resolver started as a child of the
+	// master, 0 if none: the master reaps it and logs when it dies.
+	PID int
+	// Stop stops what the resolver started, if anything; the master calls
+	// it when every worker is gone.
+	Stop func()
+}
 
-// claimCheckInterval is how often the master checks that its lock file (and
-// runtime directory) are still there, besides every state write.
-const claimCheckInterval = time.Second
-
-// fastStopBound caps how long INT/TERM wait before killing stragglers.
-const fastStopBound = 5 * time.Second
-
-// shutdown modes
-const (
-	notStopping = iota
-	gracefulStop
-	fastStop
-)
-
+// A worker is a live worker process, a child of the master.
 type worker struct {
 	pid         int
 	queues      string
 	fingerprint string
 	builtin     bool
 	started     time.Time
-	state       string
+	state       workerState
 	restarts    int
 	stopTimer   *time.Timer
 	promote     *time.Timer
 }
 
+// A group is one queue list of the configuration in force and what the
+// master knows of its recent starts.
 type group struct {
 	queues       string
 	desired      int
@@ -114,8 +108,19 @@ type group struct {
 	lastExit     string
 }
 
-// Master is a running pool master. Its methods other than Run are meant
-// for RedisResolver and tests and must be called from the event loop.
+// state tells what the master does about g's missing workers at now.
+func (g *group) state(now time.Time) groupState {
+	switch {
+	case g.fatal:
+		return groupFatal
+	case now.Before(g.backoffUntil):
+		return groupBackoff
+	}
+	return groupOK
+}
+
+// Master is a running pool master. Its methods run on its event loop
+// goroutine, which owns all of its state.
 type Master struct {
 	opts     Options
 	log      *Logger
@@ -133,7 +138,7 @@ type Master struct {
 
 	calls     chan func()
 	done      chan struct{} // closed when Run returns
-	stopping  int
+	stopping  stopMode
 	paused    bool
 	dirty     bool
 	started   time.Time
@@ -146,16 +151,6 @@ type Master struct {
 	stateErr      bool
 	lockErr       bool // the last attempt to re-take the lock file failed
 }
-
-// Paths are the pool's files.
-func (m *Master) Paths() Paths { return m.opts.Paths }
-
-// Log is the master's logger.
-func (m *Master) Log() *Logger { return m.log }
-
-// Adopt registers a child process the master started for itself (an
-// embedded redis-server), so the reaper knows it.
-func (m *Master) Adopt(pid int, onExit func(status string)) { m.others[pid] = onExit }
 
 // Run loads the config and runs the master until it is told to stop (by
 // QUIT, INT or TERM, or by cancelling ctx, which acts as TERM). It returns
@@ -231,14 +226,20 @@ func (m *Master) run(ctx context.Context) error {
 		url = m.cfg.Redis
 	}
 	if m.opts.RedisResolver != nil {
-		resolved, stop, err := m.opts.RedisResolver(ctx, url, m)
+		r, err := m.opts.RedisResolver(ctx, url, m.opts.Paths, m.log.Printf)
 		if err != nil {
 			m.log.Printf("cannot set up Redis: %v", err)
 			return fmt.Errorf("master cannot start: %w", err)
 		}
-		url = resolved
-		if stop != nil {
-			defer stop()
+		url = r.URL
+		if r.PID > 0 {
+			pid := r.PID
+			m.others[pid] = func(status string) {
+				m.log.Printf("private redis-server[%d] exited (%s): workers cannot reach Redis until the pool restarts", pid, status)
+			}
+		}
+		if r.Stop != nil {
+			defer r.Stop()
 		}
 	}
 	m.redisURL = url
@@ -261,7 +262,7 @@ func (m *Master) run(ctx context.Context) error {
 		}
 	}
 	m.applyConfig(m.cfg)
-	m.log.Printf("started manager: %s", describeSpec(m.cfg.Workers))
+	m.log.Printf("started manager: %s", m.cfg.Workers.Describe())
 	m.reconcile()
 	m.flushState()
 
@@ -311,13 +312,6 @@ func (m *Master) watchShell() {
 	}
 }
 
-func describeSpec(s spec.Spec) string {
-	if str := s.String(); str != "" {
-		return str
-	}
-	return "(no workers)"
-}
-
 // post runs fn on the event loop (or drops it once the loop is gone).
 func (m *Master) post(fn func()) {
 	select {
@@ -360,613 +354,4 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 			_ = signalGroup(w.pid, sig)
 		}
 	}
-}
-
-func (m *Master) reload() {
-	cfg, err := spec.LoadConfig(m.opts.ConfigPath, m.opts.Env)
-	// Settings fixed at start (the janitor that recovers dead workers' jobs
-	// runs on them) refuse the whole reload: applying the rest would leave
-	// workers and their recovery on different Redis keys.
-	switch {
-	case err != nil:
-	case m.opts.RedisURL == "" && cfg.Redis != m.cfg.Redis:
-		err = errors.New("the redis: setting cannot change while the pool runs; restart the pool")
-	case cfg.Namespace != m.cfg.Namespace:
-		err = fmt.Errorf("the namespace: setting cannot change while the pool runs (%q -> %q); restart the pool to change it", m.cfg.Namespace, cfg.Namespace)
-	}
-	if err != nil {
-		m.lastError = err.Error()
-		m.log.Printf("reload failed, keeping the current configuration: %v", err)
-		m.dirty = true
-		return
-	}
-	m.lastError = ""
-	old := m.cfg.Workers.String()
-	m.cfg = cfg
-	m.paused = false
-	m.applyConfig(cfg)
-	m.log.Printf("reloaded configuration: %s -> %s", orNone(old), describeSpec(cfg.Workers))
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(no workers)"
-	}
-	return s
-}
-
-// applyConfig makes cfg the desired state. Queue lists whose count and
-// launch settings are unchanged keep their processes; every FATAL or
-// backoff is cleared.
-func (m *Master) applyConfig(cfg *spec.Config) {
-	jobs, _ := json.Marshal(cfg.Jobs)
-	seen := map[string]bool{}
-	m.order = m.order[:0]
-	for _, e := range cfg.Workers {
-		if e.Count <= 0 {
-			continue
-		}
-		seen[e.Queues] = true
-		m.order = append(m.order, e.Queues)
-		g := m.groups[e.Queues]
-		if g == nil {
-			g = &group{queues: e.Queues}
-			m.groups[e.Queues] = g
-		}
-		g.desired = e.Count
-		g.argv = cfg.WorkerArgv(e.Queues)
-		g.builtin = g.argv == nil
-		if g.builtin {
-			prefix := m.opts.WorkerCommand
-			if len(prefix) == 0 {
-				prefix = []string{m.opts.Executable, "work"}
-			}
-			g.argv = append(append([]string{}, prefix...), "--queues", e.Queues)
-		}
-		g.path, g.lookErr = exec.LookPath(g.argv[0])
-		if g.builtin {
-			// The executable stays g.path; only the process title changes.
-			g.argv[0] = BuiltinWorkerArgv0
-		}
-		// Everything that reaches the worker's argv or environment: a
-		// change means its workers must be replaced.
-		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), cfg.JobTimeout.String()})
-		g.fingerprint = string(fp)
-		g.failures, g.fatal, g.reason, g.backoffUntil = 0, false, "", time.Time{}
-		if g.timer != nil {
-			g.timer.Stop()
-			g.timer = nil
-		}
-	}
-	for q, g := range m.groups {
-		if !seen[q] {
-			if g.timer != nil {
-				g.timer.Stop()
-			}
-			delete(m.groups, q)
-		}
-	}
-	m.dirty = true
-}
-
-func (m *Master) beginStop(mode int, why string) {
-	if m.stopping >= mode {
-		return
-	}
-	m.stopping = mode
-	m.dirty = true
-	sig, bound, kind := syscall.SIGQUIT, m.cfg.TermTimeout, "graceful"
-	if mode == fastStop {
-		sig, kind = syscall.SIGTERM, "fast"
-		bound = min(m.cfg.TermTimeout, fastStopBound)
-	}
-	m.log.Printf("%s: %s shutdown of %d workers (killing any left after %s)", why, kind, len(m.workers), bound)
-	for _, w := range m.workers {
-		m.stopWorker(w, sig, bound, true)
-	}
-}
-
-// stopWorker signals w's process group and arranges a SIGKILL after bound.
-// force re-signals a worker that is already stopping (escalation).
-func (m *Master) stopWorker(w *worker, sig syscall.Signal, bound time.Duration, force bool) {
-	if w.state == WorkerStopping && !force {
-		return
-	}
-	if sig == syscall.SIGQUIT && w.state == WorkerStarting {
-		// A process that has just been exec'd may not have installed its
-		// QUIT handler yet (a Go program dumps its stack and exits 2 on
-		// an early QUIT); a worker that young has little to finish, so
-		// stop it with TERM.
-		sig = syscall.SIGTERM
-	}
-	w.state = WorkerStopping
-	m.dirty = true
-	if err := signalGroup(w.pid, sig); err != nil && err != syscall.ESRCH {
-		m.log.Printf("cannot signal worker[%d]: %v", w.pid, err)
-	}
-	if w.stopTimer != nil {
-		w.stopTimer.Stop()
-	}
-	pid := w.pid
-	w.stopTimer = time.AfterFunc(bound, func() {
-		m.post(func() {
-			if cur := m.workers[pid]; cur == w {
-				m.log.Printf("worker[%d] still running %s after %s: sending KILL", pid, signalName(sig), bound)
-				_ = signalGroup(pid, syscall.SIGKILL)
-			}
-		})
-	})
-}
-
-// reconcile moves the live workers toward the desired counts.
-func (m *Master) reconcile() {
-	now := time.Now()
-	live := map[string][]*worker{}
-	for _, w := range m.workers {
-		if w.state == WorkerStopping {
-			continue
-		}
-		g := m.groups[w.queues]
-		if g == nil || g.fingerprint != w.fingerprint || m.paused || m.stopping != notStopping {
-			// Removed, changed or paused: stop gracefully.
-			m.stopWorker(w, syscall.SIGQUIT, m.cfg.TermTimeout, false)
-			continue
-		}
-		live[w.queues] = append(live[w.queues], w)
-	}
-	if m.paused || m.stopping != notStopping {
-		return
-	}
-	for _, q := range m.order {
-		g := m.groups[q]
-		ws := live[q]
-		if n := len(ws) - g.desired; n > 0 {
-			sort.Slice(ws, func(i, j int) bool { return ws[i].started.Before(ws[j].started) })
-			for _, w := range ws[:n] {
-				m.stopWorker(w, syscall.SIGQUIT, m.cfg.TermTimeout, false)
-			}
-			continue
-		}
-		missing := g.desired - len(ws)
-		if missing <= 0 || g.fatal {
-			continue
-		}
-		if now.Before(g.backoffUntil) {
-			m.armBackoff(g)
-			continue
-		}
-		if g.failures > 0 {
-			// Crash-looping: probe with one worker; the rest follow once
-			// it has survived start_secs.
-			if len(ws) > 0 {
-				continue
-			}
-			missing = 1
-		}
-		for i := 0; i < missing && !g.fatal; i++ {
-			failures := g.failures
-			m.spawn(g)
-			if g.failures > failures {
-				break // a failed spawn backs off; do not burn the retries now
-			}
-		}
-	}
-}
-
-func (m *Master) armBackoff(g *group) {
-	if g.timer != nil {
-		return
-	}
-	g.timer = time.AfterFunc(time.Until(g.backoffUntil), func() {
-		m.post(func() { g.timer = nil })
-	})
-}
-
-func (m *Master) spawn(g *group) {
-	w, err := m.startProcess(g)
-	if err != nil {
-		m.dirty = true
-		reason := fmt.Sprintf("cannot start worker for queues %s: %v", g.queues, err)
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.ENOEXEC) {
-			// Permanent: retrying cannot help until the config changes.
-			g.fatal, g.reason = true, reason
-			m.log.Printf("FATAL: %s; not retrying until reload or config change", reason)
-			return
-		}
-		m.failedStart(g, reason)
-		return
-	}
-	m.workers[w.pid] = w
-	m.dirty = true
-	m.log.Printf("Starting worker[%d] queues: %s", w.pid, g.queues)
-	pid := w.pid
-	w.promote = time.AfterFunc(m.cfg.StartSecs, func() {
-		m.post(func() {
-			if cur := m.workers[pid]; cur == w && w.state == WorkerStarting {
-				w.state = WorkerRunning
-				if g := m.groups[w.queues]; g != nil && g.fingerprint == w.fingerprint {
-					g.failures, g.reason = 0, ""
-				}
-				m.dirty = true
-			}
-		})
-	})
-}
-
-func (m *Master) workerEnv(g *group) []string {
-	jobs, _ := json.Marshal(m.cfg.Jobs)
-	// Drop inherited values of the variables set here: with duplicates,
-	// which one a child sees depends on its runtime.
-	env := make([]string, 0, len(os.Environ())+8)
-	for _, kv := range os.Environ() {
-		switch key, _, _ := strings.Cut(kv, "="); key {
-		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL, workerenv.HeartbeatInterval:
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env,
-		workerenv.Queues+"="+g.queues,
-		workerenv.Queue+"="+g.queues,
-		workerenv.Namespace+"="+m.cfg.Namespace,
-		workerenv.Pool+"="+m.opts.Paths.Name,
-		workerenv.MasterPID+"="+strconv.Itoa(os.Getpid()),
-		workerenv.Jobs+"="+string(jobs),
-		workerenv.JobTimeout+"="+m.cfg.JobTimeout.String(),
-		workerenv.HeartbeatInterval+"="+m.cfg.HeartbeatInterval.String(),
-	)
-	if m.redisURL != "" {
-		env = append(env, workerenv.RedisURL+"="+m.redisURL)
-	}
-	return env
-}
-
-func (m *Master) startProcess(g *group) (*worker, error) {
-	if g.lookErr != nil {
-		return nil, g.lookErr
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("pipe: %w", err)
-	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		r.Close()
-		w.Close()
-		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
-	}
-	// Built-in workers get TERM when the master dies, so they can requeue
-	// their job; other commands get KILL, which nothing can ignore.
-	deathSig := syscall.SIGKILL
-	if g.builtin {
-		deathSig = syscall.SIGTERM
-	}
-	proc, err := os.StartProcess(g.path, g.argv, &os.ProcAttr{
-		Env:   m.workerEnv(g),
-		Files: []*os.File{devnull, w, w},
-		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathSig},
-	})
-	devnull.Close()
-	w.Close()
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	pid := proc.Pid
-	// We reap with wait4 ourselves; release the os.Process handle.
-	_ = proc.Release()
-	go func() {
-		m.log.pump(pid, r)
-		r.Close()
-	}()
-	return &worker{
-		pid:         pid,
-		queues:      g.queues,
-		fingerprint: g.fingerprint,
-		builtin:     g.builtin,
-		started:     time.Now(),
-		state:       WorkerStarting,
-		restarts:    g.restarts,
-	}, nil
-}
-
-// reapAll collects every exited child without blocking.
-func (m *Master) reapAll() {
-	for {
-		var ws syscall.WaitStatus
-		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-		if err == syscall.EINTR {
-			continue
-		}
-		if pid <= 0 || err != nil {
-			return
-		}
-		m.onExit(pid, ws)
-	}
-}
-
-func (m *Master) onExit(pid int, ws syscall.WaitStatus) {
-	status := exitStatus(ws)
-	if fn, ok := m.others[pid]; ok {
-		delete(m.others, pid)
-		fn(status)
-		return
-	}
-	w := m.workers[pid]
-	if w == nil {
-		return // an orphan we adopted as subreaper: reaped, nothing more to do
-	}
-	delete(m.workers, pid)
-	m.dirty = true
-	if w.stopTimer != nil {
-		w.stopTimer.Stop()
-	}
-	if w.promote != nil {
-		w.promote.Stop()
-	}
-	// Whatever the worker left in its process group goes with it.
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	m.scheduleOrphanScan()
-	m.log.Printf("Reaped worker[%d] (status: %s) queues: %s", pid, status, w.queues)
-	// A built-in worker that exits 0 has unregistered itself and requeued
-	// anything it held; any other end needs the janitor.
-	if w.builtin && m.janitor != nil && !(ws.Exited() && ws.ExitStatus() == 0) {
-		m.janitor.WorkerExited(pid, w.queues, w.started)
-	}
-	if w.state == WorkerStopping || m.stopping != notStopping {
-		return
-	}
-	g := m.groups[w.queues]
-	if g == nil || g.fingerprint != w.fingerprint {
-		return
-	}
-	g.restarts++
-	g.lastExit = status
-	ran := time.Since(w.started)
-	if ran < m.cfg.StartSecs {
-		m.failedStart(g, fmt.Sprintf("worker[%d] exited after %s (%s)", pid, ran.Round(time.Millisecond), status))
-		return
-	}
-	g.failures = 0
-}
-
-// failedStart counts one failed start of g and decides between a backoff
-// and FATAL.
-func (m *Master) failedStart(g *group, reason string) {
-	g.failures++
-	g.reason = reason
-	if g.failures >= m.cfg.StartRetries {
-		g.fatal = true
-		m.log.Printf("FATAL: queues %s: %d consecutive failed starts (last: %s); not restarting until reload or config change", g.queues, g.failures, reason)
-		return
-	}
-	delay := 250 * time.Millisecond << min(g.failures-1, 16)
-	delay = min(delay, m.cfg.BackoffMax)
-	g.backoffUntil = time.Now().Add(delay)
-	m.log.Printf("queues %s: failed start %d of %d: %s; next try in %s", g.queues, g.failures, m.cfg.StartRetries, reason, delay)
-}
-
-// Orphan clean-up. Killing an adopted orphan can orphan its own children
-// (in other sessions or groups), which the kernel then hands to the master
-// too: a clean-up therefore rescans after every kill, until a scan finds
-// nothing, within these bounds.
-const (
-	orphanScanDelay   = 50 * time.Millisecond // after a worker exit, and between rounds
-	orphanRounds      = 20                    // scans per clean-up at most
-	finalSweepTimeout = 5 * time.Second       // how long a stopping master waits for orphans to die
-)
-
-// scheduleOrphanScan arranges a clean-up of adopted orphans shortly after a
-// burst of worker exits, instead of one scan per exit. A scan that finds
-// orphans schedules another round, so that processes adopted only when
-// those die are found too.
-func (m *Master) scheduleOrphanScan() {
-	m.orphanRound = 0 // a clean-up under way starts its count again
-	if m.orphanDue {
-		return
-	}
-	m.orphanDue = true
-	m.orphansKilled = map[int]bool{}
-	m.armOrphanScan()
-}
-
-func (m *Master) armOrphanScan() {
-	time.AfterFunc(orphanScanDelay, func() {
-		m.post(func() {
-			m.reapAll()
-			m.orphanRound++
-			if m.killOrphans() > 0 && m.orphanRound < orphanRounds {
-				m.armOrphanScan()
-				return
-			}
-			if m.orphanRound >= orphanRounds {
-				m.log.Printf("orphaned processes keep appearing after %d rounds of clean-up; scanning again after the next worker exit", orphanRounds)
-			}
-			m.orphanDue = false
-		})
-	})
-}
-
-// killOrphans kills the children of the master that it did not start (job
-// processes and daemons of workers, reparented here because the master is
-// a subreaper) together with their process groups. It returns how many
-// such children are still there, dying or not yet reaped; 0 means the
-// scan found none.
-func (m *Master) killOrphans() int {
-	kids, err := ownChildren()
-	if err != nil {
-		m.log.Printf("cannot look for orphaned processes: %v", err)
-		return 0
-	}
-	ownGroup := syscall.Getpgrp()
-	found := 0
-	for _, pid := range kids {
-		if _, ok := m.workers[pid]; ok {
-			continue
-		}
-		if _, ok := m.others[pid]; ok {
-			continue
-		}
-		found++
-		pgid, zombie, ok := procGroup(pid)
-		if !ok || zombie {
-			continue // gone, or dead and waiting for reapAll
-		}
-		if !m.orphansKilled[pid] {
-			m.orphansKilled[pid] = true
-			m.log.Printf("killing orphaned process %d (left behind by a dead worker)", pid)
-		}
-		// Its whole group, unless that group is the master's own or a live
-		// worker's (a worker's double-forked child stays in the worker's
-		// group): those lose only this process.
-		if _, isWorker := m.workers[pgid]; pgid > 1 && pgid != ownGroup && !isWorker {
-			if _, isOther := m.others[pgid]; !isOther {
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			}
-		}
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	return found
-}
-
-// sweepOrphans is the clean-up of a stopping master: it kills adopted
-// orphans and reaps them, round after round, until a scan finds none (or
-// the bounds are reached), so that nothing of the pool survives the master
-// and nothing is left a zombie.
-func (m *Master) sweepOrphans() {
-	deadline := time.Now().Add(finalSweepTimeout)
-	m.orphansKilled = map[int]bool{}
-	for round := 1; ; round++ {
-		m.reapAll()
-		left := m.killOrphans()
-		if left == 0 {
-			return
-		}
-		if round >= orphanRounds*10 || time.Now().After(deadline) {
-			m.log.Printf("%d orphaned processes still not gone after %s; leaving them to init", left, finalSweepTimeout)
-			return
-		}
-		// Give the killed processes a moment to die before reaping them.
-		time.Sleep(orphanScanDelay / 5)
-	}
-}
-
-// keepClaim re-creates the lock file, and the runtime directory with the
-// files the master owns there, when something removed them, and takes the
-// lock again, so that shells still find the pool (the abstract socket
-// keeps the master unique meanwhile).
-func (m *Master) keepClaim() {
-	p := m.opts.Paths
-	_, dirErr := os.Stat(p.Dir)
-	recreated, err := m.lock.refresh()
-	if err != nil {
-		if !m.lockErr {
-			m.log.Printf("cannot re-create the lock file %s: %v (shells may think the pool is stopped; retrying)", p.Lock, err)
-		}
-		m.lockErr = true
-		return
-	}
-	m.lockErr = false
-	if !recreated {
-		return
-	}
-	if errors.Is(dirErr, os.ErrNotExist) {
-		m.log.Printf("runtime directory %s was removed: recreated it", p.Dir)
-	} else {
-		m.log.Printf("lock file %s was removed or replaced: recreated it", p.Lock)
-	}
-	if _, err := os.Stat(m.opts.PidFile); errors.Is(err, os.ErrNotExist) {
-		if err := WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
-			m.log.Printf("cannot re-create the pid file: %v", err)
-		}
-	}
-	if _, err := os.Stat(p.RedisURL); m.redisURL != "" && errors.Is(err, os.ErrNotExist) {
-		if err := WriteFileAtomic(p.RedisURL, []byte(m.redisURL+"\n")); err != nil {
-			m.log.Printf("cannot re-create %s: %v", p.RedisURL, err)
-		}
-	}
-	m.dirty = true // and the state file
-}
-
-// flushState publishes the state file when something changed.
-func (m *Master) flushState() {
-	if !m.dirty {
-		return
-	}
-	m.keepClaim()
-	m.dirty = false
-	err := WriteState(m.opts.Paths.State, m.snapshot())
-	if errors.Is(err, os.ErrNotExist) {
-		// Someone removed the runtime directory under a running pool:
-		// recreate it so shells can find the pool again.
-		if err = m.opts.Paths.Ensure(); err == nil {
-			m.log.Printf("runtime directory %s was removed: recreated it", m.opts.Paths.Dir)
-			_ = WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"))
-			if m.redisURL != "" {
-				_ = WriteFileAtomic(m.opts.Paths.RedisURL, []byte(m.redisURL+"\n"))
-			}
-			err = WriteState(m.opts.Paths.State, m.snapshot())
-		}
-	}
-	if err != nil {
-		if !m.stateErr {
-			m.log.Printf("cannot write state file: %v", err)
-		}
-		m.stateErr = true
-		return
-	}
-	if m.stateErr {
-		m.stateErr = false
-		m.log.Printf("state file written again")
-	}
-}
-
-func (m *Master) snapshot() *State {
-	s := &State{
-		Name:       m.opts.Paths.Name,
-		PID:        os.Getpid(),
-		Status:     MasterRunning,
-		StartedAt:  m.started,
-		UpdatedAt:  time.Now(),
-		ConfigPath: m.opts.ConfigPath,
-		Env:        m.opts.Env,
-		LogPath:    m.log.Path(),
-		Redis:      redisconn.Redact(m.redisURL),
-		Namespace:  m.cfg.Namespace,
-		Spec:       m.cfg.Workers.String(),
-		Error:      m.lastError,
-		Groups:     []GroupState{},
-		Workers:    []WorkerState{},
-	}
-	switch {
-	case m.stopping != notStopping:
-		s.Status = MasterStopping
-	case m.paused:
-		s.Status = MasterPaused
-	}
-	liveCount := map[string]int{}
-	for _, w := range m.workers {
-		g := m.groups[w.queues]
-		if w.state != WorkerStopping && g != nil && g.fingerprint == w.fingerprint {
-			liveCount[w.queues]++
-		}
-		ws := WorkerState{PID: w.pid, Queues: w.queues, State: w.state, StartedAt: w.started, Restarts: w.restarts}
-		if g != nil {
-			ws.LastExit = g.lastExit
-		}
-		s.Workers = append(s.Workers, ws)
-	}
-	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].PID < s.Workers[j].PID })
-	for _, q := range m.order {
-		g := m.groups[q]
-		gs := GroupState{Queues: q, Desired: g.desired, Live: liveCount[q], State: GroupOK, Failures: g.failures, Reason: g.reason}
-		switch {
-		case g.fatal:
-			gs.State = GroupFatal
-		case time.Now().Before(g.backoffUntil):
-			gs.State, gs.BackoffUntil = GroupBackoff, g.backoffUntil
-		}
-		s.Groups = append(s.Groups, gs)
-	}
-	return s
 }

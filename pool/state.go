@@ -23,6 +23,27 @@ const (
 	GroupFatal   = "fatal"
 )
 
+// workerState is where a worker process is in its life; its values are
+// the words the state file carries.
+type workerState string
+
+const (
+	workerStarting workerState = WorkerStarting
+	workerRunning  workerState = WorkerRunning
+	workerStopping workerState = WorkerStopping
+)
+
+// groupState is what the master does about a queue list's missing
+// workers: start them (ok), wait (backoff), or nothing until a reload
+// (fatal). Its values are the words the state file carries.
+type groupState string
+
+const (
+	groupOK      groupState = GroupOK
+	groupBackoff groupState = GroupBackoff
+	groupFatal   groupState = GroupFatal
+)
+
 // Master states.
 const (
 	MasterRunning  = "running"

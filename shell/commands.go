@@ -419,7 +419,7 @@ Example:
 func cmdConfig(_ context.Context, s *Session, args []string) error {
 	s.refreshConfig()
 	if len(args) == 0 {
-		fmt.Fprintln(s.out, describe(s.cfg.Workers))
+		fmt.Fprintln(s.out, s.cfg.Workers.Describe())
 		return nil
 	}
 	upd, err := spec.ParseArgs(args)
@@ -439,18 +439,11 @@ func cmdConfig(_ context.Context, s *Session, args []string) error {
 			s.cfg = prev
 			return err
 		}
-		fmt.Fprintf(s.out, "%s\nReloading master %d configuration\n", describe(s.cfg.Workers), pid)
+		fmt.Fprintf(s.out, "%s\nReloading master %d configuration\n", s.cfg.Workers.Describe(), pid)
 		return nil
 	}
-	fmt.Fprintf(s.out, "%s\n", describe(s.cfg.Workers))
+	fmt.Fprintf(s.out, "%s\n", s.cfg.Workers.Describe())
 	return nil
-}
-
-func describe(sp spec.Spec) string {
-	if str := sp.String(); str != "" {
-		return str
-	}
-	return "(no workers)"
 }
 
 func cmdKill(_ context.Context, s *Session, args []string) error {

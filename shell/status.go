@@ -236,7 +236,7 @@ func (s *Session) printStatus(st *Status) {
 	for _, n := range st.Config {
 		total += n
 	}
-	fmt.Fprintf(w, "config: %s (%d worker%s)\n", describe(s.cfg.Workers), total, plural(total))
+	fmt.Fprintf(w, "config: %s (%d worker%s)\n", s.cfg.Workers.Describe(), total, plural(total))
 	if st.Error != "" {
 		fmt.Fprintf(w, "reload error: %s\n", st.Error)
 	}

@@ -306,6 +306,15 @@ func (s Spec) String() string {
 	return b.String()
 }
 
+// Describe is String for people: "(no workers)" when no entry has a
+// positive count, so that a log line or a reply never ends in nothing.
+func (s Spec) Describe() string {
+	if str := s.String(); str != "" {
+		return str
+	}
+	return "(no workers)"
+}
+
 // Count returns the count for a queue list (canonical form; whitespace
 // around names is ignored), 0 if absent.
 func (s Spec) Count(queues string) int {

@@ -422,3 +422,18 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+func TestDescribeNamesAnEmptySpec(t *testing.T) {
+	for _, tc := range []struct {
+		spec Spec
+		want string
+	}{
+		{nil, "(no workers)"},
+		{Spec{{Queues: "foo", Count: 0}}, "(no workers)"},
+		{Spec{{Queues: "foo", Count: 2}, {Queues: "bar,baz", Count: 1}}, "foo=2:bar,baz=1"},
+	} {
+		if got := tc.spec.Describe(); got != tc.want {
+			t.Errorf("%#v.Describe() = %q, want %q", tc.spec, got, tc.want)
+		}
+	}
+}

@@ -58,7 +58,7 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		PidFile:    *pidFile,
 		RedisURL:   *redisURL,
 
-		RedisResolver: embedredis.Resolve,
+		RedisResolver: resolveRedis,
 		Janitor:       newRecoverer,
 	}
 	if pid, err := strconv.Atoi(os.Getenv("POOLCTL_SHELL_PID")); err == nil {
@@ -66,6 +66,26 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	}
 	opts.WorkerCommand = leanWorker()
 	return pool.Run(ctx, opts)
+}
+
+// resolveRedis gives the master its Redis: the configured URL, or, when
+// none is configured or it is "embedded", one that embedredis finds or
+// starts in the pool's runtime directory. The master reaps a private
+// redis-server (Redis.PID) and stops it last.
+func resolveRedis(ctx context.Context, configured string, paths pool.Paths, logf func(string, ...any)) (pool.Redis, error) {
+	if configured != "" && configured != embedredis.Embedded {
+		return pool.Redis{URL: configured}, nil
+	}
+	srv, err := embedredis.Start(ctx, embedredis.Options{
+		Dir:     paths.Dir,
+		Socket:  paths.Redis,
+		Private: configured == embedredis.Embedded,
+		Logf:    logf,
+	})
+	if err != nil {
+		return pool.Redis{}, err
+	}
+	return pool.Redis{URL: srv.URL, PID: srv.PID, Stop: srv.Stop}, nil
 }
 
 // leanWorker returns the poolctl-worker binary beside this executable, if

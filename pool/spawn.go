@@ -1,0 +1,130 @@
+package pool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/poolctl/poolctl/internal/workerenv"
+)
+
+// BuiltinWorkerArgv0 is the argv[0] of built-in workers, so that `ps`
+// shows e.g. "poolctl-worker[resque:work] --queues foo". Ruby Resque's
+// prune_dead_workers takes a worker of its host whose pid is not listed by
+// `ps -A -o pid,command | grep -E "[r]esque:work|[r]esque:\sStarting|[r]esque-[0-9]"`
+// for dead and unregisters it; this title keeps poolctl's workers listed.
+const BuiltinWorkerArgv0 = "poolctl-worker[resque:work]"
+
+func (m *Master) spawn(g *group) {
+	w, err := m.startProcess(g)
+	if err != nil {
+		m.dirty = true
+		reason := fmt.Sprintf("cannot start worker for queues %s: %v", g.queues, err)
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.ENOEXEC) {
+			// Permanent: retrying cannot help until the config changes.
+			g.fatal, g.reason = true, reason
+			m.log.Printf("FATAL: %s; not retrying until reload or config change", reason)
+			return
+		}
+		m.failedStart(g, reason)
+		return
+	}
+	m.workers[w.pid] = w
+	m.dirty = true
+	m.log.Printf("Starting worker[%d] queues: %s", w.pid, g.queues)
+	pid := w.pid
+	w.promote = time.AfterFunc(m.cfg.StartSecs, func() {
+		m.post(func() {
+			if cur := m.workers[pid]; cur == w && w.state == workerStarting {
+				w.state = workerRunning
+				if g := m.groups[w.queues]; g != nil && g.fingerprint == w.fingerprint {
+					g.failures, g.reason = 0, ""
+				}
+				m.dirty = true
+			}
+		})
+	})
+}
+
+func (m *Master) workerEnv(g *group) []string {
+	jobs, _ := json.Marshal(m.cfg.Jobs)
+	// Drop inherited values of the variables set here: with duplicates,
+	// which one a child sees depends on its runtime.
+	env := make([]string, 0, len(os.Environ())+8)
+	for _, kv := range os.Environ() {
+		switch key, _, _ := strings.Cut(kv, "="); key {
+		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL, workerenv.HeartbeatInterval:
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env,
+		workerenv.Queues+"="+g.queues,
+		workerenv.Queue+"="+g.queues,
+		workerenv.Namespace+"="+m.cfg.Namespace,
+		workerenv.Pool+"="+m.opts.Paths.Name,
+		workerenv.MasterPID+"="+strconv.Itoa(os.Getpid()),
+		workerenv.Jobs+"="+string(jobs),
+		workerenv.JobTimeout+"="+m.cfg.JobTimeout.String(),
+		workerenv.HeartbeatInterval+"="+m.cfg.HeartbeatInterval.String(),
+	)
+	if m.redisURL != "" {
+		env = append(env, workerenv.RedisURL+"="+m.redisURL)
+	}
+	return env
+}
+
+func (m *Master) startProcess(g *group) (*worker, error) {
+	if g.lookErr != nil {
+		return nil, g.lookErr
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("pipe: %w", err)
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	// Built-in workers get TERM when the master dies, so they can requeue
+	// their job; other commands get KILL, which nothing can ignore.
+	deathSig := syscall.SIGKILL
+	if g.builtin {
+		deathSig = syscall.SIGTERM
+	}
+	proc, err := os.StartProcess(g.path, g.argv, &os.ProcAttr{
+		Env:   m.workerEnv(g),
+		Files: []*os.File{devnull, w, w},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathSig},
+	})
+	devnull.Close()
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	pid := proc.Pid
+	// We reap with wait4 ourselves; release the os.Process handle.
+	_ = proc.Release()
+	go func() {
+		m.log.pump(pid, r)
+		r.Close()
+	}()
+	return &worker{
+		pid:         pid,
+		queues:      g.queues,
+		fingerprint: g.fingerprint,
+		builtin:     g.builtin,
+		started:     time.Now(),
+		state:       workerStarting,
+		restarts:    g.restarts,
+	}, nil
+}
