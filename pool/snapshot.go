@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/poolctl/poolctl/redisconn"
+	"github.com/poolctl/poolctl/internal/redact"
 )
 
 // claimCheckInterval is how often the master checks that its lock file (and
@@ -97,7 +97,7 @@ func (m *Master) snapshot() *State {
 		ConfigPath: m.opts.ConfigPath,
 		Env:        m.opts.Env,
 		LogPath:    m.log.Path(),
-		Redis:      redisconn.Redact(m.redisURL),
+		Redis:      redact.URL(m.redisURL),
 		Namespace:  m.cfg.Namespace,
 		Spec:       m.cfg.Workers.String(),
 		Error:      m.lastError,

@@ -4,6 +4,8 @@
 package redisconn
 
 import (
+	"github.com/poolctl/poolctl/internal/redact"
+
 	"fmt"
 	neturl "net/url"
 	"strconv"
@@ -114,39 +116,13 @@ func redactErr(err error, url string) error {
 	if red := Redact(url); red != url {
 		msg = strings.ReplaceAll(msg, url, red)
 	}
-	if pw := password(url); pw != "" {
+	if pw := redact.Password(url); pw != "" {
 		msg = strings.ReplaceAll(msg, pw, "xxxxx")
 	}
 	return fmt.Errorf("%s", msg)
 }
 
-func password(raw string) string {
-	scheme := strings.Index(raw, "://")
-	at := strings.LastIndex(raw, "@")
-	if scheme < 0 || at < scheme {
-		return ""
-	}
-	userinfo := raw[scheme+3 : at]
-	if i := strings.Index(userinfo, ":"); i >= 0 {
-		return userinfo[i+1:]
-	}
-	return userinfo
-}
-
 // Redact hides the password of a Redis URL ("redis://:secret@h" becomes
-// "redis://:xxxxx@h").
-func Redact(raw string) string {
-	pw := password(raw)
-	if pw == "" {
-		return raw
-	}
-	scheme := strings.Index(raw, "://")
-	at := strings.LastIndex(raw, "@")
-	userinfo := raw[scheme+3 : at]
-	if i := strings.Index(userinfo, ":"); i >= 0 {
-		userinfo = userinfo[:i+1] + "xxxxx"
-	} else {
-		userinfo = "xxxxx"
-	}
-	return raw[:scheme+3] + userinfo + raw[at:]
-}
+// "redis://:xxxxx@h"); it is redact.URL, kept here for callers that
+// already hold a client.
+func Redact(raw string) string { return redact.URL(raw) }
