@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/poolctl/poolctl/internal/proc"
+
 	"bytes"
 	"context"
 	"errors"
@@ -196,45 +198,25 @@ func (m *master) waitWorkers(n int, registered bool, timeout time.Duration) (*po
 
 // ---- /proc helpers ----
 
-const clkTck = 100 // USER_HZ on Linux
+const clkTck = proc.ClockTicks
 
 func procExists(pid int) bool {
-	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	_, err := proc.ReadStat(pid)
 	return err == nil
 }
 
-// statFields returns the fields of /proc/PID/stat after the command name
-// (index 0 is the state).
-func statFields(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(string(b[i+1:]))
-}
-
 func ppidOf(pid int) int {
-	f := statFields(pid)
-	if len(f) < 2 {
-		return 0
-	}
-	p, _ := strconv.Atoi(f[1])
-	return p
+	st, _ := proc.ReadStat(pid)
+	return st.PPID
 }
 
 // cpuTicks is utime+stime of pid in clock ticks (-1 when gone).
 func cpuTicks(pid int) int64 {
-	f := statFields(pid)
-	if len(f) < 13 {
+	st, err := proc.ReadStat(pid)
+	if err != nil {
 		return -1
 	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + s
+	return int64(st.CPUTicks)
 }
 
 func comm(pid int) string {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/internal/testutil"
 
 	"github.com/poolctl/poolctl/internal/redistest"
@@ -108,7 +109,7 @@ jobs:
 		}
 		return s
 	}
-	eventually(t, "the pool to start", 20*time.Second, func() bool { s := state(); return s.PID > 0 && len(s.Workers) == 6 })
+	testutil.Eventually(t, 20*time.Second, "the pool to start", func() bool { s := state(); return s.PID > 0 && len(s.Workers) == 6 })
 	masters = append(masters, state().PID)
 
 	payloads := make([][]byte, jobs)
@@ -162,16 +163,16 @@ jobs:
 			inFlightAtMasterKill = len(s.Workers)
 			masterKilledAt = time.Now()
 			_ = syscall.Kill(s.PID, syscall.SIGKILL)
-			eventually(t, "the old master's workers to die", 15*time.Second, func() bool {
+			testutil.Eventually(t, 15*time.Second, "the old master's workers to die", func() bool {
 				for _, w := range s.Workers {
-					if pool.ProcessAlive(w.PID, w.StartedAt) {
+					if procid.Alive(w.PID, w.Identity) {
 						return false
 					}
 				}
 				return !pool.MasterAlive(paths)
 			})
 			send("start")
-			eventually(t, "a new master", 20*time.Second, func() bool {
+			testutil.Eventually(t, 20*time.Second, "a new master", func() bool {
 				n := state()
 				return n.PID != 0 && n.PID != s.PID && pool.MasterAlive(paths)
 			})
@@ -179,7 +180,7 @@ jobs:
 		}},
 		{0.60, "restart redis-server", func() {
 			srv.Stop()
-			eventually(t, "the workers to notice Redis is down", 15*time.Second, func() bool {
+			testutil.Eventually(t, 15*time.Second, "the workers to notice Redis is down", func() bool {
 				return strings.Contains(logText(), "Redis unavailable")
 			})
 			srv.Restart()
@@ -202,7 +203,7 @@ jobs:
 			// still running finish (their acks find nothing to remove);
 			// once nothing has completed for a second, the pool is idle.
 			last, since := completed(), time.Now()
-			eventually(t, "the pool to go idle after the empty restart", 30*time.Second, func() bool {
+			testutil.Eventually(t, 30*time.Second, "the pool to go idle after the empty restart", func() bool {
 				if n := completed(); n != last {
 					last, since = n, time.Now()
 				}
@@ -295,12 +296,12 @@ jobs:
 
 	// Nothing left behind: processes, zombies, registrations.
 	for _, pid := range masters {
-		if pool.ProcessAlive(pid, time.Now()) {
+		if procid.Alive(pid, "") {
 			t.Errorf("master %d still running", pid)
 		}
 	}
 	for _, w := range final.Workers {
-		if pool.ProcessAlive(w.PID, w.StartedAt) {
+		if procid.Alive(w.PID, w.Identity) {
 			t.Errorf("worker %d still running", w.PID)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/internal/testutil"
 
 	"github.com/poolctl/poolctl/internal/redistest"
@@ -113,11 +114,6 @@ func tail(s string, n int) string {
 	return s
 }
 
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	testutil.Eventually(t, timeout, what, cond)
-}
-
 func (m *master) state() *pool.State {
 	s, err := pool.ReadState(m.paths.State)
 	if err != nil {
@@ -129,7 +125,7 @@ func (m *master) state() *pool.State {
 func (m *master) waitWorkers(n int) *pool.State {
 	m.t.Helper()
 	var s *pool.State
-	eventually(m.t, fmt.Sprintf("%d workers", n), 15*time.Second, func() bool {
+	testutil.Eventually(m.t, 15*time.Second, fmt.Sprintf("%d workers", n), func() bool {
 		s = m.state()
 		return len(s.Workers) == n && s.Settled()
 	})
@@ -162,17 +158,17 @@ func TestKilledWorkerJobGoesBackAndRunsAgain(t *testing.T) {
 	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", victim)); exe != filepath.Join(filepath.Dir(binary), "poolctl-worker") {
 		t.Errorf("built-in worker runs %q, want the lean poolctl-worker beside poolctl", exe)
 	}
-	eventually(t, "worker registered", 10*time.Second, func() bool { return len(registered(rdb)) == 1 })
+	testutil.Eventually(t, 10*time.Second, "worker registered", func() bool { return len(registered(rdb)) == 1 })
 	q := queue.New(rdb, "")
 	job := `{"class":"Poolctl::Sleep","args":[1500]}`
 	if err := q.Enqueue(bg, "foo", []byte(job)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "job running", 10*time.Second, func() bool { return len(rdb.Keys(bg, "resque:worker:*:foo").Val()) == 1 })
+	testutil.Eventually(t, 10*time.Second, "job running", func() bool { return len(rdb.Keys(bg, "resque:worker:*:foo").Val()) == 1 })
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "job run again and finished", 20*time.Second, func() bool { return rdb.Get(bg, "resque:stat:processed").Val() == "1" })
+	testutil.Eventually(t, 20*time.Second, "job run again and finished", func() bool { return rdb.Get(bg, "resque:stat:processed").Val() == "1" })
 	ids := registered(rdb)
 	if len(ids) != 1 || strings.Contains(ids[0], ":"+strconv.Itoa(victim)+":") {
 		t.Errorf("registrations = %v, want only the replacement worker", ids)
@@ -222,7 +218,7 @@ jobs:
 			kills++
 		}
 	}
-	eventually(t, "queue drained and nothing in flight", 3*time.Minute, func() bool {
+	testutil.Eventually(t, 3*time.Minute, "queue drained and nothing in flight", func() bool {
 		return rdb.LLen(bg, "resque:queue:foo").Val() == 0 && len(rdb.Keys(bg, "resque:poolctl:inflight:*").Val()) == 0
 	})
 	m.stop(syscall.SIGQUIT)
@@ -274,7 +270,7 @@ func TestStartingMasterRecoversDeadWorkersOfItsHost(t *testing.T) {
 	}
 	m := startMaster(t, t.TempDir(), "workers: {foo: 1}\nredis: "+srv.URL()+"\n")
 	m.waitWorkers(1)
-	eventually(t, "the orphaned job to run", 15*time.Second, func() bool { return rdb.Get(bg, "resque:stat:processed").Val() == "1" })
+	testutil.Eventually(t, 15*time.Second, "the orphaned job to run", func() bool { return rdb.Get(bg, "resque:stat:processed").Val() == "1" })
 	for _, id := range registered(rdb) {
 		if id == dead {
 			t.Errorf("dead worker %s still registered", id)
@@ -292,12 +288,12 @@ func TestBuiltinWorkersRequeueAndExitWhenMasterIsKilled(t *testing.T) {
 	s := m.waitWorkers(2)
 	q := queue.New(rdb, "")
 	_ = q.Enqueue(bg, "foo", []byte(`{"class":"Poolctl::Sleep","args":[60000]}`))
-	eventually(t, "job running", 10*time.Second, func() bool { return len(rdb.Keys(bg, "resque:worker:*:foo").Val()) == 1 })
+	testutil.Eventually(t, 10*time.Second, "job running", func() bool { return len(rdb.Keys(bg, "resque:worker:*:foo").Val()) == 1 })
 	_ = m.cmd.Process.Kill()
 	<-m.done
-	eventually(t, "workers gone", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "workers gone", func() bool {
 		for _, w := range s.Workers {
-			if pool.ProcessAlive(w.PID, w.StartedAt) {
+			if procid.Alive(w.PID, w.Identity) {
 				return false
 			}
 		}
@@ -328,13 +324,13 @@ func TestEmbeddedRedisServesAFirstRun(t *testing.T) {
 		return string(out)
 	}
 	run("enqueue", "--name", "e2e", "demo", "Poolctl::Noop")
-	eventually(t, "job processed", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "job processed", func() bool {
 		return strings.Contains(run("queues", "--name", "e2e"), "processed 1, failed 0")
 	})
 	kids := liveChildren(m.cmd.Process.Pid)
 	m.stop(syscall.SIGQUIT)
 	for _, k := range kids {
-		if pool.ProcessAlive(k, time.Now()) {
+		if procid.Alive(k, "") {
 			t.Errorf("child %d of the master (worker or redis-server) outlived it", k)
 		}
 	}
@@ -369,7 +365,7 @@ start_retries: 1000
 backoff_max: 200ms
 redis: redis://127.0.0.1:1/0
 `)
-	eventually(t, "the crash loop to reach its backoff cap", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the crash loop to reach its backoff cap", func() bool {
 		return strings.Contains(m.logText(), "failed start 5 of 1000")
 	})
 	pid := m.cmd.Process.Pid
@@ -414,11 +410,11 @@ func TestLogOnAFullDiskDoesNotStopTheMaster(t *testing.T) {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	paths := pool.PathsFor(runtime, "full")
-	eventually(t, "2 workers despite the log failing", 15*time.Second, func() bool {
+	testutil.Eventually(t, 15*time.Second, "2 workers despite the log failing", func() bool {
 		s, err := pool.ReadState(paths.State)
 		return err == nil && len(s.Workers) == 2 && s.Settled()
 	})
-	eventually(t, "the log failure reported on stderr", 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the log failure reported on stderr", func() bool {
 		return strings.Contains(stderr.String(), "cannot write log /dev/full: write /dev/full: no space left on device (continuing)")
 	})
 	if n := strings.Count(stderr.String(), "cannot write log"); n != 1 {
@@ -453,11 +449,11 @@ func TestOpenFileLimitMakesSpawnsFailNotTheMaster(t *testing.T) {
 	})
 	paths := pool.PathsFor(runtime, "nofile")
 	logText := func() string { b, _ := os.ReadFile(filepath.Join(runtime, "pool.log")); return string(b) }
-	eventually(t, "spawn failures logged", 15*time.Second, func() bool {
+	testutil.Eventually(t, 15*time.Second, "spawn failures logged", func() bool {
 		return strings.Contains(logText(), "too many open files")
 	})
 	var s *pool.State
-	eventually(t, "the master to publish a partial pool", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the master to publish a partial pool", func() bool {
 		var err error
 		s, err = pool.ReadState(paths.State)
 		return err == nil && len(s.Workers) > 0
@@ -476,7 +472,7 @@ func TestOpenFileLimitMakesSpawnsFailNotTheMaster(t *testing.T) {
 		t.Fatal("master did not stop")
 	}
 	for _, w := range s.Workers {
-		if pool.ProcessAlive(w.PID, w.StartedAt) {
+		if procid.Alive(w.PID, w.Identity) {
 			t.Errorf("worker %d outlived the master", w.PID)
 		}
 	}
@@ -507,7 +503,7 @@ func TestNoRedisConfiguredStartsAPrivateOne(t *testing.T) {
 // over the pid, which the worker would rightly record as a failed job.
 func killWorker(w pool.WorkerState) bool {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", w.PID))
-	if err != nil || !bytes.Contains(cmdline, []byte("--queues")) || !pool.ProcessAlive(w.PID, w.StartedAt) {
+	if err != nil || !bytes.Contains(cmdline, []byte("--queues")) || !procid.Alive(w.PID, w.Identity) {
 		return false
 	}
 	return syscall.Kill(w.PID, syscall.SIGKILL) == nil

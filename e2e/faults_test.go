@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/internal/redistest"
+	"github.com/poolctl/poolctl/internal/testutil"
 	"github.com/poolctl/poolctl/queue"
 )
 
@@ -42,11 +43,11 @@ jobs:
 `, srv.URL(), runs)
 	m := startMaster(t, t.TempDir(), cfg)
 	m.waitWorkers(2)
-	eventually(t, "2 workers registered", 10*time.Second, func() bool { return len(registered(rdb)) == 2 })
+	testutil.Eventually(t, 10*time.Second, "2 workers registered", func() bool { return len(registered(rdb)) == 2 })
 	if err := queue.New(rdb, "").Enqueue(bg, "foo", []byte(`{"class":"Long","args":[]}`)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the job to start", 10*time.Second, func() bool { return lines(runs) == 1 })
+	testutil.Eventually(t, 10*time.Second, "the job to start", func() bool { return lines(runs) == 1 })
 	if err := srv.Freeze(); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ jobs:
 	if err := srv.Thaw(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the job to finish", 15*time.Second, func() bool {
+	testutil.Eventually(t, 15*time.Second, "the job to finish", func() bool {
 		return rdb.Get(bg, "resque:stat:processed").Val() == "1"
 	})
 	if n := lines(runs); n != 1 {
@@ -89,22 +90,22 @@ jobs:
 	if err := q.Enqueue(bg, "foo", []byte(`{"class":"Mark","args":["before"]}`)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the first job to start", 10*time.Second, func() bool { return lines(runs) == 1 })
+	testutil.Eventually(t, 10*time.Second, "the first job to start", func() bool { return lines(runs) == 1 })
 	srv.RestartEmpty()
-	eventually(t, "the worker's registration to come back", 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the worker's registration to come back", func() bool {
 		return len(registered(rdb)) == 1
 	})
 	if err := q.Enqueue(bg, "foo", []byte(`{"class":"Mark","args":["after"]}`)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the second job to start", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the second job to start", func() bool {
 		b, _ := os.ReadFile(runs)
 		return strings.Contains(string(b), "after")
 	})
 	if !killWorker(s.Workers[0]) {
 		t.Fatalf("worker %d is gone already", s.Workers[0].PID)
 	}
-	eventually(t, "the second job to run again on the replacement and finish", 20*time.Second, func() bool {
+	testutil.Eventually(t, 20*time.Second, "the second job to run again on the replacement and finish", func() bool {
 		b, _ := os.ReadFile(runs)
 		return strings.Count(string(b), "after") == 2 && rdb.Get(bg, "resque:stat:processed").Val() == "1"
 	})

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/internal/testutil"
-	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/queue"
 )
 
@@ -36,10 +36,10 @@ echo $$ > "$2"; exec sleep 300`, "sh", daemonFile, jobFile})
 	job := testutil.WatchPIDFile(t, jobFile)
 	_ = m.cmd.Process.Kill()
 	<-m.done
-	eventually(t, "the worker to stop", 10*time.Second, func() bool {
-		return !pool.ProcessAlive(s.Workers[0].PID, s.Workers[0].StartedAt)
+	testutil.Eventually(t, 10*time.Second, "the worker to stop", func() bool {
+		return !procid.Alive(s.Workers[0].PID, s.Workers[0].Identity)
 	})
-	eventually(t, fmt.Sprintf("the job pid %d and its daemon pid %d to end", job.PID, daemon.PID), 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the job pid %d and its daemon pid %d to end", job.PID, daemon.PID), func() bool {
 		return job.Gone() && daemon.Gone()
 	})
 }

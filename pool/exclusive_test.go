@@ -42,7 +42,7 @@ func workerProcesses(t *testing.T, runDir string) []int {
 		if err != nil || !bytes.Contains(append([]byte{0}, env...), mark) || !bytes.Contains(env, []byte("QUEUES=")) {
 			continue
 		}
-		if _, st, _, ok := procStat(pid); ok && st != 'Z' {
+		if p, ok := testutil.ProcOf(pid); ok && !p.Dead() {
 			pids = append(pids, pid)
 		}
 	}
@@ -113,7 +113,7 @@ func testSecondMasterIsRefusedAfter(t *testing.T, remove func(Paths) error) {
 	if fmt.Sprint(pidsOf(after, "foo")) != fmt.Sprint(pidsOf(before, "foo")) {
 		t.Errorf("the first master's workers changed: %v -> %v", pidsOf(before, "foo"), pidsOf(after, "foo"))
 	}
-	waitFor(t, "shells to see the first master alive again", 5*time.Second, func() bool { return MasterAlive(tm.paths) })
+	testutil.Eventually(t, 5*time.Second, "shells to see the first master alive again", func() bool { return MasterAlive(tm.paths) })
 }
 
 func TestSecondMasterIsRefusedAfterTheLockFileIsRemoved(t *testing.T) {
@@ -133,7 +133,7 @@ func TestMasterRetakesARemovedLockFile(t *testing.T) {
 	if err := os.Remove(tm.paths.Lock); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "MasterAlive to be true again", 5*time.Second, func() bool { return MasterAlive(tm.paths) })
+	testutil.Eventually(t, 5*time.Second, "MasterAlive to be true again", func() bool { return MasterAlive(tm.paths) })
 	tm.waitLog("lock file " + tm.paths.Lock + " was removed or replaced: recreated it")
 
 	// A replaced lock file (another inode) is taken over as well.
@@ -143,7 +143,7 @@ func TestMasterRetakesARemovedLockFile(t *testing.T) {
 	if err := os.WriteFile(tm.paths.Lock, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "MasterAlive to be true on the replaced lock file", 5*time.Second, func() bool { return MasterAlive(tm.paths) })
+	testutil.Eventually(t, 5*time.Second, "MasterAlive to be true on the replaced lock file", func() bool { return MasterAlive(tm.paths) })
 
 	// The master still stops cleanly and releases the pool.
 	tm.signal(syscall.SIGTERM)

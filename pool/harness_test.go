@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -113,15 +112,10 @@ func (tm *testMaster) readLog() string {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	testutil.Eventually(t, timeout, what, cond)
-}
-
 func (tm *testMaster) waitState(what string, cond func(*State) bool) *State {
 	tm.t.Helper()
 	var s *State
-	waitFor(tm.t, what, 10*time.Second, func() bool {
+	testutil.Eventually(tm.t, 10*time.Second, what, func() bool {
 		select {
 		case <-tm.done:
 			tm.t.Fatalf("master exited while waiting for %s: %v", what, tm.err)
@@ -136,7 +130,7 @@ func (tm *testMaster) waitState(what string, cond func(*State) bool) *State {
 
 func (tm *testMaster) waitLog(substr string) {
 	tm.t.Helper()
-	waitFor(tm.t, fmt.Sprintf("log line %q", substr), 10*time.Second, func() bool {
+	testutil.Eventually(tm.t, 10*time.Second, fmt.Sprintf("log line %q", substr), func() bool {
 		return strings.Contains(tm.readLog(), substr)
 	})
 }
@@ -150,49 +144,7 @@ func (tm *testMaster) waitExit(timeout time.Duration) {
 	}
 }
 
-// proc identifies a process by pid and start time (pids are reused).
-type proc struct {
-	pid   int
-	start string
-}
-
-func procStat(pid int) (ppid int, state byte, start string, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, "", false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	ppid, _ = strconv.Atoi(f[1])
-	return ppid, f[0][0], f[19], true
-}
-
-// liveChildren lists the running (not zombie) children of pid from /proc.
-func liveChildren(t *testing.T, pid int) []proc {
-	t.Helper()
-	kids, err := childrenOf(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []proc
-	for _, k := range kids {
-		if _, st, start, ok := procStat(k); ok && st != 'Z' {
-			out = append(out, proc{k, start})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].pid < out[j].pid })
-	return out
-}
-
-func alive(p proc) bool {
-	_, st, start, ok := procStat(p.pid)
-	return ok && start == p.start && st != 'Z'
-}
-
-func exists(p proc) bool {
-	_, _, start, ok := procStat(p.pid)
-	return ok && start == p.start
-}
+func liveChildren(t *testing.T, pid int) []testutil.Proc { return testutil.LiveChildren(t, pid) }
 
 func pidsOf(s *State, queues string) []int {
 	var pids []int

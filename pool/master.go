@@ -83,6 +83,7 @@ type worker struct {
 	fingerprint string
 	builtin     bool
 	started     time.Time
+	identity    string // internal/procid: tells this process from a later one with its pid
 	state       workerState
 	restarts    int
 	stopTimer   *time.Timer

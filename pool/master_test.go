@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -36,13 +37,13 @@ func TestMasterSpawnsConfiguredWorkersInOwnGroups(t *testing.T) {
 		t.Fatalf("master has %d live children in /proc, want 5", len(kids))
 	}
 	for _, k := range kids {
-		pgid, err := syscall.Getpgid(k.pid)
-		if err != nil || pgid != k.pid {
-			t.Errorf("worker %d: pgid %d (%v), want its own group", k.pid, pgid, err)
+		pgid, err := syscall.Getpgid(k.PID)
+		if err != nil || pgid != k.PID {
+			t.Errorf("worker %d: pgid %d (%v), want its own group", k.PID, pgid, err)
 		}
-		env, _ := os.ReadFile("/proc/" + strconv.Itoa(k.pid) + "/environ")
+		env, _ := os.ReadFile("/proc/" + strconv.Itoa(k.PID) + "/environ")
 		if !bytes.Contains(env, []byte("QUEUES=")) || !bytes.Contains(env, []byte("POOLCTL_NAMESPACE=resque:")) {
-			t.Errorf("worker %d environment lacks QUEUES / POOLCTL_NAMESPACE", k.pid)
+			t.Errorf("worker %d environment lacks QUEUES / POOLCTL_NAMESPACE", k.PID)
 		}
 	}
 	tm.waitLog("started manager: foo=2:bar=3")
@@ -103,8 +104,8 @@ func TestShutdownSignalsLeaveNoChildOrZombie(t *testing.T) {
 				t.Errorf("master exit: %v, want status 0", tm.err)
 			}
 			for _, k := range kids {
-				if exists(k) {
-					t.Errorf("worker %d still exists after %s", k.pid, signalName(sig))
+				if !k.Gone() {
+					t.Errorf("worker %d still exists after %s", k.PID, signalName(sig))
 				}
 			}
 			if _, err := os.Stat(tm.paths.Pid); !errors.Is(err, os.ErrNotExist) {
@@ -215,9 +216,9 @@ func TestWorkersDieWhenMasterIsKilled(t *testing.T) {
 	kids := liveChildren(t, tm.pid())
 	tm.signal(syscall.SIGKILL)
 	tm.waitExit(5 * time.Second)
-	waitFor(t, "workers to die with their master", 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "workers to die with their master", func() bool {
 		for _, k := range kids {
-			if alive(k) {
+			if !k.Dead() {
 				return false
 			}
 		}
@@ -230,30 +231,31 @@ func TestOrphanedJobProcessIsKilled(t *testing.T) {
 	// group does not reach it) and then dies: the orphan reparents to the
 	// master, which must kill it.
 	dir := t.TempDir()
-	pidFile := filepath.Join(dir, "orphan.pid")
+	pidFile := filepath.Join(dir, "orphan.PID")
 	tm := startMaster(t, fmt.Sprintf(`
 workers: {foo: 1}
 command: ["sh", "-c", "setsid sleep 1000 & echo $! > %s; sleep 1000"]
 start_secs: 0.1
 `, pidFile))
 	s := tm.waitState("worker", func(s *State) bool { return len(s.Workers) == 1 })
-	var orphan proc
-	waitFor(t, "orphan pid file", 5*time.Second, func() bool {
+	var orphan testutil.Proc
+	testutil.Eventually(t, 5*time.Second, "orphan pid file", func() bool {
 		b, err := os.ReadFile(pidFile)
 		if err != nil || len(bytes.TrimSpace(b)) == 0 {
 			return false
 		}
-		orphan.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		_, _, orphan.start, _ = procStat(orphan.pid)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		var ok bool
+		orphan, ok = testutil.ProcOf(pid)
 		// Only once setsid has exec'd sleep is it outside the worker's group.
-		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(orphan.pid) + "/cmdline")
-		return orphan.start != "" && bytes.HasPrefix(cmdline, []byte("sleep\x00"))
+		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(orphan.PID) + "/cmdline")
+		return ok && bytes.HasPrefix(cmdline, []byte("sleep\x00"))
 	})
 	if err := syscall.Kill(s.Workers[0].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "orphan to be killed", 5*time.Second, func() bool { return !exists(orphan) })
-	tm.waitLog(fmt.Sprintf("killing orphaned process %d", orphan.pid))
+	testutil.Eventually(t, 5*time.Second, "orphan to be killed", func() bool { return orphan.Gone() })
+	tm.waitLog(fmt.Sprintf("killing orphaned process %d", orphan.PID))
 }
 
 func TestWinchStopsWorkersUntilHUP(t *testing.T) {
@@ -322,7 +324,7 @@ func TestRunInProcessStopsOnCancelWithoutLeaks(t *testing.T) {
 		done <- Run(ctx, Options{ConfigPath: cfg, Paths: paths, LogPath: filepath.Join(dir, "pool.log")})
 	}()
 	var s *State
-	waitFor(t, "5 workers", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "5 workers", func() bool {
 		var err error
 		s, err = ReadState(paths.State)
 		return err == nil && len(s.Workers) == 5
@@ -337,7 +339,7 @@ func TestRunInProcessStopsOnCancelWithoutLeaks(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 	for _, w := range s.Workers {
-		if _, _, _, ok := procStat(w.PID); ok {
+		if _, ok := testutil.ProcOf(w.PID); ok {
 			t.Errorf("worker %d left behind", w.PID)
 		}
 	}
@@ -363,9 +365,9 @@ func TestNamespaceChangeOnHUPIsRefused(t *testing.T) {
 		t.Errorf("workers changed after a refused reload: %v -> %v", before.Workers, s.Workers)
 	}
 	for _, k := range liveChildren(t, tm.pid()) {
-		env, _ := os.ReadFile("/proc/" + strconv.Itoa(k.pid) + "/environ")
+		env, _ := os.ReadFile("/proc/" + strconv.Itoa(k.PID) + "/environ")
 		if !bytes.Contains(env, []byte("\x00POOLCTL_NAMESPACE=old:\x00")) {
-			t.Errorf("worker %d does not run with POOLCTL_NAMESPACE=old:", k.pid)
+			t.Errorf("worker %d does not run with POOLCTL_NAMESPACE=old:", k.PID)
 		}
 	}
 	// A later reload that keeps the namespace applies and clears the error.

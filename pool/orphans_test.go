@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/poolctl/poolctl/internal/testutil"
 )
 
 // escapeTreeScript is a worker that leaves a tree of processes which a
@@ -43,7 +45,7 @@ var escapeTreeNames = []string{"daemon", "p", "q", "r", "o", "c"}
 // startEscapeTree starts a master whose one worker runs escapeTreeScript
 // and waits until every process of the tree has written its pid and
 // exec'd sleep.
-func startEscapeTree(t *testing.T) (*testMaster, int, map[string]proc) {
+func startEscapeTree(t *testing.T) (*testMaster, int, map[string]testutil.Proc) {
 	t.Helper()
 	dir := t.TempDir()
 	script := filepath.Join(dir, "worker.sh")
@@ -57,8 +59,8 @@ start_secs: 0.1
 term_timeout: 2s
 `, script, dir))
 	s := tm.waitState("1 running worker", func(s *State) bool { return len(s.Workers) == 1 && s.Workers[0].State == WorkerRunning })
-	tree := map[string]proc{}
-	waitFor(t, "every process of the tree to start", 10*time.Second, func() bool {
+	tree := map[string]testutil.Proc{}
+	testutil.Eventually(t, 10*time.Second, "every process of the tree to start", func() bool {
 		for _, name := range escapeTreeNames {
 			if _, ok := tree[name]; ok {
 				continue
@@ -72,11 +74,11 @@ term_timeout: 2s
 				t.Fatalf("%s.pid holds %q", name, b)
 			}
 			cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-			_, _, start, ok := procStat(pid)
+			p, ok := testutil.ProcOf(pid)
 			if !ok || !bytes.HasPrefix(cmdline, []byte("sleep\x00")) {
 				return false
 			}
-			tree[name] = proc{pid, start}
+			tree[name] = p
 		}
 		return true
 	})
@@ -85,12 +87,12 @@ term_timeout: 2s
 
 // describeLeft names the processes of tree that still exist, with their
 // state (Z = zombie) and parent.
-func describeLeft(tree map[string]proc) []string {
+func describeLeft(tree map[string]testutil.Proc) []string {
 	var left []string
 	for _, name := range escapeTreeNames {
 		p := tree[name]
-		if ppid, st, start, ok := procStat(p.pid); ok && start == p.start {
-			left = append(left, fmt.Sprintf("%s (pid %d, state %c, parent %d)", name, p.pid, st, ppid))
+		if !p.Gone() {
+			left = append(left, name+" ("+p.String()+")")
 		}
 	}
 	return left
@@ -103,7 +105,7 @@ func TestOrphanTreeOfAKilledWorkerIsKilledAndReaped(t *testing.T) {
 	}
 	// Gone entirely: killed and reaped by the master (a zombie still exists).
 	var left []string
-	waitFor(t, "the whole tree of the killed worker to be killed and reaped", 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the whole tree of the killed worker to be killed and reaped", func() bool {
 		left = describeLeft(tree)
 		return len(left) == 0
 	})

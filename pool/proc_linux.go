@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"github.com/poolctl/poolctl/internal/proc"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -8,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,49 +52,15 @@ func ownChildren() ([]int, error) {
 
 // childrenOf lists the pids whose parent is ppid, from one pass over /proc.
 func childrenOf(ppid int) ([]int, error) {
-	d, err := os.Open("/proc")
+	kids, err := proc.Children(ppid)
 	if err != nil {
-		return nil, fmt.Errorf("scan /proc: %w", err)
+		return nil, err
 	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("scan /proc: %w", err)
+	pids := make([]int, len(kids))
+	for i, k := range kids {
+		pids[i] = k.PID
 	}
-	var kids []int
-	buf := make([]byte, 512)
-	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil {
-			continue
-		}
-		if p, ok := readPPID(pid, buf); ok && p == ppid {
-			kids = append(kids, pid)
-		}
-	}
-	return kids, nil
-}
-
-// readPPID reads the parent pid from /proc/PID/stat. The command name may
-// contain spaces and parentheses, so parse after the last ')'.
-func readPPID(pid int, buf []byte) (int, bool) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	n, _ := f.Read(buf)
-	f.Close()
-	b := buf[:n]
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+4 > len(b) {
-		return 0, false
-	}
-	fields := bytes.Fields(b[i+1:])
-	if len(fields) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(string(fields[1]))
-	return ppid, err == nil
+	return pids, nil
 }
 
 // signalGroup sends sig to the process group led by pid, falling back to
@@ -126,69 +93,12 @@ func signalName(sig syscall.Signal) string {
 	return strconv.Itoa(int(sig))
 }
 
-// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
-const clockTicks = 100
-
-// ProcessAlive reports whether pid is a live (non-zombie) process that
-// started no later than notAfter (plus a little slack for clock
-// granularity): a pid reused by a younger process does not count.
-func ProcessAlive(pid int, notAfter time.Time) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 || f[0][0] == 'Z' || f[0][0] == 'X' {
-		return false
-	}
-	ticks, err := strconv.ParseInt(string(f[19]), 10, 64)
-	boot, berr := bootTime()
-	if err != nil || berr != nil {
-		return true // cannot tell its age: trust the pid
-	}
-	started := boot.Add(time.Duration(ticks) * time.Second / clockTicks)
-	return !started.After(notAfter.Add(2 * time.Second))
-}
-
-func bootTime() (time.Time, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return time.Time{}, err
-	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
-			sec, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
-			if err != nil {
-				return time.Time{}, err
-			}
-			return time.Unix(sec, 0), nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("no btime in /proc/stat")
-}
-
 // procGroup reads the process group of pid from /proc/PID/stat and
 // whether pid is a zombie; ok is false when pid is gone.
 func procGroup(pid int) (pgid int, zombie, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return 0, false, false
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false, false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 3 {
-		return 0, false, false
-	}
-	pgid, err = strconv.Atoi(string(f[2]))
-	if err != nil {
-		return 0, false, false
-	}
-	return pgid, f[0][0] == 'Z' || f[0][0] == 'X', true
+	return st.PGID, st.Dead(), true
 }

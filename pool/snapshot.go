@@ -116,7 +116,7 @@ func (m *Master) snapshot() *State {
 		if w.state != workerStopping && g != nil && g.fingerprint == w.fingerprint {
 			liveCount[w.queues]++
 		}
-		ws := WorkerState{PID: w.pid, Queues: w.queues, State: string(w.state), StartedAt: w.started, Restarts: w.restarts}
+		ws := WorkerState{PID: w.pid, Queues: w.queues, State: string(w.state), StartedAt: w.started, Identity: w.identity, Restarts: w.restarts}
 		if g != nil {
 			ws.LastExit = g.lastExit
 		}

@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"github.com/poolctl/poolctl/internal/procid"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,8 +114,13 @@ func (m *Master) startProcess(g *group) (*worker, error) {
 		return nil, err
 	}
 	pid := proc.Pid
-	// We reap with wait4 ourselves; release the os.Process handle.
+	// We reap with wait4 ourselves; release the os.Process handle. Until
+	// then the pid is ours (at worst a zombie), so its identity is too.
 	_ = proc.Release()
+	identity := ""
+	if id, err := procid.Of(pid); err == nil {
+		identity = id.String()
+	}
 	go func() {
 		m.log.pump(pid, r)
 		r.Close()
@@ -124,6 +131,7 @@ func (m *Master) startProcess(g *group) (*worker, error) {
 		fingerprint: g.fingerprint,
 		builtin:     g.builtin,
 		started:     time.Now(),
+		identity:    identity,
 		state:       workerStarting,
 		restarts:    g.restarts,
 	}, nil

@@ -88,8 +88,12 @@ type WorkerState struct {
 	Queues    string    `json:"queues"`
 	State     string    `json:"state"`
 	StartedAt time.Time `json:"started_at"`
-	Restarts  int       `json:"restarts"` // workers of this queue list replaced so far
-	LastExit  string    `json:"last_exit,omitempty"`
+	// Identity is the process's boot id and start ticks (internal/procid):
+	// with it a tool can tell this worker from a later process that
+	// reuses its pid, whatever the clock did.
+	Identity string `json:"identity,omitempty"`
+	Restarts int    `json:"restarts"` // workers of this queue list replaced so far
+	LastExit string `json:"last_exit,omitempty"`
 }
 
 // Settled reports whether the live workers match the configuration: every

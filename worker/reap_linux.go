@@ -1,11 +1,11 @@
 package worker
 
 import (
-	"bytes"
+	"github.com/poolctl/poolctl/internal/proc"
+
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -76,7 +76,7 @@ func reapLeftovers() (int, error) {
 	deadline := time.Now().Add(sweepTimeout)
 	ended := 0
 	for round := 0; round < maxSweepRounds; round++ {
-		kids, err := childrenOf(self)
+		kids, err := proc.Children(self)
 		if err != nil {
 			return ended, err
 		}
@@ -86,13 +86,13 @@ func reapLeftovers() (int, error) {
 		for _, k := range kids {
 			// An unreaped child keeps its pid and its group id from being
 			// reused, so both name what they named when listed.
-			if k.pgid > 1 && k.pgid != ownGroup {
-				_ = syscall.Kill(-k.pgid, syscall.SIGKILL)
+			if k.PGID > 1 && k.PGID != ownGroup {
+				_ = syscall.Kill(-k.PGID, syscall.SIGKILL)
 			}
-			_ = syscall.Kill(k.pid, syscall.SIGKILL)
+			_ = syscall.Kill(k.PID, syscall.SIGKILL)
 		}
 		for _, k := range kids {
-			reaped, err := reapBy(k.pid, deadline)
+			reaped, err := reapBy(k.PID, deadline)
 			if err != nil {
 				return ended, err
 			}
@@ -101,7 +101,7 @@ func reapLeftovers() (int, error) {
 			}
 		}
 	}
-	kids, err := childrenOf(self)
+	kids, err := proc.Children(self)
 	if err == nil && len(kids) > 0 {
 		err = fmt.Errorf("%d processes left by jobs are still alive after %d rounds of killing", len(kids), maxSweepRounds)
 	}
@@ -131,56 +131,4 @@ func reapBy(pid int, deadline time.Time) (bool, error) {
 		time.Sleep(pause)
 		pause = min(2*pause, 20*time.Millisecond)
 	}
-}
-
-// child is a child process: its pid and process group.
-type child struct{ pid, pgid int }
-
-// childrenOf lists the children of process parent from /proc/PID/stat.
-// (/proc/PID/task/TID/children would be cheaper, but kernels built
-// without CONFIG_PROC_CHILDREN lack it.) Processes that vanish while it
-// reads are skipped.
-func childrenOf(parent int) ([]child, error) {
-	d, err := os.Open("/proc")
-	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
-	}
-	var kids []child
-	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + name + "/stat")
-		if err != nil {
-			continue
-		}
-		ppid, pgid, ok := parseStat(b)
-		if ok && ppid == parent {
-			kids = append(kids, child{pid: pid, pgid: pgid})
-		}
-	}
-	return kids, nil
-}
-
-// parseStat returns the parent pid and process group from the contents of
-// /proc/PID/stat: "pid (comm) state ppid pgrp ...", where comm may hold
-// spaces and parentheses.
-func parseStat(b []byte) (ppid, pgid int, ok bool) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 3 {
-		return 0, 0, false
-	}
-	ppid, err1 := strconv.Atoi(string(f[1]))
-	pgid, err2 := strconv.Atoi(string(f[2]))
-	return ppid, pgid, err1 == nil && err2 == nil
 }

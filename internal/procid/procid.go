@@ -6,11 +6,12 @@
 package procid
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/poolctl/poolctl/internal/proc"
 )
 
 // ID is a process identity. The zero ID is unknown.
@@ -49,10 +50,14 @@ func BootID() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// Of returns the identity of the live process pid. A zombie or a process
-// that is gone is an error.
+// Of returns the identity of process pid, live or a zombie not yet
+// reaped (its identity is still its own); a pid with no process is an
+// error.
 func Of(pid int) (ID, error) {
-	ticks, err := startTicks(pid)
+	if pid <= 0 {
+		return ID{}, fmt.Errorf("no process %d", pid)
+	}
+	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return ID{}, err
 	}
@@ -60,7 +65,7 @@ func Of(pid int) (ID, error) {
 	if err != nil {
 		return ID{}, err
 	}
-	return ID{Boot: boot, Ticks: ticks}, nil
+	return ID{Boot: boot, Ticks: st.StartTicks}, nil
 }
 
 // Self is the identity of the calling process.
@@ -91,26 +96,12 @@ func startTicks(pid int) (uint64, error) {
 	if pid <= 0 {
 		return 0, fmt.Errorf("no process %d", pid)
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := proc.ReadStat(pid)
 	if err != nil {
-		return 0, fmt.Errorf("process %d: %w", pid, err)
+		return 0, err
 	}
-	// The command name may contain spaces and parentheses: fields are
-	// counted after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("process %d: malformed stat", pid)
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("process %d: malformed stat", pid)
-	}
-	if f[0][0] == 'Z' || f[0][0] == 'X' {
+	if st.Dead() {
 		return 0, fmt.Errorf("process %d has exited", pid)
 	}
-	ticks, err := strconv.ParseUint(string(f[19]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("process %d: start time: %w", pid, err)
-	}
-	return ticks, nil
+	return st.StartTicks, nil
 }

@@ -43,8 +43,11 @@ func TestZombieAndGoneProcessesAreNotAlive(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	id, _ := Of(cmd.Process.Pid) // may already be a zombie: then an error
 	pid := cmd.Process.Pid
+	id, err := Of(pid) // a zombie keeps its identity
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Not reaped yet: a zombie once it exits, which must not count.
 	testutil.Eventually(t, 5*time.Second, "the exited child to stop counting as alive", func() bool {
 		return !Alive(pid, id.String())

@@ -4,38 +4,39 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/poolctl/poolctl/internal/proc"
 )
 
 // Proc is a process a test watches, identified by pid and start time
 // (pids are reused).
 type Proc struct {
 	PID   int
-	start string
+	start uint64
 }
 
-// procStat returns a process's state letter and start time from
-// /proc/PID/stat; ok is false when there is no such process.
-func procStat(pid int) (state byte, start string, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// ProcOf returns the process pid now is; ok is false when there is none.
+func ProcOf(pid int) (p Proc, ok bool) {
+	st, err := proc.ReadStat(pid)
 	if err != nil {
-		return 0, "", false
+		return Proc{PID: pid}, false
 	}
-	// The command name may hold spaces and parentheses: fields start after
-	// the last ')'. After it: state (field 3) ... starttime (field 22).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, "", false
+	return Proc{PID: pid, start: st.StartTicks}, true
+}
+
+// stat reads the process if it is still the one watched.
+func (p Proc) stat() (proc.Stat, bool) {
+	st, err := proc.ReadStat(p.PID)
+	if err != nil || st.StartTicks != p.start {
+		return proc.Stat{}, false
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, "", false
-	}
-	return f[0][0], f[19], true
+	return st, true
 }
 
 // WatchPIDFile waits up to 10 s for a process to write its pid and a
@@ -53,37 +54,64 @@ func WatchPIDFile(t testing.TB, path string) Proc {
 		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err == nil && pid > 0
 	})
-	_, start, ok := procStat(pid)
+	p, ok := ProcOf(pid)
 	if !ok {
-		return Proc{PID: pid} // already gone: nothing to clean up
+		return p // already gone: nothing to clean up
 	}
-	p := Proc{PID: pid, start: start}
+	KillAtCleanup(t, p)
+	return p
+}
+
+// KillAtCleanup SIGKILLs p when the test ends if it is still that process.
+func KillAtCleanup(t testing.TB, p Proc) {
 	t.Cleanup(func() {
-		if _, s, ok := procStat(p.PID); ok && s == p.start {
+		if _, ok := p.stat(); ok {
 			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 	})
-	return p
 }
 
 // Dead reports whether the process no longer runs: gone, or a zombie
 // waiting for whoever is its parent now.
 func (p Proc) Dead() bool {
-	state, start, ok := procStat(p.PID)
-	return !ok || start != p.start || state == 'Z'
+	st, ok := p.stat()
+	return !ok || st.Dead()
 }
 
 // Gone reports whether the process has ended and been reaped.
 func (p Proc) Gone() bool {
-	_, start, ok := procStat(p.PID)
-	return !ok || start != p.start
+	_, ok := p.stat()
+	return !ok
+}
+
+// Parent is the process's parent pid now (0 when it is gone).
+func (p Proc) Parent() int {
+	st, _ := p.stat()
+	return st.PPID
 }
 
 // String names the process and its current state, for failure messages.
 func (p Proc) String() string {
-	state, start, ok := procStat(p.PID)
-	if !ok || start != p.start {
+	st, ok := p.stat()
+	if !ok {
 		return fmt.Sprintf("pid %d (gone)", p.PID)
 	}
-	return fmt.Sprintf("pid %d (state %c)", p.PID, state)
+	return fmt.Sprintf("pid %d (state %c, parent %d)", p.PID, st.State, st.PPID)
+}
+
+// LiveChildren lists the running (not zombie) children of pid, by pid.
+func LiveChildren(t testing.TB, pid int) []Proc {
+	t.Helper()
+	kids, err := proc.Children(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Proc
+	for _, k := range kids {
+		if !k.Dead() {
+			out = append(out, Proc{PID: k.PID, start: k.StartTicks})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
+	return out
 }
