@@ -55,12 +55,11 @@ func TestMain(m *testing.M) {
 var bg = context.Background()
 
 type master struct {
+	*testutil.Process
 	t       *testing.T
-	cmd     *exec.Cmd
 	paths   pool.Paths
 	log     string
 	runtime string
-	done    chan struct{}
 }
 
 // startMaster runs `poolctl master` on config in a private runtime dir.
@@ -76,43 +75,15 @@ func startMasterOf(t *testing.T, binary, runtime, config string, extra ...string
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := &master{t: t, runtime: runtime, paths: pool.PathsFor(runtime, "e2e"), log: filepath.Join(runtime, "e2e.log"), done: make(chan struct{})}
+	m := &master{t: t, runtime: runtime, paths: pool.PathsFor(runtime, "e2e"), log: filepath.Join(runtime, "e2e.log")}
 	args := append([]string{"master", "-c", cfgPath, "--name", "e2e", "--log", m.log}, extra...)
-	m.cmd = exec.Command(binary, args...)
-	m.cmd.Env = append(os.Environ(), "POOLCTL_RUNTIME_DIR="+runtime, "REDIS_URL=")
-	var stderr bytes.Buffer
-	m.cmd.Stderr = &stderr
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = m.cmd.Wait(); close(m.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-m.done:
-		default:
-			_ = m.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-m.done:
-			case <-time.After(15 * time.Second):
-				_ = m.cmd.Process.Kill()
-				<-m.done
-			}
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(m.log)
-			t.Logf("master stderr: %s\npool log:\n%s", stderr.String(), tail(string(b), 4000))
-		}
-	})
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "POOLCTL_RUNTIME_DIR="+runtime, "REDIS_URL=")
+	m.Process = testutil.StartProcess(t, cmd, 15*time.Second, m.log)
 	return m
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
+func tail(s string, n int) string { return testutil.Tail(s, n) }
 
 func (m *master) state() *pool.State {
 	s, err := pool.ReadState(m.paths.State)
@@ -139,9 +110,9 @@ func (m *master) logText() string {
 
 func (m *master) stop(sig syscall.Signal) {
 	m.t.Helper()
-	_ = m.cmd.Process.Signal(sig)
+	_ = m.Cmd.Process.Signal(sig)
 	select {
-	case <-m.done:
+	case <-m.Done():
 	case <-time.After(20 * time.Second):
 		m.t.Fatal("master did not stop")
 	}
@@ -289,8 +260,8 @@ func TestBuiltinWorkersRequeueAndExitWhenMasterIsKilled(t *testing.T) {
 	q := queue.New(rdb, "")
 	_ = q.Enqueue(bg, "foo", []byte(`{"class":"Poolctl::Sleep","args":[60000]}`))
 	testutil.Eventually(t, 10*time.Second, "job running", func() bool { return len(rdb.Keys(bg, "resque:worker:*:foo").Val()) == 1 })
-	_ = m.cmd.Process.Kill()
-	<-m.done
+	_ = m.Cmd.Process.Kill()
+	<-m.Done()
 	testutil.Eventually(t, 10*time.Second, "workers gone", func() bool {
 		for _, w := range s.Workers {
 			if procid.Alive(w.PID, w.Identity) {
@@ -327,7 +298,7 @@ func TestEmbeddedRedisServesAFirstRun(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "job processed", func() bool {
 		return strings.Contains(run("queues", "--name", "e2e"), "processed 1, failed 0")
 	})
-	kids := liveChildren(m.cmd.Process.Pid)
+	kids := liveChildren(m.PID())
 	m.stop(syscall.SIGQUIT)
 	for _, k := range kids {
 		if procid.Alive(k, "") {
@@ -368,7 +339,7 @@ redis: redis://127.0.0.1:1/0
 	testutil.Eventually(t, 10*time.Second, "the crash loop to reach its backoff cap", func() bool {
 		return strings.Contains(m.logText(), "failed start 5 of 1000")
 	})
-	pid := m.cmd.Process.Pid
+	pid := m.PID()
 	before, start := cpuTicks(t, pid), time.Now()
 	time.Sleep(3 * time.Second) // measuring a rate over a fixed window, not synchronising
 	used := time.Duration(cpuTicks(t, pid)-before) * 10 * time.Millisecond

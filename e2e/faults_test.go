@@ -112,5 +112,5 @@ jobs:
 	if n := rdb.LLen(bg, "resque:queue:foo").Val(); n != 0 {
 		t.Errorf("queue still holds %d jobs", n)
 	}
-	_ = syscall.Kill(m.cmd.Process.Pid, syscall.SIGQUIT)
+	_ = syscall.Kill(m.PID(), syscall.SIGQUIT)
 }

@@ -34,8 +34,8 @@ echo $$ > "$2"; exec sleep 300`, "sh", daemonFile, jobFile})
 	}
 	daemon := testutil.WatchPIDFile(t, daemonFile)
 	job := testutil.WatchPIDFile(t, jobFile)
-	_ = m.cmd.Process.Kill()
-	<-m.done
+	_ = m.Cmd.Process.Kill()
+	<-m.Done()
 	testutil.Eventually(t, 10*time.Second, "the worker to stop", func() bool {
 		return !procid.Alive(s.Workers[0].PID, s.Workers[0].Identity)
 	})

@@ -101,8 +101,8 @@ func testSecondMasterIsRefusedAfter(t *testing.T, remove func(Paths) error) {
 		t.Errorf("second master's error = %q, want %q", stderr, want)
 	}
 	select {
-	case <-tm.done:
-		t.Fatalf("the first master exited: %v", tm.err)
+	case <-tm.Done():
+		t.Fatalf("the first master exited: %v", tm.Err())
 	default:
 	}
 	runDir := filepath.Dir(tm.paths.Dir)

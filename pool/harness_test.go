@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -37,13 +36,11 @@ func TestMain(m *testing.M) {
 }
 
 type testMaster struct {
+	*testutil.Process
 	t      *testing.T
-	cmd    *exec.Cmd
 	paths  Paths
 	config string
 	log    string
-	done   chan struct{}
-	err    error
 }
 
 func startMaster(t *testing.T, config string) *testMaster {
@@ -54,38 +51,14 @@ func startMaster(t *testing.T, config string) *testMaster {
 		paths:  PathsFor(filepath.Join(dir, "run"), "test"),
 		config: filepath.Join(dir, "pool.yml"),
 		log:    filepath.Join(dir, "pool.log"),
-		done:   make(chan struct{}),
 	}
 	tm.writeConfig(config)
-	tm.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	tm.cmd.Env = append(os.Environ(),
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(),
 		envTestMaster+"="+tm.config,
 		"POOLCTL_TEST_MASTER_LOG="+tm.log,
 		"POOLCTL_RUNTIME_DIR="+filepath.Join(dir, "run"))
-	var stderr bytes.Buffer
-	tm.cmd.Stderr = &stderr
-	tm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := tm.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { tm.err = tm.cmd.Wait(); close(tm.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-tm.done:
-		default:
-			_ = tm.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-tm.done:
-			case <-time.After(10 * time.Second):
-				_ = tm.cmd.Process.Kill()
-				<-tm.done
-			}
-		}
-		if t.Failed() {
-			t.Logf("master stderr: %s", stderr.String())
-			t.Logf("pool log:\n%s", tm.readLog())
-		}
-	})
+	tm.Process = testutil.StartProcess(t, cmd, 10*time.Second, tm.log)
 	tm.waitState("manager started", func(s *State) bool { return true })
 	return tm
 }
@@ -97,11 +70,11 @@ func (tm *testMaster) writeConfig(config string) {
 	}
 }
 
-func (tm *testMaster) pid() int { return tm.cmd.Process.Pid }
+func (tm *testMaster) pid() int { return tm.PID() }
 
 func (tm *testMaster) signal(sig syscall.Signal) {
 	tm.t.Helper()
-	if err := tm.cmd.Process.Signal(sig); err != nil {
+	if err := tm.Cmd.Process.Signal(sig); err != nil {
 		tm.t.Fatalf("signal master: %v", err)
 	}
 }
@@ -117,8 +90,8 @@ func (tm *testMaster) waitState(what string, cond func(*State) bool) *State {
 	var s *State
 	testutil.Eventually(tm.t, 10*time.Second, what, func() bool {
 		select {
-		case <-tm.done:
-			tm.t.Fatalf("master exited while waiting for %s: %v", what, tm.err)
+		case <-tm.Done():
+			tm.t.Fatalf("master exited while waiting for %s: %v", what, tm.Err())
 		default:
 		}
 		var err error
@@ -138,7 +111,7 @@ func (tm *testMaster) waitLog(substr string) {
 func (tm *testMaster) waitExit(timeout time.Duration) {
 	tm.t.Helper()
 	select {
-	case <-tm.done:
+	case <-tm.Done():
 	case <-time.After(timeout):
 		tm.t.Fatalf("master did not exit within %s", timeout)
 	}

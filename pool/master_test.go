@@ -100,8 +100,8 @@ func TestShutdownSignalsLeaveNoChildOrZombie(t *testing.T) {
 			kids := liveChildren(t, tm.pid())
 			tm.signal(sig)
 			tm.waitExit(10 * time.Second)
-			if tm.err != nil {
-				t.Errorf("master exit: %v, want status 0", tm.err)
+			if tm.Err() != nil {
+				t.Errorf("master exit: %v, want status 0", tm.Err())
 			}
 			for _, k := range kids {
 				if !k.Gone() {

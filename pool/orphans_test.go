@@ -116,8 +116,8 @@ func TestGracefulQuitLeavesNothingOfAWorkersTree(t *testing.T) {
 	tm, _, tree := startEscapeTree(t)
 	tm.signal(syscall.SIGQUIT)
 	tm.waitExit(15 * time.Second)
-	if tm.err != nil {
-		t.Errorf("master exit: %v, want status 0", tm.err)
+	if tm.Err() != nil {
+		t.Errorf("master exit: %v, want status 0", tm.Err())
 	}
 	// The master reaps before it exits: once it has exited, nothing of the
 	// tree may exist, not even as a zombie.

@@ -433,12 +433,38 @@ func (c *Client) Requeue(ctx context.Context, id string) (int, error) {
 // Unregister requeues the worker's in-flight jobs and removes every trace
 // of it: the workers set entry, its keys, heartbeat and per-worker stats.
 func (c *Client) Unregister(ctx context.Context, id string) (requeued int, err error) {
-	n, err := unregisterScript.Run(ctx, c.rdb,
-		[]string{c.keys.InFlightIndex(id), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Workers(), c.keys.WorkerStarted(id),
-			c.keys.ProcessedBy(id), c.keys.FailedBy(id), c.keys.Heartbeat(), c.keys.Identity(id)},
-		c.keys.InFlight(id, ""), c.keys.Queue(""), id).Int()
+	n, err := c.unregister(ctx, id)
 	if err != nil {
 		return 0, fmt.Errorf("unregister worker %s: %w", id, err)
 	}
 	return n, nil
+}
+
+// ErrIdentityChanged says a worker id now belongs to another process than
+// the one judged.
+var ErrIdentityChanged = errors.New("the worker id was taken by another process meanwhile")
+
+// UnregisterIf is Unregister, done only while the worker's recorded
+// process identity is still identity ("" = none recorded); otherwise it
+// changes nothing and returns ErrIdentityChanged.
+func (c *Client) UnregisterIf(ctx context.Context, id, identity string) (requeued int, err error) {
+	n, err := c.unregister(ctx, id, identity)
+	if err == nil && n < 0 {
+		err = ErrIdentityChanged
+	}
+	if err != nil {
+		return 0, fmt.Errorf("unregister worker %s: %w", id, err)
+	}
+	return n, nil
+}
+
+func (c *Client) unregister(ctx context.Context, id string, identity ...string) (int, error) {
+	args := []any{c.keys.InFlight(id, ""), c.keys.Queue(""), id}
+	for _, i := range identity {
+		args = append(args, i)
+	}
+	return unregisterScript.Run(ctx, c.rdb,
+		[]string{c.keys.InFlightIndex(id), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Workers(), c.keys.WorkerStarted(id),
+			c.keys.ProcessedBy(id), c.keys.FailedBy(id), c.keys.Heartbeat(), c.keys.Identity(id)},
+		args...).Int()
 }

@@ -60,9 +60,10 @@ type Recoverer struct {
 	c    *Client
 	opts RecovererOptions
 
-	mu       sync.Mutex          // serialises passes
-	sighted  map[string]sighting // other hosts' workers by id
-	lastPass time.Time           // end of the last successful pass (monotonic)
+	mu       sync.Mutex           // serialises passes
+	sighted  map[string]sighting  // other hosts' workers by id
+	ghosts   map[string]time.Time // other hosts' unregistered ids with jobs in flight: first seen
+	lastPass time.Time            // end of the last successful pass (monotonic)
 
 	ctx      context.Context // cancelled by Stop
 	cancel   context.CancelFunc
@@ -90,7 +91,8 @@ func NewRecoverer(c *Client, opts RecovererOptions) *Recoverer {
 		opts.Logf = func(string, ...any) {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Recoverer{c: c, opts: opts, sighted: map[string]sighting{}, ctx: ctx, cancel: cancel, retry: 500 * time.Millisecond}
+	return &Recoverer{c: c, opts: opts, sighted: map[string]sighting{}, ghosts: map[string]time.Time{},
+		ctx: ctx, cancel: cancel, retry: 500 * time.Millisecond}
 }
 
 // Start runs a pass now and then every Interval until Stop.
@@ -171,6 +173,7 @@ func (r *Recoverer) pass(ctx context.Context) (Recovered, error) {
 		// A gap in our view of Redis (an outage, or this process was
 		// suspended): start watching heartbeats afresh.
 		clear(r.sighted)
+		clear(r.ghosts)
 	}
 	redisNow, err := c.ServerTime(ctx)
 	if err != nil {
@@ -185,34 +188,27 @@ func (r *Recoverer) pass(ctx context.Context) (Recovered, error) {
 		return rec, fmt.Errorf("read heartbeats: %w", err)
 	}
 	registered := map[string]bool{}
-	var dead []string
 	for _, id := range ids {
 		registered[id] = true
 		host, pid, _, err := ParseWorkerID(id)
 		if err != nil {
 			continue
 		}
+		identity, err := c.identity(ctx, id)
+		if err != nil {
+			return rec, err
+		}
 		if host == r.opts.Host {
-			identity, err := c.rdb.Get(ctx, c.keys.Identity(id)).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return rec, fmt.Errorf("read identity of %s: %w", id, err)
+			if r.opts.Alive(pid, identity) {
+				continue
 			}
-			if !r.opts.Alive(pid, identity) {
-				dead = append(dead, id)
-			}
+		} else if !r.remoteDead(id, beats[id], redisNow, start) {
 			continue
 		}
-		if r.remoteDead(id, beats[id], redisNow, start) {
-			dead = append(dead, id)
+		n, err := c.UnregisterIf(ctx, id, identity)
+		if errors.Is(err, ErrIdentityChanged) {
+			continue // a new process took the id after we judged it
 		}
-	}
-	for id := range r.sighted {
-		if !registered[id] {
-			delete(r.sighted, id)
-		}
-	}
-	for _, id := range dead {
-		n, err := c.Unregister(ctx, id)
 		if err != nil {
 			return rec, err
 		}
@@ -220,9 +216,23 @@ func (r *Recoverer) pass(ctx context.Context) (Recovered, error) {
 		rec.Workers = append(rec.Workers, id)
 		rec.Requeued += n
 	}
-	n, err := r.requeueGhosts(ctx, registered)
+	for id := range r.sighted {
+		if !registered[id] {
+			delete(r.sighted, id)
+		}
+	}
+	n, err := r.requeueGhosts(ctx, registered, start)
 	rec.Requeued += n
 	return rec, err
+}
+
+// identity reads the process identity a worker registered ("" if none).
+func (c *Client) identity(ctx context.Context, id string) (string, error) {
+	identity, err := c.rdb.Get(ctx, c.keys.Identity(id)).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("read identity of %s: %w", id, err)
+	}
+	return identity, nil
 }
 
 // remoteDead reports whether another host's worker is dead by its
@@ -240,38 +250,62 @@ func (r *Recoverer) remoteDead(id, beat string, redisNow, now time.Time) bool {
 	return err == nil && now.Sub(s.since) >= r.opts.HeartbeatExpiry && redisNow.Sub(t) > r.opts.HeartbeatExpiry
 }
 
-// requeueGhosts requeues in-flight lists of this host's workers that are
-// not registered (they never did, or someone else unregistered them) and
-// whose process is gone.
-func (r *Recoverer) requeueGhosts(ctx context.Context, registered map[string]bool) (int, error) {
+// requeueGhosts requeues the in-flight lists of workers that are not
+// registered: they never did, or someone else unregistered them (Ruby
+// Resque's pruning removes only Resque's keys). This host's are requeued
+// when their process is gone; another host's when the id has stayed
+// unregistered for HeartbeatExpiry while this recoverer watched (a live
+// worker re-registers at its next heartbeat, well within that).
+func (r *Recoverer) requeueGhosts(ctx context.Context, registered map[string]bool, now time.Time) (int, error) {
 	c := r.c
 	total := 0
-	prefix := c.keys.InFlightIndex(r.opts.Host + ":")
-	iter := c.rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 100).Iterator()
+	seen := map[string]bool{}
+	iter := c.rdb.Scan(ctx, 0, escapeGlob(c.keys.InFlightIndex(""))+"*", 100).Iterator()
 	for iter.Next(ctx) {
 		id := strings.TrimPrefix(iter.Val(), c.keys.InFlightIndex(""))
 		if registered[id] {
 			continue
 		}
-		_, pid, _, err := ParseWorkerID(id)
+		host, pid, _, err := ParseWorkerID(id)
 		if err != nil {
 			continue
 		}
-		identity, err := c.rdb.Get(ctx, c.keys.Identity(id)).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return total, fmt.Errorf("read identity of %s: %w", id, err)
-		}
-		if r.opts.Alive(pid, identity) {
-			continue // live: it re-registers at its next heartbeat
-		}
-		n, err := c.Requeue(ctx, id)
+		identity, err := c.identity(ctx, id)
 		if err != nil {
 			return total, err
 		}
+		if host == r.opts.Host {
+			if r.opts.Alive(pid, identity) {
+				continue // live: it re-registers at its next heartbeat
+			}
+		} else {
+			seen[id] = true
+			first, ok := r.ghosts[id]
+			if !ok {
+				r.ghosts[id] = now
+				continue
+			}
+			if now.Sub(first) < r.opts.HeartbeatExpiry {
+				continue
+			}
+		}
+		n, err := c.UnregisterIf(ctx, id, identity)
+		if errors.Is(err, ErrIdentityChanged) {
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		delete(r.ghosts, id)
 		total += n
 	}
 	if err := iter.Err(); err != nil {
 		return total, fmt.Errorf("scan in-flight lists: %w", err)
+	}
+	for id := range r.ghosts {
+		if !seen[id] {
+			delete(r.ghosts, id)
+		}
 	}
 	return total, nil
 }
@@ -325,12 +359,16 @@ func (r *Recoverer) cleanUp(pid int, queues string) {
 // live process: a newer worker that reused the reaped one's pid and
 // registered the same queue list.
 func (r *Recoverer) unregisterIfGone(ctx context.Context, id string, pid int) (int, error) {
-	identity, err := r.c.rdb.Get(ctx, r.c.keys.Identity(id)).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("read identity of %s: %w", id, err)
+	identity, err := r.c.identity(ctx, id)
+	if err != nil {
+		return 0, err
 	}
 	if identity != "" && r.opts.Alive(pid, identity) {
 		return 0, nil
 	}
-	return r.c.Unregister(ctx, id)
+	n, err := r.c.UnregisterIf(ctx, id, identity)
+	if errors.Is(err, ErrIdentityChanged) {
+		return 0, nil // a newer process took the id meanwhile
+	}
+	return n, err
 }

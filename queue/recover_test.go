@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -267,5 +268,60 @@ func TestExpandFindsQueuesWithSlashColonAndUnicode(t *testing.T) {
 	want := []string{"mail:high", "plain", "reports/daily", "日本語"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Expand(*) = %v, want %v", got, want)
+	}
+}
+
+// Ruby Resque's prune (heartbeat expired) unregisters another host's dead
+// worker but leaves poolctl's in-flight list: it must be requeued once the
+// id has stayed unregistered for heartbeat_expiry under watch.
+func TestRecovererRequeuesAnotherHostsPrunedWorkersJobs(t *testing.T) {
+	c, rdb := newClient(t)
+	id := WorkerID("deadhost", 123, []string{"foo"})
+	_ = c.Register(ctx, Registration{ID: id, Started: time.Now()})
+	_ = c.Enqueue(ctx, "foo", []byte(`{"class":"A","args":[]}`))
+	if j, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now()); j == nil {
+		t.Fatal("no job reserved")
+	}
+	// What Ruby's unregister_worker removes.
+	rdb.SRem(ctx, "resque:workers", id)
+	rdb.Del(ctx, "resque:worker:"+id, "resque:worker:"+id+":started", "resque:stat:processed:"+id, "resque:stat:failed:"+id)
+	rdb.HDel(ctx, "resque:workers:heartbeat", id)
+
+	r := NewRecoverer(c, RecovererOptions{Host: "thishost", Alive: identityAlive, Interval: 50 * time.Millisecond, HeartbeatExpiry: 300 * time.Millisecond})
+	if rec, err := r.RecoverOnce(ctx); err != nil || rec.Requeued != 0 {
+		t.Fatalf("first sight = %+v, %v; want nothing requeued yet", rec, err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the pruned worker's job back in its queue", func() bool {
+		_, _ = r.RecoverOnce(ctx)
+		return rdb.LLen(ctx, "resque:queue:foo").Val() == 1
+	})
+	if n := rdb.LLen(ctx, "resque:poolctl:inflight:"+id+":foo").Val(); n != 0 {
+		t.Errorf("%d jobs still in flight", n)
+	}
+}
+
+// The recoverer judges a worker dead, then, before it unregisters it, a
+// new process takes the same id (a reused pid) and reserves a job: the
+// unregister must not touch the newcomer.
+func TestRecovererNeverUnregistersANewcomerWithTheSameID(t *testing.T) {
+	c, rdb := newClient(t)
+	id := WorkerID("thishost", os.Getpid(), []string{"foo"})
+	_ = c.Register(ctx, Registration{ID: id, Started: time.Now(), Identity: "self/0"}) // dead predecessor
+	_ = c.Enqueue(ctx, "foo", []byte("newjob"))
+	alive := func(pid int, identity string) bool {
+		// Between the judgement and the unregister: the newcomer starts.
+		_ = c.Register(ctx, Registration{ID: id, Started: time.Now(), Identity: "self/1"})
+		if j, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now()); j == nil {
+			t.Error("the newcomer reserved nothing")
+		}
+		return identityAlive(pid, identity)
+	}
+	r := NewRecoverer(c, RecovererOptions{Host: "thishost", Alive: alive})
+	rec, err := r.RecoverOnce(ctx)
+	if err != nil || len(rec.Workers) != 0 || rec.Requeued != 0 {
+		t.Errorf("recovered %+v, %v; want the newcomer left alone", rec, err)
+	}
+	if !rdb.SIsMember(ctx, "resque:workers", id).Val() || rdb.LLen(ctx, "resque:queue:foo").Val() != 0 {
+		t.Errorf("the newcomer was unregistered or its running job requeued")
 	}
 }

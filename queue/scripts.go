@@ -150,12 +150,19 @@ var requeueScript = redis.NewScript(requeueLua + "return n\n")
 
 // unregisterScript requeues like requeueScript, then removes every trace
 // of the worker, in one round trip (a pool stopping a hundred workers
-// pays it a hundred times).
+// pays it a hundred times). With ARGV[4], it does so only while the
+// worker's recorded identity is still ARGV[4] ("" = none recorded): a
+// recoverer that judged one process dead never unregisters a newer one
+// that took the same id meanwhile (pid reuse).
 //
 // KEYS[4] workers set, KEYS[5] started key, KEYS[6] processed:ID,
 // KEYS[7] failed:ID, KEYS[8] heartbeat hash, KEYS[9] process identity;
-// ARGV[3] the worker id
-var unregisterScript = redis.NewScript(requeueLua + `
+// ARGV[3] the worker id[, ARGV[4] the identity judged]
+//
+// Returns the number of jobs requeued, or -1 when the identity changed.
+var unregisterScript = redis.NewScript(`
+if ARGV[4] and (redis.call('GET', KEYS[9]) or '') ~= ARGV[4] then return -1 end
+` + requeueLua + `
 redis.call('SREM', KEYS[4], ARGV[3])
 redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[9])
 redis.call('HDEL', KEYS[8], ARGV[3])

@@ -23,6 +23,10 @@ import (
 // ErrUsage marks a command-line mistake in Command's arguments.
 var ErrUsage = errors.New("usage error")
 
+// bookkeepingTimeout bounds each of a worker's Redis calls but its blocking
+// waits.
+const bookkeepingTimeout = time.Second
+
 // Command runs one built-in worker from command-line arguments (the
 // `poolctl work` sub-command and the lean poolctl-worker binary): it
 // reads its settings from flags and the environment the master sets
@@ -92,12 +96,17 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 		return fmt.Errorf("host name: %w", err)
 	}
 	id := queue.WorkerID(host, os.Getpid(), names)
-	rdb, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker:" + id, PoolSize: 2, NoRetry: true})
+	// Bookkeeping calls take milliseconds; a 1 s bound keeps a stalled
+	// Redis from holding a worker told to stop (DESIGN: signals take
+	// effect at once).
+	rdb, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker:" + id, PoolSize: 2, NoRetry: true,
+		ReadTimeout: bookkeepingTimeout, DialTimeout: bookkeepingTimeout})
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	blocking, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker-wait:" + id, PoolSize: 1, NoRetry: true, ReadTimeout: DefaultBlockTimeout + 5*time.Second})
+	blocking, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker-wait:" + id, PoolSize: 1, NoRetry: true,
+		ReadTimeout: DefaultBlockTimeout + 5*time.Second, DialTimeout: bookkeepingTimeout})
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,6 @@ import (
 // production workers are configured, so a stalled Redis loses replies.
 func faultWorker(t *testing.T, srv *redistest.Server, cfg Config, timeout ...time.Duration) *harness {
 	t.Helper()
-	h := &harness{t: t, srv: srv, rdb: srv.Client(), out: &syncBuffer{}, err: make(chan error, 1)}
 	d := 300 * time.Millisecond
 	if len(timeout) > 0 {
 		d = timeout[0]
@@ -33,27 +32,9 @@ func faultWorker(t *testing.T, srv *redistest.Server, cfg Config, timeout ...tim
 	fast := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: d,
 		WriteTimeout: d, DialTimeout: d, MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = fast.Close() })
-	h.q = queue.New(fast, "")
 	blocking := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1, MaxRetries: -1,
 		DialTimeout: 300 * time.Millisecond, ReadTimeout: DefaultBlockTimeout + 5*time.Second})
-	if cfg.Host == "" {
-		cfg.Host = "testhost"
-	}
-	cfg.Stdout, cfg.Stderr = h.out, h.out
-	h.w = New(h.q, blocking, cfg)
-	go func() { h.err <- h.w.Run(bg); blocking.Close() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(srv.PID(), syscall.SIGCONT)
-		h.w.Terminate()
-		h.wait()
-		if t.Failed() {
-			t.Logf("worker output:\n%s", h.out.String())
-		}
-	})
-	testutil.Eventually(t, 10*time.Second, "worker registered", func() bool {
-		return h.rdb.SIsMember(bg, "resque:workers", h.w.ID()).Val()
-	})
-	return h
+	return startWorkerWith(t, srv, cfg, fast, blocking)
 }
 
 func lineCount(path string) int {
@@ -232,5 +213,50 @@ func TestLuaOnlyJSONIsABadPayload(t *testing.T) {
 		if err := json.Unmarshal(f.Payload, &s); err != nil || s != bad[i] {
 			t.Errorf("failure %d payload = %s, want the raw payload as a JSON string", i, f.Payload)
 		}
+	}
+}
+
+// A command job that has exited 0 is done, even when TERM arrives while
+// its output still drains (a leftover holds its stderr): it must be
+// recorded as processed, not requeued to run again.
+func TestJobThatExitedZeroBeforeTermIsNotRunAgain(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	runs, leftover := filepath.Join(dir, "runs"), filepath.Join(dir, "leftover.pid")
+	script := fmt.Sprintf(`echo run >> %s; setsid sh -c 'echo $$ > %s; exec sleep 5' & sleep 0.2; exit 0`, runs, leftover)
+	h := startWorker(t, srv, Config{Queues: []string{"foo"}, Jobs: map[string][]string{"Mark": {"sh", "-c", script}}})
+	h.push("foo", `{"class":"Mark","args":[]}`)
+	testutil.WatchPIDFile(t, leftover)
+	testutil.Eventually(t, 5*time.Second, "the job to run", func() bool { return lineCount(runs) == 1 })
+	time.Sleep(400 * time.Millisecond) // sh has exited 0; its output still drains
+	h.w.Terminate()
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if q, p := h.rdb.LLen(bg, "resque:queue:foo").Val(), h.stat("resque:stat:processed"); q != 0 || p != "1" {
+		t.Errorf("after TERM: queue holds %d, processed = %q; want the finished job recorded, not requeued", q, p)
+	}
+}
+
+// Told to stop while Redis is down just after a job finished, the worker
+// keeps trying to record the job for a moment: a Redis back within that
+// grace records it, rather than leave it to run again.
+func TestFinishedJobIsRecordedWhenRedisComesBackDuringStop(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithPersistence())
+	runs := filepath.Join(t.TempDir(), "runs")
+	script := fmt.Sprintf(`echo run >> %s; sleep 0.5`, runs)
+	h := faultWorker(t, srv, Config{Queues: []string{"foo"}, Jobs: map[string][]string{"Mark": {"sh", "-c", script}}})
+	h.push("foo", `{"class":"Mark","args":[]}`)
+	testutil.Eventually(t, 5*time.Second, "the job to start", func() bool { return lineCount(runs) == 1 })
+	srv.Process.Stop() // down before the job ends: its ack fails
+	testutil.Eventually(t, 5*time.Second, "the ack to fail", func() bool {
+		return strings.Contains(h.out.String(), "Redis unavailable")
+	})
+	h.w.Terminate()
+	time.Sleep(700 * time.Millisecond) // attempts after the stop fail too
+	srv.Restart()
+	_ = h.wait()
+	if q, p := h.rdb.LLen(bg, "resque:queue:foo").Val(), h.stat("resque:stat:processed"); q != 0 || p != "1" {
+		t.Errorf("queue holds %d, processed = %q; want the finished job recorded", q, p)
 	}
 }

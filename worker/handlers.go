@@ -164,13 +164,18 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 			fmt.Fprintf(stderr, "worker: ending what job %s left behind: %v\n", job.ID, rerr)
 		}
 		jio.finish(pipeDrainTimeout)
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
+		// The command's own exit decides, even when the job was cancelled
+		// (TERM, USR1, timeout) after it ended, while its output drained:
+		// only a process our kill ended counts as cancelled.
+		var exitErr *exec.ExitError
+		if ctx.Err() != nil && errors.As(err, &exitErr) && exitErr.ProcessState != nil {
+			if ws, ok := exitErr.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return context.Cause(ctx)
+			}
 		}
 		if err == nil {
 			return nil
 		}
-		var exitErr *exec.ExitError
 		if errors.As(err, &exitErr) {
 			lines := tail.lines()
 			msg := fmt.Sprintf("%s %s", argv[0], describeExit(exitErr.ProcessState))

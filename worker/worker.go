@@ -214,7 +214,20 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 
 	bg := context.Background()
 	// Registering holds no job: QUIT as well as TERM ends the attempts.
-	if err := w.retry(func() error { return w.q.Register(bg, w.reg) }, true); err != nil {
+	// A dead predecessor with our id (a reused pid, the same queues) may
+	// have left jobs in flight that recovery will now take for ours: we
+	// hold nothing yet, so they go back to their queues first.
+	err = w.retry(func() error {
+		n, err := w.q.Requeue(bg, w.id)
+		if err == nil && n > 0 {
+			w.logf("requeued %d job(s) a dead worker with this id left in flight", n)
+		}
+		if err == nil {
+			err = w.q.Register(bg, w.reg)
+		}
+		return err
+	}, true)
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -242,13 +255,19 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	w.logf("started: processing %v", w.cfg.Queues)
 
 	loopDone := make(chan struct{})
-	var beating sync.WaitGroup
-	// Deferred after the unregister, so it runs first: the heartbeat has
-	// stopped (and cannot re-register us) before we unregister.
-	defer beating.Wait()
+	beatDone := make(chan struct{})
+	// Deferred after the unregister, so they run first: the heartbeat
+	// stops (and so cannot re-register us) before we unregister. A beat
+	// stuck on a stalled Redis is not waited for beyond a moment: should
+	// it land after all, the dead registration it leaves is recovery's.
+	defer func() {
+		select {
+		case <-beatDone:
+		case <-time.After(250 * time.Millisecond):
+		}
+	}()
 	defer close(loopDone)
-	beating.Add(1)
-	go func() { defer beating.Done(); w.heartbeat(loopDone) }()
+	go func() { defer close(beatDone); w.heartbeat(loopDone) }()
 	if w.cfg.MasterPID != 0 {
 		go w.watchParent(loopDone)
 	}
@@ -262,16 +281,11 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		if quitting || stopping {
 			break
 		}
-		if paused {
-			w.parked.Store(true)
-			<-wake
-			w.parked.Store(false)
-			continue
-		}
 		if lostReply {
 			// A reserve failed after Redis may have moved a job to our
 			// in-flight list (its reply lost): put back whatever is there
-			// before taking anything else. We hold no other job now.
+			// before taking anything else, or parking for a pause. We
+			// hold no other job now.
 			n, err := w.q.Requeue(bg, w.id)
 			if err != nil {
 				backoff = w.redisDown(err, backoff, wake)
@@ -281,6 +295,12 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 				w.logf("requeued %d job(s) reserved by a call whose reply was lost", n)
 			}
 			lostReply = false
+		}
+		if paused {
+			w.parked.Store(true)
+			<-wake
+			w.parked.Store(false)
+			continue
 		}
 		if expanded == nil || w.cfg.Now().Sub(expandedAt) > time.Second {
 			qs, err := w.q.Expand(bg, w.cfg.Queues)
@@ -452,7 +472,7 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 			lost = true
 		}
 	}
-	if err := w.retry(record, false); err != nil {
+	if err := w.retryWithGrace(record, false, outcomeGrace); err != nil {
 		w.logf("could not record the outcome of a job from %s: %v; it stays in flight and will run again", job.Queue, err)
 	}
 	return nil, lost
@@ -504,8 +524,18 @@ func toFailure(err error) queue.Failure {
 // gives up when the worker is terminating, or also quitting when idle
 // (nothing of ours is at stake then).
 func (w *Worker) retry(op func() error, idle bool) error {
+	return w.retryWithGrace(op, idle, 0)
+}
+
+// outcomeGrace is how long a worker told to stop keeps trying to record
+// the outcome of a job that has run: giving up means the job runs again.
+const outcomeGrace = 2 * time.Second
+
+// retryWithGrace is retry, giving up only grace after the stop.
+func (w *Worker) retryWithGrace(op func() error, idle bool, grace time.Duration) error {
 	delay := 50 * time.Millisecond
 	logged := false
+	var stopSeen time.Time
 	for {
 		err := op()
 		if err == nil {
@@ -518,7 +548,13 @@ func (w *Worker) retry(op func() error, idle bool) error {
 		w.redisOK.Store(false)
 		quitting, stopping, _, wake := w.control()
 		if stopping || (idle && quitting) {
-			return err
+			if stopSeen.IsZero() {
+				stopSeen = time.Now()
+			}
+			if time.Since(stopSeen) >= grace {
+				return err
+			}
+			wake = nil // stopping: only the backoff wakes us now
 		}
 		if !logged {
 			w.logf("Redis unavailable: %v; retrying with backoff", err)

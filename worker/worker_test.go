@@ -43,9 +43,17 @@ func newHarness(t *testing.T, cfg Config, opts ...redistest.Option) *harness {
 
 func startWorker(t *testing.T, srv *redistest.Server, cfg Config) *harness {
 	t.Helper()
-	h := &harness{t: t, srv: srv, rdb: srv.Client(), out: &syncBuffer{}, err: make(chan error, 1)}
-	h.q = queue.New(h.rdb, "")
 	blocking := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 1, ReadTimeout: DefaultBlockTimeout + 5*time.Second})
+	return startWorkerWith(t, srv, cfg, srv.Client(), blocking)
+}
+
+// startWorkerWith runs a worker over the given bookkeeping and blocking
+// clients (it closes blocking when it stops) and waits for it to
+// register.
+func startWorkerWith(t *testing.T, srv *redistest.Server, cfg Config, rdb, blocking *redis.Client) *harness {
+	t.Helper()
+	h := &harness{t: t, srv: srv, rdb: srv.Client(), out: &syncBuffer{}, err: make(chan error, 1)}
+	h.q = queue.New(rdb, "")
 	if cfg.Host == "" {
 		cfg.Host = "testhost"
 	}
@@ -53,6 +61,7 @@ func startWorker(t *testing.T, srv *redistest.Server, cfg Config) *harness {
 	h.w = New(h.q, blocking, cfg)
 	go func() { h.err <- h.w.Run(bg); blocking.Close() }()
 	t.Cleanup(func() {
+		_ = srv.Thaw() // a test may have frozen it
 		h.w.Terminate()
 		h.wait()
 		if t.Failed() {
