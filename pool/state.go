@@ -1,36 +1,15 @@
 package pool
 
-import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
-	"time"
-)
-
-// Worker states as published in the state file.
-const (
-	WorkerStarting = "starting" // spawned less than start_secs ago
-	WorkerRunning  = "running"
-	WorkerStopping = "stopping" // told to stop, not yet reaped
-)
-
-// Group states: a queue list is ok, backing off after failed starts, or
-// fatal (no more spawns until a reload or config change).
-const (
-	GroupOK      = "ok"
-	GroupBackoff = "backoff"
-	GroupFatal   = "fatal"
-)
+import "github.com/poolctl/poolctl/pool/poolfs"
 
 // workerState is where a worker process is in its life; its values are
 // the words the state file carries.
 type workerState string
 
 const (
-	workerStarting workerState = WorkerStarting
-	workerRunning  workerState = WorkerRunning
-	workerStopping workerState = WorkerStopping
+	workerStarting workerState = poolfs.WorkerStarting
+	workerRunning  workerState = poolfs.WorkerRunning
+	workerStopping workerState = poolfs.WorkerStopping
 )
 
 // groupState is what the master does about a queue list's missing
@@ -39,127 +18,61 @@ const (
 type groupState string
 
 const (
-	groupOK      groupState = GroupOK
-	groupBackoff groupState = GroupBackoff
-	groupFatal   groupState = GroupFatal
+	groupOK      groupState = poolfs.GroupOK
+	groupBackoff groupState = poolfs.GroupBackoff
+	groupFatal   groupState = poolfs.GroupFatal
 )
 
-// Master states.
+// The runtime directory's types and functions live in package poolfs,
+// the one client of the shell<->master protocol; these names keep the
+// master's code short.
+type (
+	// Paths is poolfs.Paths.
+	Paths = poolfs.Paths
+	// State is poolfs.State.
+	State = poolfs.State
+	// GroupState is poolfs.GroupState.
+	GroupState = poolfs.GroupState
+	// WorkerState is poolfs.WorkerState.
+	WorkerState = poolfs.WorkerState
+)
+
+// State file words, from poolfs.
 const (
-	MasterRunning  = "running"
-	MasterPaused   = "paused" // after WINCH: no workers until the next HUP
-	MasterStopping = "stopping"
+	WorkerStarting = poolfs.WorkerStarting
+	WorkerRunning  = poolfs.WorkerRunning
+	WorkerStopping = poolfs.WorkerStopping
+	GroupOK        = poolfs.GroupOK
+	GroupBackoff   = poolfs.GroupBackoff
+	GroupFatal     = poolfs.GroupFatal
+	MasterRunning  = poolfs.MasterRunning
+	MasterPaused   = poolfs.MasterPaused
+	MasterStopping = poolfs.MasterStopping
 )
 
-// State is what the master publishes for shells and tools. It is written to
-// a temporary file and renamed over the state file, so a reader never sees
-// a partial document.
-type State struct {
-	Name       string        `json:"name"`
-	PID        int           `json:"pid"`
-	Status     string        `json:"status"`
-	StartedAt  time.Time     `json:"started_at"`
-	UpdatedAt  time.Time     `json:"updated_at"`
-	ConfigPath string        `json:"config_path"`
-	Env        string        `json:"env,omitempty"` // environment section of the config in force
-	LogPath    string        `json:"log_path,omitempty"`
-	Redis      string        `json:"redis"` // password redacted
-	Namespace  string        `json:"namespace"`
-	Spec       string        `json:"spec"` // canonical spec string of the config in force
-	Groups     []GroupState  `json:"groups"`
-	Workers    []WorkerState `json:"workers"`
-	Error      string        `json:"error,omitempty"` // last reload error, if the config file could not be applied
-}
+// PathsFor is poolfs.PathsFor.
+func PathsFor(base, name string) Paths { return poolfs.PathsFor(base, name) }
 
-// GroupState is one queue list of the configuration in force.
-type GroupState struct {
-	Queues       string    `json:"queues"`
-	Desired      int       `json:"desired"`
-	Live         int       `json:"live"` // workers of the current command, not stopping
-	State        string    `json:"state"`
-	Failures     int       `json:"failures"` // consecutive failed starts
-	BackoffUntil time.Time `json:"backoff_until,omitzero"`
-	Reason       string    `json:"reason,omitempty"` // why it is backing off or fatal
-}
+// BaseDir is poolfs.BaseDir.
+func BaseDir() string { return poolfs.BaseDir() }
 
-// WorkerState is one live worker process.
-type WorkerState struct {
-	PID       int       `json:"pid"`
-	Queues    string    `json:"queues"`
-	State     string    `json:"state"`
-	StartedAt time.Time `json:"started_at"`
-	// Identity is the process's boot id and start ticks (internal/procid):
-	// with it a tool can tell this worker from a later process that
-	// reuses its pid, whatever the clock did.
-	Identity string `json:"identity,omitempty"`
-	Restarts int    `json:"restarts"` // workers of this queue list replaced so far
-	LastExit string `json:"last_exit,omitempty"`
-}
+// DefaultPoolName is poolfs.DefaultPoolName.
+func DefaultPoolName() string { return poolfs.DefaultPoolName() }
 
-// Settled reports whether the live workers match the configuration: every
-// queue list has as many live, started workers as desired (or is fatal) and
-// nothing is left stopping.
-func (s *State) Settled() bool {
-	if s.Status == MasterPaused {
-		return len(s.Workers) == 0
-	}
-	for _, g := range s.Groups {
-		if g.State == GroupFatal {
-			continue
-		}
-		if g.Live != g.Desired {
-			return false
-		}
-	}
-	for _, w := range s.Workers {
-		if w.State == WorkerStopping {
-			return false
-		}
-	}
-	return true
-}
+// ValidatePoolName is poolfs.ValidatePoolName.
+func ValidatePoolName(name string) error { return poolfs.ValidatePoolName(name) }
 
-// WriteState atomically replaces path with s (mode 0600).
-func WriteState(path string, s *State) error {
-	data, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
-	}
-	return WriteFileAtomic(path, append(data, '\n'))
-}
+// ListPools is poolfs.ListPools.
+func ListPools(base string) ([]string, error) { return poolfs.ListPools(base) }
 
-// ReadState reads a state file.
-func ReadState(path string) (*State, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
-	}
-	var s State
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("decode state %s: %w", path, err)
-	}
-	return &s, nil
-}
+// ReadState is poolfs.ReadState.
+func ReadState(path string) (*State, error) { return poolfs.ReadState(path) }
 
-// WriteFileAtomic writes data to a temporary file beside path (mode 0600)
-// and renames it over path, so readers see the old or the new content.
-func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
-	return nil
-}
+// WriteState is poolfs.WriteState.
+func WriteState(path string, s *State) error { return poolfs.WriteState(path, s) }
+
+// WriteFileAtomic is poolfs.WriteFileAtomic.
+func WriteFileAtomic(path string, data []byte) error { return poolfs.WriteFileAtomic(path, data) }
+
+// MasterAlive is poolfs.MasterAlive.
+func MasterAlive(p Paths) bool { return poolfs.MasterAlive(p) }

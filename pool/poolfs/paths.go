@@ -1,4 +1,4 @@
-package pool
+package poolfs
 
 import (
 	"errors"
