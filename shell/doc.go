@@ -24,7 +24,10 @@
 // line). Blank lines and lines starting with '#' are skipped, results go to
 // standard output, errors to standard error as "poolctl: line N: ERROR",
 // and Run returns a *CommandsFailedError (exit status 1) if any command
-// failed. The end of input is exit. Ctrl-C ends the script.
+// failed. The end of input is exit. Ctrl-C ends the script. When standard
+// output goes away (a write fails with EPIPE, or the reader of the pipe
+// closes it, as with "| head -1"), the script ends as at the end of input,
+// the pool the shell started is stopped, and Run returns an error.
 //
 // # The pool
 //

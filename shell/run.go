@@ -57,6 +57,21 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}()
 	}
 	s.interactive = tty != nil
+	results := opts.Stdout
+	var guard *outputGuard
+	if !s.interactive {
+		// In a script, notice when standard output goes away (poolctl ...
+		// | head -1): stop the pool this shell started instead of dying of
+		// SIGPIPE and leaving it running. With SIGPIPE notified, a write
+		// to a closed pipe fails with EPIPE instead of killing the process.
+		pipes := make(chan os.Signal, 1)
+		signal.Notify(pipes, syscall.SIGPIPE)
+		defer signal.Stop(pipes)
+		guard = newOutputGuard(opts.Stdout)
+		defer guard.Close()
+		results = guard
+		s.out = guard
+	}
 
 	// SIGHUP (terminal gone) and SIGTERM: stop what runs, leave the pool
 	// running and go. SIGINT cancels only the running command (and ends a
@@ -75,18 +90,25 @@ func Run(ctx context.Context, opts Options) (err error) {
 	ints := make(chan os.Signal, 1)
 	signal.Notify(ints, os.Interrupt) // never die of SIGINT between commands
 	defer signal.Stop(ints)
+	var outputGone <-chan struct{} // nil (never ready) at a terminal
+	if guard != nil {
+		outputGone = guard.Gone()
+	}
 	go func() {
 		select {
 		case sig := <-sigs:
 			hangup.Store(sig)
-			cancelRoot()
-			readerMu.Lock()
-			if reader != nil {
-				reader.Interrupt()
-			}
-			readerMu.Unlock()
+		case <-outputGone:
+			// Stop what runs and read no more: the pool is stopped below.
 		case <-rootCtx.Done():
+			return
 		}
+		cancelRoot()
+		readerMu.Lock()
+		if reader != nil {
+			reader.Interrupt()
+		}
+		readerMu.Unlock()
 	}()
 
 	failed := 0
@@ -115,7 +137,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if on {
 			s.out = s.errw
 		} else {
-			s.out = opts.Stdout
+			s.out = results
 		}
 	}
 	chatter(true)
@@ -196,6 +218,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 			switch {
 			case interrupted && s.interactive && errors.Is(err, context.Canceled):
 				fmt.Fprintln(s.errw, "interrupted")
+			case errors.Is(err, context.Canceled) && rootCtx.Err() != nil:
+				// The output went away (or a signal came): said below.
 			case errors.Is(err, context.Canceled):
 				report(fmt.Sprintf("line %d", r.LineNo()), errors.New("interrupted"))
 			default:
@@ -214,16 +238,30 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}
 	sig, hung := hangup.Load().(os.Signal)
-	if hung {
+	var outErr error
+	if guard != nil {
+		outErr = guard.Err()
+	}
+	switch {
+	case hung:
 		s.leave = leaveDetach
+	case outErr != nil && rootCtx.Err() != nil:
+		s.leave = leaveExit // the script was cut short: stop the pool
 	}
 	chatter(true)
 	s.leaveNow(func(fn func(ctx context.Context) error) error {
-		err, _ := runCmd(fn)
-		return err
+		// Not under rootCtx, which is cancelled when the output went away.
+		cctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+		defer stop()
+		return fn(cctx)
 	}, report)
 	if hung {
 		return fmt.Errorf("stopped by signal %v", sig)
+	}
+	if guard != nil {
+		if err := guard.Err(); err != nil {
+			return fmt.Errorf("standard output closed (%w): script stopped", err)
+		}
 	}
 	if failed > 0 {
 		return &CommandsFailedError{N: failed}
