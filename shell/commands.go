@@ -198,7 +198,7 @@ Examples:
 				if err := s.writeConfig(); err != nil {
 					return err
 				}
-				fmt.Fprintf(s.out, "wrote %s\n", s.configPath)
+				fmt.Fprintf(s.info, "wrote %s\n", s.configPath)
 				return nil
 			},
 		},
@@ -210,7 +210,7 @@ Examples:
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(s.out, "Reloading master %d configuration\n", pid)
+				fmt.Fprintf(s.info, "Reloading master %d configuration\n", pid)
 				return nil
 			},
 		},
@@ -408,7 +408,7 @@ Example:
 					return err
 				}
 				if owned && prev != args[0] {
-					fmt.Fprintf(s.out, "pool %s keeps running; re-attach with: attach %s\n", prev, prev)
+					fmt.Fprintf(s.info, "pool %s keeps running; re-attach with: attach %s\n", prev, prev)
 				}
 				return nil
 			},
@@ -439,10 +439,10 @@ func cmdConfig(_ context.Context, s *Session, args []string) error {
 			s.cfg = prev
 			return err
 		}
-		fmt.Fprintf(s.out, "%s\nReloading master %d configuration\n", describe(s.cfg.Workers), pid)
+		fmt.Fprintf(s.info, "%s\nReloading master %d configuration\n", describe(s.cfg.Workers), pid)
 		return nil
 	}
-	fmt.Fprintf(s.out, "%s\n", describe(s.cfg.Workers))
+	fmt.Fprintf(s.info, "%s\n", describe(s.cfg.Workers))
 	return nil
 }
 
@@ -468,11 +468,11 @@ func cmdKill(_ context.Context, s *Session, args []string) error {
 	if err := syscall.Kill(pid, sig); err != nil {
 		return fmt.Errorf("signal master %d: %w", pid, err)
 	}
-	fmt.Fprintf(s.out, "sent %s to master %d\n", sigName(sig), pid)
+	fmt.Fprintf(s.info, "sent %s to master %d\n", sigName(sig), pid)
 	if s.owned != nil && s.owned.pid == pid {
 		select {
 		case <-s.owned.done:
-			fmt.Fprintf(s.out, "master %d exited (%v)\n", pid, s.owned.err)
+			fmt.Fprintf(s.info, "master %d exited (%v)\n", pid, s.owned.err)
 		case <-time.After(time.Second):
 		}
 	}
@@ -668,7 +668,7 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 					s.expectSpec = "" // applied; later waits need not check again
 				}
 				if s.expectSpec == "" && st.Status != pool.MasterStopping && st.Settled() && !anyStarting(st) {
-					fmt.Fprintln(s.out, settledSummary(st, time.Since(start)))
+					fmt.Fprintln(s.info, settledSummary(st, time.Since(start)))
 					return nil
 				}
 				if s.expectSpec != "" && st.Error != "" && st.UpdatedAt.After(s.hupAt) && !s.hupAt.IsZero() {

@@ -22,7 +22,9 @@
 //
 // Otherwise lines are read with a bufio.Scanner (at most MaxLineBytes per
 // line). Blank lines and lines starting with '#' are skipped, results go to
-// standard output, errors to standard error as "poolctl: line N: ERROR",
+// standard output; confirmations, progress and logs (config's new spec,
+// wait's summary, the start and stop logs) and errors go to standard error,
+// errors as "poolctl: line N: ERROR",
 // and Run returns a *CommandsFailedError (exit status 1) if any command
 // failed. The end of input is exit. Ctrl-C ends the script. When standard
 // output goes away (a write fails with EPIPE, or the reader of the pipe

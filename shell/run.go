@@ -71,6 +71,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		defer guard.Close()
 		results = guard
 		s.out = guard
+		s.info = s.errw
 	}
 
 	// SIGHUP (terminal gone) and SIGTERM: stop what runs, leave the pool
@@ -289,7 +290,7 @@ func (s *Session) leaveNow(run func(func(ctx context.Context) error) error, repo
 			report("exit", err)
 		}
 	default:
-		fmt.Fprintf(s.out, "pool %s keeps running (master pid %d); re-attach with: poolctl attach %s\n", s.paths.Name, pid, s.paths.Name)
+		fmt.Fprintf(s.info, "pool %s keeps running (master pid %d); re-attach with: poolctl attach %s\n", s.paths.Name, pid, s.paths.Name)
 	}
 }
 

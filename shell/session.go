@@ -83,8 +83,13 @@ func (c *child) exited() bool {
 // Session is one shell: the pool it talks to and the configuration it
 // manages.
 type Session struct {
-	opts        Options
-	out, errw   io.Writer
+	opts      Options
+	out, errw io.Writer
+	// info gets confirmations, progress and logs (config's new spec,
+	// wait's summary, the start and stop logs): standard output at a
+	// terminal, standard error in a script, whose standard output carries
+	// only command results.
+	info        io.Writer
 	interactive bool // at a terminal: log.tail follows, log pages
 
 	paths      pool.Paths
@@ -126,6 +131,7 @@ func NewSession(opts Options) (*Session, error) {
 		opts:    opts,
 		out:     opts.Stdout,
 		errw:    opts.Stderr,
+		info:    opts.Stdout,
 		sampler: pstree.NewSampler(),
 	}
 	s.setPool(opts.Name)
@@ -227,7 +233,7 @@ func (s *Session) attach(name string) error {
 	s.cfg = cfg
 	s.stampConfig()
 	s.logOff = logEnd(s.logPath)
-	fmt.Fprintf(s.out, "attached to pool %s (master pid %d, config %s)\n", name, st.PID, s.configPath)
+	fmt.Fprintf(s.info, "attached to pool %s (master pid %d, config %s)\n", name, st.PID, s.configPath)
 	return nil
 }
 
@@ -367,7 +373,7 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	s.hupAt = time.Time{}
 	if !wait {
 		s.logOff = from
-		fmt.Fprintf(s.out, "started master %d (not waiting for it)\n", c.pid)
+		fmt.Fprintf(s.info, "started master %d (not waiting for it)\n", c.pid)
 		return nil
 	}
 	off, seen, err := s.echoLog(ctx, from, readyMarker, c.done, startTimeout)
@@ -409,7 +415,7 @@ func (s *Session) stopMaster(ctx context.Context, show bool) error {
 		return fmt.Errorf("signal master %d: %w", pid, err)
 	}
 	if !show {
-		fmt.Fprintf(s.out, "sent QUIT to master %d (graceful stop)\n", pid)
+		fmt.Fprintf(s.info, "sent QUIT to master %d (graceful stop)\n", pid)
 		return nil
 	}
 	gone := s.goneChan(pid)
@@ -453,7 +459,7 @@ func (s *Session) goneChan(pid int) <-chan struct{} {
 // returns the offset after the last line copied and whether the marker was
 // seen. Only ctx ending is an error.
 func (s *Session) echoLog(ctx context.Context, from int64, marker string, done <-chan struct{}, timeout time.Duration) (int64, bool, error) {
-	mw := &markerWriter{w: s.out, marker: []byte(marker)}
+	mw := &markerWriter{w: s.info, marker: []byte(marker)}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(pollInterval)

@@ -8,6 +8,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool"
 )
 
@@ -159,5 +162,123 @@ func TestShellPipeIntoHeadStopsPool(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "poolctl: standard output closed") {
 		t.Errorf("stderr does not say why the pool was stopped:\n%s", r.stderr)
+	}
+}
+
+// A12: in a pipe, standard output carries only command results, so the
+// issue's pipeline parses as JSON: config's confirmation, wait's summary
+// and the start-up and shutdown logs go to standard error.
+func TestShellPipeIntoJQ(t *testing.T) {
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Skip("jq is not installed")
+	}
+	redis := redistest.Start(t)
+	e := newShellEnv(t)
+	r := e.pipeline(t, "jqpool", `printf 'config foo=3\nwait 10\nstatus --json\n' | poolctl foo=1 | jq .`, "REDIS_URL="+redis.URL())
+	if fmt.Sprint(r.status) != "[0 0 0]" {
+		t.Fatalf("exit statuses %v\nstdout:\n%s\nstderr:\n%s", r.status, r.stdout, r.stderr)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, r.stdout)
+	}
+	checkStatusSchema(t, m)
+	if len(m["workers"].([]any)) != 3 {
+		t.Errorf("workers: %v", m["workers"])
+	}
+	for _, want := range []string{"foo=3\nReloading master ", "settled in ", "started manager: foo=1", "manager stopped"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	e.assertPoolGone(t, "jqpool", pidsOf(m))
+}
+
+// readmeExample is a shell pipeline quoted in README.md.
+type readmeExample struct {
+	cmdline string
+	prints  string // what the README says it prints, "" when it does not say
+}
+
+// readmeExamples extracts every pipeline that feeds the shell from
+// README.md: lines of ```sh blocks and `code spans` holding "| poolctl".
+func readmeExamples(t *testing.T) []readmeExample {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	var out []readmeExample
+	seen := map[string]bool{}
+	add := func(cmdline, prints string) {
+		if !seen[cmdline] {
+			seen[cmdline] = true
+			out = append(out, readmeExample{cmdline, prints})
+		}
+	}
+	inSh := false
+	for _, line := range strings.Split(text, "\n") {
+		switch {
+		case strings.HasPrefix(line, "```sh"):
+			inSh = true
+		case strings.HasPrefix(line, "```"):
+			inSh = false
+		case inSh && strings.Contains(line, "| poolctl"):
+			add(strings.TrimSpace(line), "")
+		}
+	}
+	prose := regexp.MustCompile("(?s)```.*?```").ReplaceAllString(text, "")
+	flat := strings.ReplaceAll(prose, "\n", " ")
+	for _, m := range regexp.MustCompile("`([^`]*\\| poolctl[^`]*)`(?: prints `([^`]*)`)?").FindAllStringSubmatch(flat, -1) {
+		add(m[1], m[2])
+	}
+	return out
+}
+
+// Every pipeline the README shows runs, exactly as written, and prints
+// what the README says it prints. NAME in "poolctl attach NAME" is a pool
+// of that name started by the test.
+func TestShellReadmeExamples(t *testing.T) {
+	examples := readmeExamples(t)
+	if len(examples) < 2 {
+		t.Fatalf("found only %d shell pipelines in README.md: %v", len(examples), examples)
+	}
+	redis := redistest.Start(t)
+	for i, ex := range examples {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			t.Logf("README: %s", ex.cmdline)
+			if strings.Contains(ex.cmdline, "| jq") {
+				if _, err := exec.LookPath("jq"); err != nil {
+					t.Skip("jq is not installed")
+				}
+			}
+			e := newShellEnv(t)
+			env := []string{"REDIS_URL=" + redis.URL()}
+			if strings.Contains(ex.cmdline, "attach NAME") {
+				e.reap("NAME")
+				sh := e.startPiped(t, "foo=1", "--name", "NAME", "--redis", redis.URL())
+				sh.waitRunning(t, e.paths("NAME"))
+				defer sh.close(t)
+			}
+			r := e.pipeline(t, fmt.Sprintf("readme%d", i), ex.cmdline, env...)
+			for _, st := range r.status {
+				if st != 0 {
+					t.Fatalf("exit statuses %v\nstdout:\n%s\nstderr:\n%s", r.status, r.stdout, r.stderr)
+				}
+			}
+			if got := errorLines(r.stderr); got != "" {
+				t.Errorf("errors on stderr: %q", got)
+			}
+			if ex.prints != "" && strings.TrimSpace(r.stdout) != ex.prints {
+				t.Errorf("stdout = %q, README says it prints %q", r.stdout, ex.prints)
+			}
+			if strings.HasSuffix(ex.cmdline, "--json\\n' | poolctl attach NAME") {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m["name"] != "NAME" {
+					t.Errorf("stdout is not the status of pool NAME: %v\n%s", err, r.stdout)
+				}
+			}
+		})
 	}
 }
