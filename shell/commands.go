@@ -31,7 +31,10 @@ type Command struct {
 	MinArgs int
 	MaxArgs int     // -1 = no limit
 	Arg     argKind // what completion offers for the arguments
-	Run     func(ctx context.Context, s *Session, args []string) error
+	// StopsScript: when it fails, a script stops there (the lines after a
+	// failed start or attach would act on another pool, or on none).
+	StopsScript bool
+	Run         func(ctx context.Context, s *Session, args []string) error
 }
 
 type argKind int
@@ -62,6 +65,18 @@ type UsageError struct {
 func (e *UsageError) Error() string {
 	return fmt.Sprintf("%s: %s (usage: %s)", e.Cmd.Name, e.Reason, e.Cmd.Usage())
 }
+
+// StopScriptError is the failure of a command after which a script must
+// not go on (Command.StopsScript).
+type StopScriptError struct {
+	Cmd string // the command's name
+	Err error
+}
+
+func (e *StopScriptError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the command's error.
+func (e *StopScriptError) Unwrap() error { return e.Err }
 
 // ErrUnknownCommand is wrapped by the error for a name not in the table.
 var ErrUnknownCommand = errors.New("unknown command")
@@ -110,7 +125,13 @@ func (s *Session) Exec(ctx context.Context, line string) error {
 	if c.MaxArgs >= 0 && len(args) > c.MaxArgs {
 		return &UsageError{c, "too many arguments"}
 	}
-	return c.Run(ctx, s, args)
+	if err := c.Run(ctx, s, args); err != nil {
+		if c.StopsScript {
+			return &StopScriptError{Cmd: c.Name, Err: err}
+		}
+		return err
+	}
+	return nil
 }
 
 // signals that kill! accepts by name.
@@ -215,12 +236,12 @@ Examples:
 			},
 		},
 		{
-			Name: "start", Summary: "start the master and show its start-up log", MaxArgs: 0,
-			Help: "Writes the config file and starts the master in its own session (Ctrl-C and a\nterminal hangup never reach it), echoing the log until it reports \"started manager\".",
+			Name: "start", StopsScript: true, Summary: "start the master and show its start-up log", MaxArgs: 0,
+			Help: "Writes the config file and starts the master in its own session (Ctrl-C and a\nterminal hangup never reach it), echoing the log until it reports \"started manager\".\nIn a script, a failed start ends the script (exit status 1).",
 			Run:  func(ctx context.Context, s *Session, _ []string) error { return s.startMaster(ctx, true) },
 		},
 		{
-			Name: "start!", Summary: "start the master without waiting for it", MaxArgs: 0,
+			Name: "start!", StopsScript: true, Summary: "start the master without waiting for it", MaxArgs: 0,
 			Help: "Like start, but returns at once; see log.tail_to_eof or wait.",
 			Run:  func(ctx context.Context, s *Session, _ []string) error { return s.startMaster(ctx, false) },
 		},
@@ -393,7 +414,7 @@ do the same as exit.`,
 			},
 		},
 		{
-			Name: "attach", Args: "NAME", MinArgs: 1, MaxArgs: 1, Arg: argPool,
+			Name: "attach", StopsScript: true, Args: "NAME", MinArgs: 1, MaxArgs: 1, Arg: argPool,
 			Summary: "switch this shell to another running pool",
 			Help: `Connects the shell to the pool NAME running on this host (poolctl list shows
 them). A pool this shell started keeps running; exit from an attached pool

@@ -152,6 +152,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 		err, interrupted := runCmd(func(c context.Context) error { return s.startMaster(c, true) })
 		if err != nil {
 			report("start", err)
+			if !s.interactive {
+				// The script was written for a pool of its own: run none
+				// of it against another one, or against none.
+				fmt.Fprintln(s.errw, "poolctl: start failed: script stopped")
+				s.leave = leaveExit
+			}
 		}
 		if interrupted && !s.interactive {
 			s.leave = leaveExit // Ctrl-C ends a script, even during start-up
@@ -226,6 +232,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 			default:
 				report(fmt.Sprintf("line %d", r.LineNo()), err)
 			}
+		}
+		var stop *StopScriptError
+		if err != nil && !s.interactive && errors.As(err, &stop) {
+			fmt.Fprintf(s.errw, "poolctl: %s failed: script stopped\n", stop.Cmd)
+			s.leave = leaveExit
 		}
 		if interrupted && !s.interactive {
 			// Ctrl-C in a script ends the script (as at the end of input).

@@ -282,3 +282,45 @@ func TestShellReadmeExamples(t *testing.T) {
 		})
 	}
 }
+
+// A7: a script whose start failed stops there (exit 1): it must not go on
+// and change the pool that is already running, whether the start was the
+// shell's own (poolctl SPEC) or the start command.
+func TestShellFailedStartStopsScript(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	p := e.paths("busy")
+	e.reap("busy")
+	first := e.startPiped(t, "-c", cfg, "--name", "busy")
+	pid := first.waitRunning(t, p)
+	before, err := os.ReadFile(p.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		script string
+		args   []string
+	}{
+		{"config foo=3\nstatus --json\n", []string{"foo=1", "--name", "busy"}},
+		{"start\nconfig foo=3\nstatus --json\n", []string{"foo=1", "--name", "busy", "--no-start"}},
+	} {
+		r := e.run(tc.script, tc.args...)
+		if r.code != 1 {
+			t.Errorf("%v: exit %d, want 1", tc.args, r.code)
+		}
+		if r.stdout != "" {
+			t.Errorf("%v: the script went on after the failed start; stdout:\n%s", tc.args, r.stdout)
+		}
+		if !strings.Contains(r.stderr, fmt.Sprintf("is already running (master pid %d); use attach busy", pid)) ||
+			!strings.Contains(r.stderr, "poolctl: start failed: script stopped") {
+			t.Errorf("%v: stderr:\n%s", tc.args, r.stderr)
+		}
+		if after, _ := os.ReadFile(p.Config); !bytes.Equal(before, after) {
+			t.Fatalf("%v: the script rewrote the running pool's config:\n%s", tc.args, after)
+		}
+	}
+	if !alive(pid) {
+		t.Fatal("the running pool's master died")
+	}
+	first.close(t)
+}

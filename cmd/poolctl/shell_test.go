@@ -767,8 +767,8 @@ func TestShellSignalDetaches(t *testing.T) {
 	}
 }
 
-// A master that cannot start: the shell says why (its stderr), returns to
-// reading commands, and the script's exit status is 1.
+// A master that cannot start: the shell says why (its stderr), runs no
+// more of the script, and the script's exit status is 1.
 func TestShellMasterStartFailure(t *testing.T) {
 	e := newShellEnv(t)
 	cfg := sleepConfig(t, "  foo: 1\n")
@@ -782,8 +782,11 @@ func TestShellMasterStartFailure(t *testing.T) {
 		!strings.Contains(r.stderr, "open log "+badLog) {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
-	if !strings.Contains(r.stdout, "pool nolog: not running") || !strings.Contains(r.stderr, "foo=2\n") {
-		t.Errorf("stdout:\n%s", r.stdout)
+	if !strings.Contains(r.stderr, "pool nolog: not running") || !strings.Contains(r.stderr, "poolctl: start failed: script stopped\n") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	if r.stdout != "" || strings.Contains(r.stderr, "foo=2") {
+		t.Errorf("the script went on after the failed start:\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	}
 }
 
