@@ -378,7 +378,7 @@ Examples:
 			Help: `Blocks until the master has applied the configuration, every queue list has
 as many live workers as configured (or is FATAL), and no worker is still
 starting (within start_secs), then prints a one-line summary. TIMEOUT is seconds or a duration (default 60s); running out of time
-is an error, so a script exits with status 1.
+is an error, and so is a queue list left FATAL, so a script exits with status 1.
 
 Examples:
   config foo=8
@@ -690,6 +690,9 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 				}
 				if s.expectSpec == "" && st.Status != pool.MasterStopping && st.Settled() && !anyStarting(st) {
 					fmt.Fprintln(s.info, settledSummary(st, time.Since(start)))
+					if fatal := fatalGroups(st); fatal != "" {
+						return fmt.Errorf("wait: FATAL: %s (no more workers start for it until a reload or config change)", fatal)
+					}
 					return nil
 				}
 				if s.expectSpec != "" && st.Error != "" && st.UpdatedAt.After(s.hupAt) && !s.hupAt.IsZero() {
@@ -720,18 +723,26 @@ func anyStarting(st *pool.State) bool {
 
 func settledSummary(st *pool.State, took time.Duration) string {
 	live := 0
-	var fatal []string
 	for _, g := range st.Groups {
 		live += g.Live
+	}
+	msg := fmt.Sprintf("settled in %.1fs: %d worker%s running (%s)", took.Seconds(), live, plural(live), orNone(st.Spec))
+	if fatal := fatalGroups(st); fatal != "" {
+		msg += "; FATAL: " + fatal
+	}
+	return msg
+}
+
+// fatalGroups lists the FATAL queue lists of st with their reasons, "" when
+// there are none.
+func fatalGroups(st *pool.State) string {
+	var fatal []string
+	for _, g := range st.Groups {
 		if g.State == pool.GroupFatal {
 			fatal = append(fatal, fmt.Sprintf("%s (%s)", g.Queues, g.Reason))
 		}
 	}
-	msg := fmt.Sprintf("settled in %.1fs: %d worker%s running (%s)", took.Seconds(), live, plural(live), orNone(st.Spec))
-	if len(fatal) > 0 {
-		msg += "; FATAL: " + strings.Join(fatal, ", ")
-	}
-	return msg
+	return strings.Join(fatal, ", ")
 }
 
 func progress(st *pool.State, expect string) string {

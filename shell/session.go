@@ -156,6 +156,11 @@ func NewSession(opts Options) (*Session, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Redis != "" && cfg.Redis != "embedded" {
+		if err := redisconn.Validate(cfg.Redis); err != nil {
+			return nil, fmt.Errorf("%s: redis: %w", opts.ConfigFile, err)
+		}
+	}
 	s.cfg = &cfg
 	if opts.Log != "" {
 		abs, err := filepath.Abs(opts.Log)

@@ -324,3 +324,45 @@ func TestShellFailedStartStopsScript(t *testing.T) {
 	}
 	first.close(t)
 }
+
+// A9: a Redis URL that is not one is a usage error up front (exit 2, and
+// nothing started), whether from --redis or REDIS_URL; a script whose wait
+// ends with a FATAL queue list exits non-zero.
+func TestShellBadRedisURLAndFatalWait(t *testing.T) {
+	e := newShellEnv(t)
+	e.reap("badredis")
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"foo=1", "--name", "badredis", "--redis", "http://x"}, `poolctl: usage error: --redis: redis URL http://x: scheme "http" is not one of redis://, rediss://, unix://`},
+		{[]string{"REDIS_URL=http://x"}, []string{"foo=1", "--name", "badredis"}, `poolctl: usage error: REDIS_URL: redis URL http://x: scheme "http" is not one of redis://, rediss://, unix://`},
+		{[]string{"REDIS_URL=redis://:secret@h:notaport/0"}, []string{"foo=1", "--name", "badredis"}, "poolctl: usage error: REDIS_URL: redis URL redis://:xxxxx@h:notaport/0: "},
+		{nil, []string{"master", "-c", "/dev/null", "--name", "badredis", "--redis", "ftp://x"}, `poolctl: usage error: --redis: redis URL ftp://x: scheme "ftp" is not one of redis://, rediss://, unix://`},
+	} {
+		saved := e.env
+		e.env = append(append([]string{}, e.env...), tc.env...)
+		r := e.run("wait 10\n", tc.args...)
+		e.env = saved
+		if r.code != 2 || !strings.HasPrefix(r.stderr, tc.want) || strings.Contains(r.stderr, "secret") {
+			t.Errorf("%v %v: exit %d, stderr %q, want exit 2 and %q", tc.env, tc.args, r.code, r.stderr, tc.want)
+		}
+		if _, err := os.Stat(e.paths("badredis").Pid); err == nil {
+			t.Fatalf("%v: a master was started", tc.args)
+		}
+	}
+
+	// A worker command that does not exist is FATAL at once: wait says so
+	// and the script fails.
+	cfg := filepath.Join(t.TempDir(), "fatal.yml")
+	if err := os.WriteFile(cfg, []byte("workers:\n  foo: 1\ncommand: [\"/nonexistent/worker\"]\nredis: embedded\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.reap("fatal")
+	e.reapPrivateRedis("fatal")
+	r := e.run("wait 10\n", "-c", cfg, "--name", "fatal")
+	if r.code != 1 || !strings.Contains(errorLines(r.stderr), "poolctl: line 1: wait: ") || !strings.Contains(errorLines(r.stderr), "FATAL: foo") {
+		t.Errorf("wait on a FATAL pool: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/shell"
 )
 
@@ -38,6 +39,15 @@ func runShell(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	opts.Specs = specs
+	if err := validateRedisURL("--redis", opts.Redis); err != nil {
+		return err
+	}
+	if opts.Redis == "" {
+		// The master reads REDIS_URL when no --redis is given.
+		if err := validateRedisURL("REDIS_URL", os.Getenv("REDIS_URL")); err != nil {
+			return err
+		}
+	}
 	if !opts.NoStart {
 		ns, err := noStart(os.Getenv("NO_START"))
 		if err != nil {
@@ -117,4 +127,18 @@ func runList(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		return fmt.Errorf("%w: list takes no arguments", errUsage)
 	}
 	return shell.List(stdout, *asJSON)
+}
+
+// validateRedisURL checks a Redis URL given by the user (where names the
+// flag or variable) before anything starts: a URL that is not one would
+// only make every worker crash-loop. "" and "embedded" (a private Redis)
+// are valid.
+func validateRedisURL(where, url string) error {
+	if url == "" || url == "embedded" {
+		return nil
+	}
+	if err := redisconn.Validate(url); err != nil {
+		return fmt.Errorf("%w: %s: %v", errUsage, where, err)
+	}
+	return nil
 }
