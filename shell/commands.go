@@ -379,6 +379,9 @@ Examples:
 as many live workers as configured (or is FATAL), and no worker is still
 starting (within start_secs), then prints a one-line summary. TIMEOUT is seconds or a duration (default 60s); running out of time
 is an error, and so is a queue list left FATAL, so a script exits with status 1.
+After config or reload it first waits for the master to run the new
+configuration, whatever it is (no workers included). After kill! WINCH, or
+on a paused master, it waits until no worker is left and says "paused".
 
 Examples:
   config foo=8
@@ -488,6 +491,9 @@ func cmdKill(_ context.Context, s *Session, args []string) error {
 	}
 	if err := syscall.Kill(pid, sig); err != nil {
 		return fmt.Errorf("signal master %d: %w", pid, err)
+	}
+	if sig == syscall.SIGWINCH {
+		s.expectPaused, s.expecting = true, false // what wait waits for now
 	}
 	fmt.Fprintf(s.info, "sent %s to master %d\n", sigName(sig), pid)
 	if s.owned != nil && s.owned.pid == pid {
@@ -685,17 +691,24 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 		if alive {
 			if st, err := pool.ReadState(s.paths.State); err == nil && st.PID == pid {
 				last = st
-				if s.expectSpec != "" && st.Spec == s.expectSpec {
-					s.expectSpec = "" // applied; later waits need not check again
+				if s.expecting && st.Spec == s.expectSpec {
+					s.expecting = false // applied; later waits need not check again
 				}
-				if s.expectSpec == "" && st.Status != pool.MasterStopping && st.Settled() && !anyStarting(st) {
+				if s.expectPaused && st.Status == pool.MasterPaused {
+					s.expectPaused = false
+				}
+				if !s.expecting && !s.expectPaused && st.Status == pool.MasterPaused && st.Settled() {
+					fmt.Fprintf(s.info, "paused in %.1fs: 0 workers running; the master runs none until reload (configured: %s)\n", time.Since(start).Seconds(), orNone(st.Spec))
+					return nil
+				}
+				if !s.expecting && !s.expectPaused && st.Status != pool.MasterStopping && st.Settled() && !anyStarting(st) {
 					fmt.Fprintln(s.info, settledSummary(st, time.Since(start)))
 					if fatal := fatalGroups(st); fatal != "" {
 						return fmt.Errorf("wait: FATAL: %s (no more workers start for it until a reload or config change)", fatal)
 					}
 					return nil
 				}
-				if s.expectSpec != "" && st.Error != "" && st.UpdatedAt.After(s.hupAt) && !s.hupAt.IsZero() {
+				if s.expecting && st.Error != "" && st.UpdatedAt.After(s.hupAt) && !s.hupAt.IsZero() {
 					return fmt.Errorf("wait: the master rejected the configuration: %s", st.Error)
 				}
 			}
@@ -704,7 +717,7 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
-			return fmt.Errorf("wait: timed out after %v: %s", timeout, progress(last, s.expectSpec))
+			return fmt.Errorf("wait: timed out after %v: %s", timeout, s.progress(last))
 		case <-tick.C:
 		}
 	}
@@ -745,12 +758,15 @@ func fatalGroups(st *pool.State) string {
 	return strings.Join(fatal, ", ")
 }
 
-func progress(st *pool.State, expect string) string {
+func (s *Session) progress(st *pool.State) string {
 	if st == nil {
 		return "the master has not published its state"
 	}
-	if expect != "" && st.Spec != expect {
-		msg := fmt.Sprintf("the master still runs %s, not %s", orNone(st.Spec), orNone(expect))
+	if s.expectPaused && st.Status != pool.MasterPaused {
+		return fmt.Sprintf("the master has not paused yet (state %s, %d workers)", st.Status, len(st.Workers))
+	}
+	if s.expecting && st.Spec != s.expectSpec {
+		msg := fmt.Sprintf("the master still runs %s, not %s", orNone(st.Spec), orNone(s.expectSpec))
 		if st.Error != "" {
 			msg += "; last reload error: " + st.Error
 		}

@@ -97,8 +97,13 @@ type Session struct {
 	configPath string // the file the master reads
 	cfgStamp   time.Time
 	logPath    string
-	expectSpec string    // spec the master should be running once it has reloaded
-	hupAt      time.Time // when this shell last asked for a reload
+	// What wait waits for after this shell asked for a change: the spec
+	// the master should run once it has reloaded (expecting: "" is a
+	// valid spec, no workers), or a pause (WINCH).
+	expectSpec   string
+	expecting    bool
+	expectPaused bool
+	hupAt        time.Time // when this shell last asked for a reload
 
 	owned   *child // the master this shell started, if any (current pool only)
 	logOff  int64  // log cursor of log.tail_to_eof, log.ff, log.rew
@@ -179,7 +184,7 @@ func (s *Session) setPool(name string) {
 	s.logPath = s.paths.Log
 	s.owned = nil
 	s.logOff = 0
-	s.expectSpec = ""
+	s.expectSpec, s.expecting, s.expectPaused = "", false, false
 }
 
 // masterPID returns the pid of the pool's running master.
@@ -310,7 +315,7 @@ func (s *Session) reload() (int, error) {
 	} else if err := s.writeConfig(); err != nil {
 		return 0, err
 	}
-	s.expectSpec = s.cfg.Workers.String()
+	s.expectSpec, s.expecting, s.expectPaused = s.cfg.Workers.String(), true, false
 	s.hupAt = time.Now()
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return 0, fmt.Errorf("signal master %d: %w", pid, err)
@@ -374,7 +379,7 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 		close(c.done)
 	}()
 	s.owned = c
-	s.expectSpec = s.cfg.Workers.String()
+	s.expectSpec, s.expecting, s.expectPaused = s.cfg.Workers.String(), true, false
 	s.hupAt = time.Time{}
 	if !wait {
 		s.logOff = from
