@@ -404,3 +404,52 @@ func TestShellWaitForExactState(t *testing.T) {
 		t.Errorf("after WINCH and wait: %d workers, state %q", n, m["state"])
 	}
 }
+
+// A4: the shell selects the config file's environment section from --env,
+// else POOLCTL_ENV, RACK_ENV or RAILS_ENV, as -h says. A section named by
+// --env or POOLCTL_ENV that does not exist is a usage error (exit 2);
+// RACK_ENV and RAILS_ENV, set for whole applications, select a section
+// only where there is one (as resque-pool does).
+func TestShellEnvironmentSection(t *testing.T) {
+	e := newShellEnv(t)
+	e.env = append(e.env, "NO_START=1")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pool.yml")
+	if err := os.WriteFile(cfg, []byte("workers:\n  foo: 1\nenvironments:\n  production:\n    workers: {foo: 3}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flat := filepath.Join(dir, "resque-pool.yml")
+	if err := os.WriteFile(flat, []byte("foo: 1\nproduction:\n  foo: 4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  string
+		args []string
+		code int
+		out  string // stdout, or the start of stderr when code != 0
+	}{
+		{"", []string{"-c", cfg}, 0, "foo=1\n"},
+		{"RACK_ENV=production", []string{"-c", cfg}, 0, "foo=3\n"},
+		{"RAILS_ENV=production", []string{"-c", cfg}, 0, "foo=3\n"},
+		{"POOLCTL_ENV=production", []string{"-c", cfg}, 0, "foo=3\n"},
+		{"RAILS_ENV=production", []string{"-c", flat}, 0, "foo=4\n"},
+		{"RACK_ENV=staging", []string{"-c", cfg}, 0, "foo=1\n"},
+		{"RACK_ENV=staging", []string{"-c", cfg, "--env", "production"}, 0, "foo=3\n"},
+		{"", []string{"-c", cfg, "--env", "staging"}, 2, `poolctl: usage error: --env staging: ` + cfg + ` has no environment section "staging" (it has: production)`},
+		{"POOLCTL_ENV=staging", []string{"-c", cfg}, 2, `poolctl: usage error: POOLCTL_ENV=staging: ` + cfg + ` has no environment section "staging" (it has: production)`},
+	} {
+		saved := e.env
+		if tc.env != "" {
+			e.env = append(append([]string{}, e.env...), tc.env)
+		}
+		r := e.run("config\n", append(tc.args, "--name", "env")...)
+		e.env = saved
+		got := r.stdout
+		if tc.code != 0 {
+			got = r.stderr
+		}
+		if r.code != tc.code || !strings.HasPrefix(got, tc.out) {
+			t.Errorf("%s poolctl %v: exit %d\nstdout: %q\nstderr: %q\nwant exit %d and %q", tc.env, tc.args, r.code, r.stdout, r.stderr, tc.code, tc.out)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/shell"
+	"github.com/poolctl/poolctl/spec"
 )
 
 // runShell is `poolctl [SPEC ...] [flags]`: the interactive shell.
@@ -39,6 +40,9 @@ func runShell(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	opts.Specs = specs
+	if err := selectEnv(&opts); err != nil {
+		return err
+	}
 	if err := validateRedisURL("--redis", opts.Redis); err != nil {
 		return err
 	}
@@ -141,4 +145,44 @@ func validateRedisURL(where, url string) error {
 		return fmt.Errorf("%w: %s: %v", errUsage, where, err)
 	}
 	return nil
+}
+
+// selectEnv picks the config file's environment section: --env, else
+// $POOLCTL_ENV, $RACK_ENV or $RAILS_ENV. A section named by --env or
+// POOLCTL_ENV must exist; RACK_ENV and RAILS_ENV are set for whole
+// applications, so they select a section only where the file has one (as
+// in resque-pool).
+func selectEnv(opts *shell.Options) error {
+	where, optional := "--env", false
+	if opts.Env == "" {
+		for _, name := range []string{"POOLCTL_ENV", "RACK_ENV", "RAILS_ENV"} {
+			if v := os.Getenv(name); v != "" {
+				opts.Env, where, optional = v, name+"="+v, name != "POOLCTL_ENV"
+				break
+			}
+		}
+	} else {
+		where += " " + opts.Env
+	}
+	if opts.Env == "" || opts.ConfigFile == "" {
+		return nil
+	}
+	names, err := spec.Environments(opts.ConfigFile)
+	if err != nil {
+		return err // the file does not load: the same error the shell would give
+	}
+	for _, n := range names {
+		if n == opts.Env {
+			return nil
+		}
+	}
+	if optional {
+		opts.Env = ""
+		return nil
+	}
+	has := "it has none"
+	if len(names) > 0 {
+		has = "it has: " + strings.Join(names, ", ")
+	}
+	return fmt.Errorf("%w: %s: %s has no environment section %q (%s)", errUsage, where, opts.ConfigFile, opts.Env, has)
 }
