@@ -492,8 +492,15 @@ func cmdKill(_ context.Context, s *Session, args []string) error {
 	if err := syscall.Kill(pid, sig); err != nil {
 		return fmt.Errorf("signal master %d: %w", pid, err)
 	}
-	if sig == syscall.SIGWINCH {
+	switch sig {
+	case syscall.SIGWINCH:
 		s.expectPaused, s.expecting = true, false // what wait waits for now
+	case syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL:
+		s.watch.expectExit() // asked for: no news when it exits
+	case syscall.SIGUSR2:
+		s.usr2At = time.Now() // the master forwards it: workers pause
+	case syscall.SIGCONT:
+		s.usr2At = time.Time{} // forwarded too: workers resume
 	}
 	fmt.Fprintf(s.info, "sent %s to master %d\n", sigName(sig), pid)
 	if s.owned != nil && s.owned.pid == pid {

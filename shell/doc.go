@@ -42,14 +42,16 @@
 // and the files it publishes (pid, state, log, Redis URL). exit stops the
 // pool this shell started (QUIT, showing the shutdown log); a shell that
 // attached to a pool leaves it running on exit. A shell that is killed
-// leaves the pool running; poolctl attach NAME re-attaches.
+// leaves the pool running; poolctl attach NAME re-attaches. A master that
+// dies while the shell does not expect it is announced at once ("master
+// 8830 died: signal KILL"), at the prompt and during commands.
 //
 // # status --json
 //
 // status --json prints one JSON object (type Status) on one line:
 //
 //	name          string   pool name
-//	state         string   running | paused | stopping | stopped
+//	state         string   running | paused | suspended | stopping | stopped
 //	pid           number   the master's pid, 0 when stopped
 //	started_at    string   RFC 3339, absent when stopped
 //	config_path   string   config file the master reads

@@ -168,9 +168,23 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	chatter(false)
 
+	// Announce at once a master that dies under the prompt or during a
+	// command.
+	s.watch = newMasterWatch(func(msg string) {
+		if s.interactive {
+			fmt.Fprintf(s.errw, "\r\n%s\r\n", msg)
+		} else {
+			fmt.Fprintf(s.errw, "poolctl: %s\n", msg)
+		}
+	})
+	defer s.watch.Close()
+	s.syncWatch()
+
 	var r LineReader
 	if tty != nil {
-		r = newPromptReader(tty, saved, s, loadHistory(historyPath()))
+		pr := newPromptReader(tty, saved, s, loadHistory(historyPath()))
+		s.watch.setRedraw(pr.parser.requestRedraw)
+		r = pr
 	} else {
 		in := opts.Stdin
 		if in == nil {
@@ -218,6 +232,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			break
 		}
 		err, interrupted := runCmd(func(c context.Context) error { return s.Exec(c, line) })
+		s.syncWatch()
 		if interrupted && s.interactive && err == nil {
 			fmt.Fprintln(s.out) // the terminal echoed ^C; start the prompt on a new line
 		}

@@ -104,11 +104,13 @@ type Session struct {
 	expecting    bool
 	expectPaused bool
 	hupAt        time.Time // when this shell last asked for a reload
+	usr2At       time.Time // when this shell paused the workers (USR2); zero after CONT
 
 	owned   *child // the master this shell started, if any (current pool only)
 	logOff  int64  // log cursor of log.tail_to_eof, log.ff, log.rew
 	sampler *pstree.Sampler
 	leave   leaveMode
+	watch   *masterWatch // announces a master that dies; nil outside Run
 
 	mu         sync.Mutex
 	rdb        redis.UniversalClient
@@ -185,6 +187,7 @@ func (s *Session) setPool(name string) {
 	s.owned = nil
 	s.logOff = 0
 	s.expectSpec, s.expecting, s.expectPaused = "", false, false
+	s.usr2At = time.Time{}
 }
 
 // masterPID returns the pid of the pool's running master.
@@ -373,6 +376,7 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start master: %w", err)
 	}
+	s.usr2At = time.Time{}
 	c := &child{pid: cmd.Process.Pid, paths: s.paths, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
@@ -421,6 +425,7 @@ func (s *Session) stopMaster(ctx context.Context, show bool) error {
 		return err
 	}
 	from := logEnd(s.logPath)
+	s.watch.expectExit()
 	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
 		return fmt.Errorf("signal master %d: %w", pid, err)
 	}

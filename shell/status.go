@@ -1,6 +1,7 @@
 package shell
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,7 +21,7 @@ import (
 // documentation for the meaning of every field.
 type Status struct {
 	Name       string           `json:"name"`
-	State      string           `json:"state"` // running | paused | stopping | stopped
+	State      string           `json:"state"` // running | paused | suspended | stopping | stopped
 	PID        int              `json:"pid"`   // the master's; 0 when stopped
 	StartedAt  *time.Time       `json:"started_at,omitempty"`
 	ConfigPath string           `json:"config_path"`
@@ -101,6 +102,12 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			st.StartedAt = &t
 			st.Error = x.Error
 		}
+		switch {
+		case processStopped(pid):
+			st.State = stateSuspended
+		case st.State == pool.MasterRunning && !s.usr2At.IsZero():
+			st.State = pool.MasterPaused // its workers, by this shell's USR2
+		}
 	}
 
 	// Redis: queue depths, stats, what each worker is doing.
@@ -156,9 +163,27 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			ws.Job = &JobStatus{Class: info.Job.Class(), Queue: info.Job.Queue, RunAt: info.Job.RunAt, Payload: info.Job.Payload}
 		}
 		ws.State = workerStateText(w, registered, info, now)
+		if ws.State == "Waiting for "+info.Queues && !s.usr2At.IsZero() && w.StartedAt.Before(s.usr2At) {
+			ws.State = "Paused (USR2)"
+		}
 		st.Workers = append(st.Workers, ws)
 	}
 	return st
+}
+
+// stateSuspended is the state of a master stopped by SIGSTOP or SIGTSTP:
+// it does nothing until CONT.
+const stateSuspended = "suspended"
+
+// processStopped reports whether pid is stopped by a signal (state T in
+// /proc/PID/stat).
+func processStopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'T'
 }
 
 // workerStateText is what a worker is doing, in Resque's words.
@@ -230,7 +255,14 @@ func (s *Session) printStatus(st *Status) {
 		if st.StartedAt != nil {
 			up = ", up " + humanDuration(time.Since(*st.StartedAt))
 		}
-		fmt.Fprintf(w, "pool %s: %s (master pid %d%s)\n", st.Name, st.State, st.PID, up)
+		switch {
+		case st.State == stateSuspended:
+			fmt.Fprintf(w, "pool %s: stopped by SIGSTOP or SIGTSTP (master pid %d%s); kill! CONT resumes it\n", st.Name, st.PID, up)
+		case st.State == pool.MasterPaused && !s.usr2At.IsZero():
+			fmt.Fprintf(w, "pool %s: paused: workers paused by USR2 (master pid %d%s); kill! CONT resumes them\n", st.Name, st.PID, up)
+		default:
+			fmt.Fprintf(w, "pool %s: %s (master pid %d%s)\n", st.Name, st.State, st.PID, up)
+		}
 	}
 	total := 0
 	for _, n := range st.Config {

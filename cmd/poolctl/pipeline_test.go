@@ -453,3 +453,50 @@ func TestShellEnvironmentSection(t *testing.T) {
 		}
 	}
 }
+
+// B10: status tells a master stopped by SIGSTOP (state "suspended"),
+// workers paused by USR2 and a master paused by WINCH (state "paused")
+// from a running pool.
+func TestShellStatusStoppedAndPaused(t *testing.T) {
+	redis := redistest.Start(t)
+	e := newShellEnv(t)
+	e.reap("st")
+	script := "wait 10\nkill! STOP\nstatus\nstatus --json\nkill! CONT\n" +
+		"kill! USR2\nstatus\nstatus --json\nkill! CONT\nstatus --json\n" +
+		"kill! WINCH\nwait 10\nstatus\nstatus --json\n"
+	r := e.run(script, "foo=1", "--redis", redis.URL(), "--name", "st")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	var states []string
+	var docs []map[string]any
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(line, "{") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatal(err)
+			}
+			docs = append(docs, m)
+			states = append(states, m["state"].(string))
+		}
+	}
+	if fmt.Sprint(states) != "[suspended paused running paused]" {
+		t.Errorf("states = %v, want [suspended paused running paused]\nstdout:\n%s", states, r.stdout)
+	}
+	for _, want := range []string{
+		"pool st: stopped by SIGSTOP or SIGTSTP (master pid ",
+		"pool st: paused: workers paused by USR2 (master pid ",
+		"pool st: paused (master pid ",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if len(docs) == 4 {
+		for _, w := range docs[1]["workers"].([]any) {
+			if st := w.(map[string]any)["state"]; st != "Paused (USR2)" {
+				t.Errorf("worker state after USR2 = %q", st)
+			}
+		}
+	}
+}

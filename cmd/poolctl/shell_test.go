@@ -801,3 +801,57 @@ func errorLines(stderr string) string {
 	}
 	return b.String()
 }
+
+// B10: a master that dies under the prompt is announced at once, with how
+// it died, at the prompt and while log.tail follows; the prompt carries
+// on and status says the pool is not running.
+func TestShellPTYMasterDied(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	p := e.paths("died")
+	e.reap("died")
+	sh := e.startPTY(t, "-c", cfg, "--name", "died")
+	before := termiosOf(t, sh.tty)
+	sh.expect("started manager", 30*time.Second)
+	sh.expect(">> ", 10*time.Second)
+
+	pid := readPid(p.Pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	sh.expect(fmt.Sprintf("master %d died: signal KILL", pid), 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("status\r")
+	sh.expect("pool died: not running", 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+
+	// Again while log.tail follows the log.
+	sh.typeSlowly("start\r")
+	sh.expect("started manager", 30*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	pid2 := readPid(p.Pid)
+	if pid2 == pid || pid2 <= 0 {
+		t.Fatalf("no new master: pid %d", pid2)
+	}
+	sh.typeSlowly("log.tail 1\r")
+	waitFor(t, 5*time.Second, "cooked mode during log.tail", func() bool {
+		return termiosOf(t, sh.tty).Lflag&unix.ISIG != 0
+	})
+	if err := syscall.Kill(pid2, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	sh.expect(fmt.Sprintf("master %d died: signal KILL", pid2), 10*time.Second)
+	sh.typeSlowly("\x03")
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("exit\r")
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- sh.cmd.Wait() }()
+	select {
+	case <-waitErr:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("shell did not exit:\n%q", sh.out.String())
+	}
+	if after := termiosOf(t, sh.tty); before != after {
+		t.Errorf("terminal state not restored:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
