@@ -198,6 +198,9 @@ If the master is running, the config file is rewritten and the master
 reloads it (SIGHUP); unchanged workers keep running. Invalid input changes
 nothing and says which entry is wrong. Prints the resulting spec.
 
+It returns once the master runs the new configuration (at most a few
+seconds; wait waits longer), so a status that follows shows it.
+
 Examples:
   config
   config foo=2 baz,quux=7
@@ -226,13 +229,13 @@ Examples:
 		{
 			Name: "reload", Summary: "rewrite the config file and tell the master to reload it (SIGHUP)", MaxArgs: 0,
 			Help: "Rewrites the config file and sends SIGHUP to the master, which re-reads it, reopens\nits log and applies only the difference. Use wait to block until it has.",
-			Run: func(_ context.Context, s *Session, _ []string) error {
+			Run: func(ctx context.Context, s *Session, _ []string) error {
 				pid, err := s.reload()
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(s.info, "Reloading master %d configuration\n", pid)
-				return nil
+				return s.awaitApplied(ctx, pid)
 			},
 		},
 		{
@@ -440,7 +443,7 @@ Example:
 	}
 }
 
-func cmdConfig(_ context.Context, s *Session, args []string) error {
+func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	s.refreshConfig()
 	if len(args) == 0 {
 		fmt.Fprintln(s.out, describe(s.cfg.Workers))
@@ -464,7 +467,7 @@ func cmdConfig(_ context.Context, s *Session, args []string) error {
 			return err
 		}
 		fmt.Fprintf(s.info, "%s\nReloading master %d configuration\n", describe(s.cfg.Workers), pid)
-		return nil
+		return s.awaitApplied(ctx, pid)
 	}
 	fmt.Fprintf(s.info, "%s\n", describe(s.cfg.Workers))
 	return nil

@@ -326,6 +326,42 @@ func (s *Session) reload() (int, error) {
 	return pid, nil
 }
 
+// applyTimeout bounds how long config and reload wait for the master to
+// publish the state that includes the change.
+var applyTimeout = 3 * time.Second
+
+// awaitApplied waits, after a reload, until the master publishes a state
+// whose spec is the one asked for (the master spawns the new workers
+// before it publishes), so that the status that follows is not the table
+// from before the change. A master that has not applied it within
+// applyTimeout is reported, not an error: wait waits longer. A reload the
+// master rejected is an error.
+func (s *Session) awaitApplied(ctx context.Context, pid int) error {
+	deadline := time.NewTimer(applyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval / 5)
+	defer tick.Stop()
+	for {
+		if st, err := pool.ReadState(s.paths.State); err == nil && st.PID == pid {
+			if st.Spec == s.expectSpec {
+				s.expecting = false
+				return nil
+			}
+			if st.Error != "" && st.UpdatedAt.After(s.hupAt) {
+				return fmt.Errorf("the master rejected the configuration: %s", st.Error)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			fmt.Fprintf(s.info, "the master has not applied it yet (after %v); wait waits for it\n", applyTimeout)
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
 func (s *Session) executable() (string, error) {
 	if s.opts.Executable != "" {
 		return s.opts.Executable, nil

@@ -146,7 +146,28 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 	for _, g := range ps.Groups {
 		st.Groups = append(st.Groups, GroupStatus{Queues: g.Queues, Desired: g.Desired, Live: g.Live, State: g.State, Reason: g.Reason})
 	}
-	for _, w := range ps.Workers {
+	// Workers grouped by queue list in the order of the configuration in
+	// force (the master publishes them by pid), then by pid; workers of
+	// queue lists no longer configured (stopping) last.
+	rank := map[string]int{}
+	for i, g := range ps.Groups {
+		rank[g.Queues] = i + 1
+	}
+	workers := append([]pool.WorkerState(nil), ps.Workers...)
+	sort.SliceStable(workers, func(i, j int) bool {
+		ri, rj := rank[workers[i].Queues], rank[workers[j].Queues]
+		if ri == 0 {
+			ri = len(rank) + 1
+		}
+		if rj == 0 {
+			rj = len(rank) + 1
+		}
+		if ri != rj {
+			return ri < rj
+		}
+		return workers[i].PID < workers[j].PID
+	})
+	for _, w := range workers {
 		ws := WorkerStatus{
 			PID: w.PID, Queues: w.Queues, ProcessState: w.State, StartedAt: w.StartedAt,
 			UptimeSeconds: now.Sub(w.StartedAt).Round(time.Second).Seconds(),

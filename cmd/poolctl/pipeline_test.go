@@ -500,3 +500,35 @@ func TestShellStatusStoppedAndPaused(t *testing.T) {
 		}
 	}
 }
+
+// B11: status right after config shows the change applied (the new
+// workers, not the table from before), with the workers grouped by queue
+// list in the order of the configuration.
+func TestShellStatusAfterConfig(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n  bar: 1\n")
+	e.reap("fresh")
+	r := e.run("config bar=2\nstatus --json\nconfig foo=2\nstatus --json\n", "-c", cfg, "--name", "fresh")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%v: %q", err, line)
+		}
+		var qs []string
+		for _, w := range m["workers"].([]any) {
+			w := w.(map[string]any)
+			if w["process_state"] != "stopping" {
+				qs = append(qs, w["queues"].(string))
+			}
+		}
+		got = append(got, fmt.Sprintf("%s %v", m["spec"], qs))
+	}
+	want := []string{"foo=1:bar=2 [foo bar bar]", "foo=2:bar=2 [foo foo bar bar]"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("status after config = %q, want %q", got, want)
+	}
+}
