@@ -26,7 +26,8 @@
 // wait's summary, the start and stop logs) and errors go to standard error,
 // errors as "poolctl: line N: ERROR",
 // and Run returns a *CommandsFailedError (exit status 1) if any command
-// failed; a failed start or attach ends the script. The end of input is
+// failed (at a terminal, failed commands do not change the exit status);
+// a failed start or attach ends the script. The end of input is
 // exit. Ctrl-C ends the script. When standard
 // output goes away (a write fails with EPIPE, or the reader of the pipe
 // closes it, as with "| head -1"), the script ends as at the end of input,

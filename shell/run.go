@@ -19,8 +19,9 @@ import (
 	"github.com/poolctl/poolctl/pool"
 )
 
-// CommandsFailedError is returned by Run when commands failed (in a
-// script, or at start-up); the caller exits with status 1.
+// CommandsFailedError is returned by Run when commands of a script (its
+// start-up included) failed; the caller exits with status 1. At a
+// terminal failed commands are reported but not counted.
 type CommandsFailedError struct{ N int }
 
 func (e *CommandsFailedError) Error() string {
@@ -114,7 +115,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 	failed := 0
 	report := func(where string, err error) {
-		failed++
+		if !s.interactive {
+			// Only a script reports failed lines by its exit status; a
+			// typo at the prompt is just a typo.
+			failed++
+		}
 		if s.interactive || where == "" {
 			fmt.Fprintf(s.errw, "poolctl: %v\n", err)
 		} else {

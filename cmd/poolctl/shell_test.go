@@ -855,3 +855,26 @@ func TestShellPTYMasterDied(t *testing.T) {
 		t.Errorf("terminal state not restored:\nbefore %+v\nafter  %+v", before, after)
 	}
 }
+
+// A14: at a terminal, a typo is reported but does not change the exit
+// status of the session (only scripts report failed lines by it).
+func TestShellPTYTypoExitStatus(t *testing.T) {
+	e := newShellEnv(t)
+	e.env = append(e.env, "NO_START=1")
+	sh := e.startPTY(t, "foo=1", "--name", "typo")
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("bogus\r")
+	sh.expect(`unknown command "bogus"`, 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("exit\r")
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- sh.cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Errorf("interactive session with a typo: %v\n%q", err, sh.out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("shell did not exit:\n%q", sh.out.String())
+	}
+}
