@@ -190,20 +190,22 @@ func (s *Session) setPool(name string) {
 	s.usr2At = time.Time{}
 }
 
-// masterPID returns the pid of the pool's running master.
+// masterPID returns the pid of the pool's running master: from the pid
+// file in the runtime directory, else (a master started by hand with
+// --pidfile elsewhere) from the state file it publishes there.
 func (s *Session) masterPID() (int, bool) {
 	if !pool.MasterAlive(s.paths) {
 		return 0, false
 	}
-	b, err := os.ReadFile(s.paths.Pid)
-	if err != nil {
-		return 0, false
+	if b, err := os.ReadFile(s.paths.Pid); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			return pid, true
+		}
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, false
+	if st, err := pool.ReadState(s.paths.State); err == nil && st.PID > 0 && pool.ProcessAlive(st.PID, time.Now()) {
+		return st.PID, true
 	}
-	return pid, true
+	return 0, false
 }
 
 var errNotRunning = errors.New("the master is not running (use start)")

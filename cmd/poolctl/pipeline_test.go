@@ -532,3 +532,52 @@ func TestShellStatusAfterConfig(t *testing.T) {
 		t.Errorf("status after config = %q, want %q", got, want)
 	}
 }
+
+// B13: a master started by hand with a pid file elsewhere (--pidfile) is
+// found by attach: status says running with its pid, pid prints it and
+// stop stops it.
+func TestShellAttachMasterWithOtherPidfile(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	e.reap("hp")
+	pidfile := filepath.Join(t.TempDir(), "elsewhere.pid")
+	master := exec.Command(shellBin, "master", "-c", cfg, "--name", "hp", "--pidfile", pidfile)
+	master.Env = e.env
+	master.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = master.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = master.Process.Kill()
+			<-exited
+		}
+	})
+	pid := master.Process.Pid
+	waitFor(t, 30*time.Second, "the master to publish its state", func() bool {
+		st, err := pool.ReadState(e.paths("hp").State)
+		return err == nil && st.PID == pid && pool.MasterAlive(e.paths("hp"))
+	})
+
+	r := e.run("status --json\npid\nstop\n", "attach", "hp")
+	if r.code != 0 {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	lines := strings.SplitN(r.stdout, "\n", 2)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &m); err != nil {
+		t.Fatalf("%v: %q", err, r.stdout)
+	}
+	if m["state"] != "running" || int(m["pid"].(float64)) != pid || len(lines) < 2 || lines[1] != fmt.Sprintf("%d\n", pid) {
+		t.Errorf("attached status: state %v pid %v; stdout:\n%s", m["state"], m["pid"], r.stdout)
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Error("stop from the attached shell did not stop the master")
+	}
+}
