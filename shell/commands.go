@@ -453,6 +453,9 @@ func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, running := s.masterPID(); running && s.foreignConfig() {
+		return fmt.Errorf("config: the master reads %s, a config file poolctl did not write (it may hold comments and environment sections), so the shell does not change it: edit it and use reload", s.configPath)
+	}
 	next := *s.cfg
 	next.Workers = s.cfg.Workers.Merge(upd)
 	if err := next.Validate(); err != nil {

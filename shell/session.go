@@ -243,7 +243,17 @@ func (s *Session) attach(name string) error {
 	}
 	cfg, err := spec.LoadConfig(s.configPath, s.opts.Env)
 	if err != nil {
-		return fmt.Errorf("pool %q: %w", name, err)
+		// The master keeps running what it last read: attach, show that,
+		// and say why the file is not shown.
+		fmt.Fprintf(s.errw, "poolctl: warning: pool %s: %v; showing what the master runs (%s)\n", name, err, orNone(st.Spec))
+		c := spec.DefaultConfig()
+		if w, perr := spec.Parse(st.Spec); perr == nil {
+			c.Workers = w
+		}
+		if st.Namespace != "" {
+			c.Namespace = st.Namespace
+		}
+		cfg = &c
 	}
 	s.cfg = cfg
 	s.stampConfig()

@@ -581,3 +581,61 @@ func TestShellAttachMasterWithOtherPidfile(t *testing.T) {
 		t.Error("stop from the attached shell did not stop the master")
 	}
 }
+
+// A6: attached to a master started by hand with -c FILE, config changes
+// are refused (exit 1; nothing changes, FILE is not rewritten), and a
+// syntax error in FILE does not make attach fail: it attaches, shows the
+// status of what the master runs, and warns.
+func TestShellAttachHandStartedMaster(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	e.reap("hm")
+	master := exec.Command(shellBin, "master", "-c", cfg, "--name", "hm")
+	master.Env = e.env
+	master.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = master.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = master.Process.Kill()
+			<-exited
+		}
+	})
+	waitFor(t, 30*time.Second, "the master to run its worker", func() bool {
+		st, err := pool.ReadState(e.paths("hm").State)
+		return err == nil && st.PID == master.Process.Pid && len(st.Workers) == 1
+	})
+	before, _ := os.ReadFile(cfg)
+
+	r := e.run("config foo=3\nstatus --json\n", "attach", "hm")
+	if r.code != 1 || !strings.Contains(errorLines(r.stderr), "poolctl: line 1: config: the master reads "+cfg) {
+		t.Errorf("config on a hand-started master: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stderr, "Reloading master") {
+		t.Errorf("said it reloads while refusing:\n%s", r.stderr)
+	}
+	if after, _ := os.ReadFile(cfg); !bytes.Equal(before, after) {
+		t.Errorf("the user's file was rewritten:\n%s", after)
+	}
+	if m := lastJSON(t, r.stdout); len(m["workers"].([]any)) != 1 || m["spec"] != "foo=1" {
+		t.Errorf("after a refused config: spec %v, workers %v", m["spec"], m["workers"])
+	}
+
+	if err := os.WriteFile(cfg, []byte("workers:\n  foo: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = e.run("status --json\n", "attach", "hm")
+	if r.code != 0 || !strings.Contains(r.stderr, "poolctl: warning: ") || !strings.Contains(r.stderr, cfg) {
+		t.Errorf("attach with a broken config file: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r.stdout != "" {
+		if m := lastJSON(t, r.stdout); m["state"] != "running" || m["spec"] != "foo=1" || len(m["workers"].([]any)) != 1 {
+			t.Errorf("status with a broken config file: %v", m)
+		}
+	}
+}
