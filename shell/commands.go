@@ -515,6 +515,15 @@ func cmdKill(_ context.Context, s *Session, args []string) error {
 			fmt.Fprintf(s.info, "master %d exited (%v)\n", pid, s.owned.err)
 		case <-time.After(time.Second):
 		}
+	} else if sig == syscall.SIGKILL {
+		// Not our child: wait until its lock is released, so that a start
+		// that follows finds the pool stopped.
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(pollInterval / 5) {
+			if !pool.MasterAlive(s.paths) {
+				fmt.Fprintf(s.info, "master %d exited\n", pid)
+				break
+			}
+		}
 	}
 	return nil
 }

@@ -105,6 +105,10 @@ type Session struct {
 	expectPaused bool
 	hupAt        time.Time // when this shell last asked for a reload
 	usr2At       time.Time // when this shell paused the workers (USR2); zero after CONT
+	// poolRedis is the Redis the attached pool's master ran against (from
+	// the runtime directory's redis.url, mode 0600; "embedded" for its
+	// private one), so that a restart from this shell uses it again.
+	poolRedis string
 
 	owned   *child // the master this shell started, if any (current pool only)
 	logOff  int64  // log cursor of log.tail_to_eof, log.ff, log.rew
@@ -188,6 +192,7 @@ func (s *Session) setPool(name string) {
 	s.logOff = 0
 	s.expectSpec, s.expecting, s.expectPaused = "", false, false
 	s.usr2At = time.Time{}
+	s.poolRedis = ""
 }
 
 // masterPID returns the pid of the pool's running master: from the pid
@@ -232,6 +237,13 @@ func (s *Session) attach(name string) error {
 		return fmt.Errorf("pool %q: %w", name, err)
 	}
 	s.setPool(name)
+	if b, err := os.ReadFile(paths.RedisURL); err == nil {
+		if u := strings.TrimSpace(string(b)); u == "unix://"+paths.Redis {
+			s.poolRedis = "embedded" // its private redis-server dies with it
+		} else {
+			s.poolRedis = u
+		}
+	}
 	if st.ConfigPath != "" {
 		s.configPath = st.ConfigPath
 	}
@@ -416,8 +428,15 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	// The Redis URL travels in the environment, never in argv, where ps
 	// would show its password to every user.
 	cmd.Env = append(os.Environ(), "POOLCTL_SHELL_PID="+strconv.Itoa(os.Getpid()))
-	if s.opts.Redis != "" {
-		cmd.Env = append(withoutEnv(cmd.Env, "REDIS_URL"), "REDIS_URL="+s.opts.Redis)
+	redisURL := s.opts.Redis
+	if redisURL == "" && s.poolRedis != "" {
+		// A pool this shell attached to restarts on the Redis it ran
+		// against, where its jobs are.
+		redisURL = s.poolRedis
+		fmt.Fprintf(s.info, "using the Redis the pool ran against: %s\n", redisconn.Redact(redisURL))
+	}
+	if redisURL != "" {
+		cmd.Env = append(withoutEnv(cmd.Env, "REDIS_URL"), "REDIS_URL="+redisURL)
 	}
 	cmd.Stdout, cmd.Stderr = outFile, outFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -639,3 +639,29 @@ func TestShellAttachHandStartedMaster(t *testing.T) {
 		}
 	}
 }
+
+// Issue 9 A7: a pool restarted from an attached shell keeps its Redis. A
+// master started with --redis URL is killed (SIGKILL) under a shell that
+// attached to it; start in that shell brings the new master up on the
+// same Redis, not on a private one or on the shell's own REDIS_URL.
+func TestShellRestartFromAttachKeepsRedis(t *testing.T) {
+	redis := redistest.Start(t)
+	e := newShellEnv(t)
+	e.reap("r9")
+	e.reapPrivateRedis("r9")
+	first := e.startPiped(t, "foo=1", "--redis", redis.URL(), "--name", "r9")
+	pid := first.waitRunning(t, e.paths("r9"))
+
+	// The attached shell's own environment points elsewhere (a closed
+	// port): the pool's Redis must win.
+	e.env = append(e.env, "REDIS_URL=redis://127.0.0.1:1/0")
+	r := e.run("kill! KILL\nstart\nstatus --json\nstop\n", "attach", "r9")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	m := lastJSON(t, r.stdout)
+	if int(m["pid"].(float64)) == pid || m["redis"] != redis.URL() || m["redis_error"] != nil {
+		t.Errorf("restarted master %v runs on Redis %v (error %v), want %s", m["pid"], m["redis"], m["redis_error"], redis.URL())
+	}
+	first.close(t)
+}
