@@ -345,7 +345,7 @@ Examples:
 			Summary: "follow the log from the cursor until a line matches REGEXP",
 			Help: `Prints the log from the cursor (see log.ff, log.rew) and follows it until a
 line matches REGEXP (Go syntax), or TIMEOUT (seconds or a duration) passes,
-which is an error. Ctrl-C stops it.
+which is an error; without TIMEOUT, or with 0, there is none. Ctrl-C stops it.
 
 Examples:
   log.tail_until 'started manager'
@@ -615,6 +615,9 @@ func cmdTailUntil(ctx context.Context, s *Session, args []string) error {
 			return err
 		}
 	}
+	if len(args) == 2 && timeout == 0 {
+		fmt.Fprintln(s.info, "log.tail_until: TIMEOUT 0: no timeout; following until a line matches (Ctrl-C stops)")
+	}
 	fctx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -873,7 +876,7 @@ func HelpIndex() string {
 		}
 		b.WriteByte('\n')
 	}
-	b.WriteString("\nQuote arguments with '...' or \"...\". Lines starting with # are comments.\n")
+	b.WriteString("\nQuote arguments with '...' or \"...\". A # that starts a word begins a comment.\n")
 	b.WriteString(StartupHelp)
 	return b.String()
 }

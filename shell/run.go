@@ -287,6 +287,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		defer stop()
 		return fn(cctx)
 	}, report)
+	if s.interactive {
+		fmt.Fprintln(s.info, "Bye!")
+	}
 	if hung {
 		return fmt.Errorf("stopped by signal %v", sig)
 	}

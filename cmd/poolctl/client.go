@@ -18,6 +18,7 @@ import (
 	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
+	"github.com/poolctl/poolctl/worker"
 )
 
 // redisFlags are the connection flags of the client sub-commands.
@@ -70,6 +71,18 @@ func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	rf := addRedisFlags(fs)
 	n := fs.Int("n", 1, "push `COUNT` copies (an argument {i} becomes the copy's index, 0-based)")
 	quiet := fs.Bool("q", false, "print nothing on success")
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintln(out, "usage: poolctl enqueue [flags] QUEUE CLASS [ARG...] [-- ARG...]")
+		fmt.Fprintln(out, "Arguments are parsed as JSON where they parse, else kept as strings; {i} is the copy's index.")
+		fmt.Fprintln(out, "Flags may also follow the arguments; everything after -- is an argument.")
+		fs.PrintDefaults()
+		fmt.Fprintln(out, "\nBuilt-in job classes (any other class must be named under jobs: in the pool's config):")
+		fmt.Fprintf(out, "  %-16s does nothing\n", worker.ClassNoop)
+		fmt.Fprintf(out, "  %-16s [ms] sleeps\n", worker.ClassSleep)
+		fmt.Fprintf(out, "  %-16s [message] fails\n", worker.ClassFail)
+		fmt.Fprintf(out, "  %-16s [ms] burns CPU\n", worker.ClassCpu)
+	}
 	pos, err := parseFlagsAnywhere(fs, args)
 	if err != nil {
 		if errors.Is(err, errUsage) {
@@ -289,8 +302,7 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	return fmt.Errorf("%w: failed: unknown action %q (want list, retry or clear)", errUsage, action)
 }
 
+// writeJSON prints v as one JSON document on one line.
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return json.NewEncoder(w).Encode(v)
 }

@@ -60,6 +60,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				return exitCode(c.run(ctx, args[1:], stdin, stdout, stderr), stderr)
 			}
 		}
+		if args[0] == "--version" || args[0] == "-version" {
+			fmt.Fprintln(stdout, "poolctl", version)
+			return 0
+		}
 		if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 			usage(stdout)
 			return 0

@@ -665,3 +665,35 @@ func TestShellRestartFromAttachKeepsRedis(t *testing.T) {
 	}
 	first.close(t)
 }
+
+// A15, the small things: --version, a trailing # comment, log.tail_until
+// with TIMEOUT 0 says it has none, queues --json on one line, enqueue -h
+// lists the built-in job classes.
+func TestShellSmallThings(t *testing.T) {
+	e := newShellEnv(t)
+	r := e.run("", "--version")
+	if r.code != 0 || r.stdout != "poolctl "+"dev\n" {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	e.env = append(e.env, "NO_START=1")
+	r = e.run("config   # the spec\nlog.tail_until nothing 0\n", "foo=1", "--name", "small")
+	if !strings.HasPrefix(r.stdout, "foo=1\n") {
+		t.Errorf("config with a trailing comment: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "log.tail_until: TIMEOUT 0: no timeout") {
+		t.Errorf("log.tail_until RE 0 does not say it has no timeout: %q", r.stderr)
+	}
+
+	redis := redistest.Start(t)
+	r = e.run("", "queues", "--json", "--redis", redis.URL())
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 1 || !json.Valid([]byte(r.stdout)) {
+		t.Errorf("queues --json: exit %d, stdout %q", r.code, r.stdout)
+	}
+
+	r = e.run("", "enqueue", "-h")
+	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "usage: poolctl enqueue") ||
+		!strings.Contains(r.stdout+r.stderr, "Poolctl::Noop") || !strings.Contains(r.stdout+r.stderr, "Poolctl::Sleep") {
+		t.Errorf("enqueue -h: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

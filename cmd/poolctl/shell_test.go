@@ -878,3 +878,29 @@ func TestShellPTYTypoExitStatus(t *testing.T) {
 		t.Fatalf("shell did not exit:\n%q", sh.out.String())
 	}
 }
+
+// A15 at a terminal: Ctrl-L clears the screen (it is not inserted into
+// the line), and exit says "Bye!".
+func TestShellPTYCtrlLAndBye(t *testing.T) {
+	e := newShellEnv(t)
+	e.env = append(e.env, "NO_START=1")
+	sh := e.startPTY(t, "foo=1", "--name", "ctrll")
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("\x0c")
+	sh.expect("\x1b[2J", 10*time.Second) // erase display
+	sh.typeSlowly("config\r")
+	sh.expect("foo=1", 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("exit\r")
+	sh.expect("Bye!", 10*time.Second)
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- sh.cmd.Wait() }()
+	select {
+	case <-waitErr:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("shell did not exit:\n%q", sh.out.String())
+	}
+	if strings.Contains(sh.out.String(), "unknown command") {
+		t.Errorf("Ctrl-L went into the line:\n%q", sh.out.String())
+	}
+}
