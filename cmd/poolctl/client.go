@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -265,19 +267,7 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return nil
 	case "retry":
 		if *all {
-			n := 0
-			for {
-				err := c.RetryFailed(ctx, 0)
-				if errors.Is(err, queue.ErrNoSuchFailure) {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				n++
-			}
-			fmt.Fprintf(stdout, "retried %d job(s)\n", n)
-			return nil
+			return retryAll(ctx, c, stdout)
 		}
 		if len(rest) != 1 {
 			return fmt.Errorf("%w: failed retry needs an INDEX or --all", errUsage)
@@ -289,7 +279,7 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		if err := c.RetryFailed(ctx, i); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "retried failure %d\n", i)
+		fmt.Fprintf(stdout, "retried failure %d; its record was removed, so the records after it moved up by one\n", i)
 		return nil
 	case "clear":
 		n, err := c.ClearFailed(ctx)
@@ -303,6 +293,35 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 }
 
 // writeJSON prints v as one JSON document on one line.
+// retryAll retries exactly the failure records present when it starts:
+// on a live pool, jobs that fail again append new records, which it must
+// not retry in turn. Each retry takes the oldest record (index 0) after
+// checking it is the next one of the snapshot, so a list changed by
+// another client stops it instead of retrying something else.
+func retryAll(ctx context.Context, c *queue.Client, stdout io.Writer) error {
+	snapshot, err := c.FailedRecords(ctx, 0, math.MaxInt32)
+	if err != nil {
+		return err
+	}
+	for i, want := range snapshot {
+		head, err := c.FailedRecords(ctx, 0, 1)
+		if err != nil {
+			return err
+		}
+		if len(head) == 0 || !reflect.DeepEqual(head[0], want) {
+			return fmt.Errorf("retried %d of %d job(s), then stopped: the failed list changed meanwhile (another client?); list it again", i, len(snapshot))
+		}
+		if err := c.RetryFailed(ctx, 0); err != nil {
+			if errors.Is(err, queue.ErrNoSuchFailure) {
+				return fmt.Errorf("retried %d of %d job(s), then stopped: %w", i, len(snapshot), err)
+			}
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "retried %d job(s); their failure records were removed, so the records after them moved up by %d\n", len(snapshot), len(snapshot))
+	return nil
+}
+
 func writeJSON(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
