@@ -423,3 +423,19 @@ func TestRunScriptTooLongLine(t *testing.T) {
 		t.Fatalf("kept going after the long line: %q", out.String()+errb.String())
 	}
 }
+
+func TestWrap(t *testing.T) {
+	text := `foo FATAL: cannot start: exec: "/a/bbbbbbbbbbbbbbbbbbbb/c": no such file`
+	got := wrap(text, 20, "  ", "    ")
+	for _, line := range strings.Split(strings.TrimSuffix(got, "\n"), "\n") {
+		if len(line) > 20 {
+			t.Errorf("line %q longer than 20", line)
+		}
+	}
+	if strings.Join(strings.Fields(got), "") != strings.Join(strings.Fields(text), "") {
+		t.Errorf("wrap lost text:\n%s", got)
+	}
+	if wrap("short", 20, "  ", "    ") != "  short\n" {
+		t.Errorf("wrap(short) = %q", wrap("short", 20, "  ", "    "))
+	}
+}

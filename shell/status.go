@@ -300,6 +300,7 @@ func (s *Session) printStatus(st *Status) {
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%.1f\t%s\n", x.PID, x.Queues, x.State,
 				humanDuration(time.Duration(x.UptimeSeconds)*time.Second), x.Restarts, x.CPUPercent, pstree.HumanBytes(x.RSSBytes))
 		}
+		var reasons []string
 		for _, g := range st.Groups {
 			if missing := g.Desired - g.Live; missing > 0 && g.State != pool.GroupOK {
 				text := "backoff"
@@ -307,12 +308,17 @@ func (s *Session) printStatus(st *Status) {
 					text = "FATAL"
 				}
 				if g.Reason != "" {
-					text += ": " + g.Reason
+					// The reason (a command line, a path) goes below the
+					// table, wrapped, so that it does not widen it.
+					reasons = append(reasons, wrap(fmt.Sprintf("%s %s: %s", g.Queues, text, g.Reason), reasonWidth, "  ", "    "))
 				}
 				fmt.Fprintf(tw, "  -\t%s\t%s (%d missing)\t-\t-\t-\t-\n", g.Queues, text, missing)
 			}
 		}
 		tw.Flush()
+		for _, r := range reasons {
+			fmt.Fprint(w, r)
+		}
 		if len(st.Workers) == 0 && len(st.Groups) == 0 {
 			fmt.Fprintln(w, "  (no workers)")
 		}
@@ -338,4 +344,53 @@ func (s *Session) printStatus(st *Status) {
 		fmt.Fprintf(w, "queues: %s\n", strings.Join(parts, " "))
 		fmt.Fprintf(w, "processed: %d  failed: %d  (Redis %s)\n", *st.Processed, *st.Failed, st.Redis)
 	}
+}
+
+// reasonWidth is where status wraps the reason of a queue list that backs
+// off or is FATAL.
+const reasonWidth = 96
+
+// wrap breaks text into lines of at most width bytes, the first prefixed
+// with first, the others with rest, at spaces where it can and anywhere
+// in words longer than a line. Every line ends with a newline.
+func wrap(text string, width int, first, rest string) string {
+	var b strings.Builder
+	line, prefix := "", first
+	flush := func() {
+		b.WriteString(prefix + line + "\n")
+		line, prefix = "", rest
+	}
+	for _, word := range strings.Fields(text) {
+		for {
+			room := width - len(prefix) - len(line)
+			if line != "" {
+				room-- // the space before the word
+			}
+			if len(word) <= room {
+				if line != "" {
+					line += " "
+				}
+				line += word
+				break
+			}
+			if line != "" && len(word) <= width-len(rest) {
+				flush() // the word fits on a line of its own
+				continue
+			}
+			if room <= 0 {
+				flush()
+				continue
+			}
+			if line != "" {
+				line += " "
+			}
+			line += word[:room]
+			word = word[room:]
+			flush()
+		}
+	}
+	if line != "" {
+		flush()
+	}
+	return b.String()
 }

@@ -697,3 +697,30 @@ func TestShellSmallThings(t *testing.T) {
 		t.Errorf("enqueue -h: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// A15: a long FATAL reason wraps in status instead of widening the table.
+func TestShellStatusWrapsLongReason(t *testing.T) {
+	e := newShellEnv(t)
+	cmdPath := "/nonexistent/" + strings.Repeat("very-long-directory-name/", 8) + "worker"
+	cfg := filepath.Join(t.TempDir(), "fatal.yml")
+	if err := os.WriteFile(cfg, []byte("workers:\n  foo: 1\ncommand: [\""+cmdPath+"\"]\nredis: embedded\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.reap("wrap")
+	e.reapPrivateRedis("wrap")
+	r := e.run("wait 10\nstatus\n", "-c", cfg, "--name", "wrap")
+	if !strings.Contains(r.stdout, "FATAL") {
+		t.Fatalf("no FATAL row:\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		// The table and the reasons below it (the Redis line holds a
+		// temporary directory's path).
+		if strings.HasPrefix(line, "  ") && len(line) > 100 {
+			t.Errorf("status line of %d characters:\n%s", len(line), r.stdout)
+			break
+		}
+	}
+	if flat := strings.Join(strings.Fields(r.stdout), ""); !strings.Contains(flat, strings.ReplaceAll(cmdPath, " ", "")) {
+		t.Errorf("the wrapped reason lost text:\n%s", r.stdout)
+	}
+}
