@@ -207,7 +207,7 @@ func (s *Session) masterPID() (int, bool) {
 			return pid, true
 		}
 	}
-	if st, err := pool.ReadState(s.paths.State); err == nil && st.PID > 0 && pool.ProcessAlive(st.PID, time.Now()) {
+	if st, err := pool.ReadState(s.paths.State); err == nil && st.PID > 0 && processAlive(st.PID) {
 		return st.PID, true
 	}
 	return 0, false

@@ -196,15 +196,31 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 // it does nothing until CONT.
 const stateSuspended = "suspended"
 
-// processStopped reports whether pid is stopped by a signal (state T in
-// /proc/PID/stat).
-func processStopped(pid int) bool {
+// procState is the state letter of pid in /proc/PID/stat (R, S, T, Z,
+// ...), false when there is no such process.
+func procState(pid int) (byte, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0, false
 	}
 	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && i+2 < len(b) && b[i+2] == 'T'
+	if i < 0 || i+2 >= len(b) {
+		return 0, false
+	}
+	return b[i+2], true
+}
+
+// processStopped reports whether pid is stopped by a signal (state T).
+func processStopped(pid int) bool {
+	st, ok := procState(pid)
+	return ok && st == 'T'
+}
+
+// processAlive reports whether pid is a process that has not exited (not
+// a zombie).
+func processAlive(pid int) bool {
+	st, ok := procState(pid)
+	return ok && st != 'Z' && st != 'X'
 }
 
 // workerStateText is what a worker is doing, in Resque's words.

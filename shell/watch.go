@@ -8,8 +8,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/poolctl/poolctl/pool"
 )
 
 // watchInterval is how often the shell checks that the master it talks to
@@ -23,10 +21,9 @@ const watchInterval = 100 * time.Millisecond
 // way (expectExit); its own goroutine polls.
 type masterWatch struct {
 	mu       sync.Mutex
-	pid      int       // the master watched; 0 = none
-	since    time.Time // when it was first watched (it started before)
-	child    *child    // set when this shell started it: its exit status is known
-	expected bool      // this shell asked it to stop
+	pid      int    // the master watched; 0 = none
+	child    *child // set when this shell started it: its exit status is known
+	expected bool   // this shell asked it to stop
 	announce func(msg string)
 	redraw   func() // redraws the prompt after an announcement, if any
 	stop     chan struct{}
@@ -48,7 +45,7 @@ func (w *masterWatch) set(pid int, c *child) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if pid != w.pid {
-		w.pid, w.child, w.expected, w.since = pid, c, false, time.Now()
+		w.pid, w.child, w.expected = pid, c, false
 	}
 }
 
@@ -86,7 +83,7 @@ func (w *masterWatch) run() {
 		case <-t.C:
 		}
 		w.mu.Lock()
-		pid, c, expected, redraw, since := w.pid, w.child, w.expected, w.redraw, w.since
+		pid, c, expected, redraw := w.pid, w.child, w.expected, w.redraw
 		w.mu.Unlock()
 		if pid == 0 {
 			continue
@@ -98,7 +95,7 @@ func (w *masterWatch) run() {
 				how = "died: " + exitText(c.err)
 			default:
 			}
-		} else if !pool.ProcessAlive(pid, since) {
+		} else if !processAlive(pid) {
 			how = "exited"
 		}
 		if how == "" {
