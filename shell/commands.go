@@ -195,7 +195,9 @@ With arguments, merges the given entries into the configuration: a new
 queue list is added, an existing one gets the new count, and a count of 0
 removes it. Each argument may hold several entries separated by ':'.
 If the master is running, the config file is rewritten and the master
-reloads it (SIGHUP); unchanged workers keep running. Invalid input changes
+reloads it (SIGHUP); unchanged workers keep running. With -c FILE, FILE
+stays the source of truth: it is re-read, and these changes are kept on
+top of it as overrides (status shows them); FILE itself is not changed. Invalid input changes
 nothing and says which entry is wrong. Prints the resulting spec.
 
 It returns once the master runs the new configuration (at most a few
@@ -228,7 +230,7 @@ Examples:
 		},
 		{
 			Name: "reload", Summary: "rewrite the config file and tell the master to reload it (SIGHUP)", MaxArgs: 0,
-			Help: "Rewrites the config file and sends SIGHUP to the master, which re-reads it, reopens\nits log and applies only the difference. Use wait to block until it has.",
+			Help: "Rewrites the config file and sends SIGHUP to the master, which re-reads it, reopens\nits log and applies only the difference. With -c FILE, FILE is re-read first (the shell's\nconfig changes stay on top of it). Use wait to block until the workers match.",
 			Run: func(ctx context.Context, s *Session, _ []string) error {
 				pid, err := s.reload()
 				if err != nil {
@@ -461,12 +463,15 @@ func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	if err := next.Validate(); err != nil {
 		return err
 	}
-	prev := s.cfg
+	prev, prevOverrides := s.cfg, s.overrides
 	s.cfg = &next
+	if s.userFile != "" {
+		s.overrides = mergeOverrides(s.overrides, upd)
+	}
 	if _, ok := s.masterPID(); ok {
 		pid, err := s.reload()
 		if err != nil {
-			s.cfg = prev
+			s.cfg, s.overrides = prev, prevOverrides
 			return err
 		}
 		fmt.Fprintf(s.info, "%s\nReloading master %d configuration\n", describe(s.cfg.Workers), pid)

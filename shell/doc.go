@@ -59,6 +59,7 @@
 //	log_path      string   pool log
 //	spec          string   configuration as a spec string
 //	config        object   queue list -> desired count
+//	overrides     string   the shell's counts on top of the -c file; absent when none
 //	error         string   last reload error, absent when none
 //	groups        array    {queues, desired, live, state: ok|backoff|fatal, reason}
 //	workers       array    see below

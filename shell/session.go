@@ -92,8 +92,14 @@ type Session struct {
 	info        io.Writer
 	interactive bool // at a terminal: log.tail follows, log pages
 
-	paths      pool.Paths
-	cfg        *spec.Config
+	paths pool.Paths
+	cfg   *spec.Config
+	// userFile is the config file given with -c: the source of truth,
+	// re-read by reload and start. overrides are the worker counts set
+	// from the shell (SPEC arguments, config), kept on top of it; counts
+	// of 0 (a queue list removed) included.
+	userFile   string
+	overrides  spec.Spec
 	configPath string // the file the master reads
 	cfgStamp   time.Time
 	logPath    string
@@ -156,6 +162,9 @@ func NewSession(opts Options) (*Session, error) {
 			return nil, err
 		}
 		cfg = *c
+		if s.userFile, err = filepath.Abs(opts.ConfigFile); err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
 	}
 	if len(opts.Specs) > 0 {
 		upd, err := spec.ParseArgs(opts.Specs)
@@ -163,6 +172,9 @@ func NewSession(opts Options) (*Session, error) {
 			return nil, err
 		}
 		cfg.Workers = cfg.Workers.Merge(upd)
+		if s.userFile != "" {
+			s.overrides = mergeOverrides(nil, upd)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -193,6 +205,7 @@ func (s *Session) setPool(name string) {
 	s.expectSpec, s.expecting, s.expectPaused = "", false, false
 	s.usr2At = time.Time{}
 	s.poolRedis = ""
+	s.userFile, s.overrides = "", nil // another pool: not this shell's -c file
 }
 
 // masterPID returns the pid of the pool's running master: from the pid
@@ -339,8 +352,13 @@ func (s *Session) reload() (int, error) {
 		}
 		s.cfg = cfg
 		s.stampConfig()
-	} else if err := s.writeConfig(); err != nil {
-		return 0, err
+	} else {
+		if err := s.rebase(); err != nil {
+			return 0, err
+		}
+		if err := s.writeConfig(); err != nil {
+			return 0, err
+		}
 	}
 	s.expectSpec, s.expecting, s.expectPaused = s.cfg.Workers.String(), true, false
 	s.hupAt = time.Now()
@@ -386,6 +404,52 @@ func (s *Session) awaitApplied(ctx context.Context, pid int) error {
 	}
 }
 
+// rebase re-reads the -c file, the source of truth, and puts the shell's
+// overrides on top of it, so that edits of the file reach the master on
+// reload and start. A file that no longer loads changes nothing.
+func (s *Session) rebase() error {
+	if s.userFile == "" || s.opts.Attach {
+		return nil
+	}
+	c, err := spec.LoadConfig(s.userFile, s.opts.Env)
+	if err != nil {
+		return fmt.Errorf("re-read %s: %w", s.userFile, err)
+	}
+	c.Workers = c.Workers.Merge(s.overrides)
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("%s with the shell's overrides: %w", s.userFile, err)
+	}
+	s.cfg = c
+	return nil
+}
+
+// mergeOverrides sets the entries of upd in o, keeping counts of 0 (they
+// remove a queue list of the file).
+func mergeOverrides(o, upd spec.Spec) spec.Spec {
+	out := append(spec.Spec(nil), o...)
+next:
+	for _, e := range upd {
+		for i := range out {
+			if out[i].Queues == e.Queues {
+				out[i].Count = e.Count
+				continue next
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// formatOverrides formats overrides as a spec string, counts of 0
+// included ("foo=0:bar=2").
+func formatOverrides(o spec.Spec) string {
+	parts := make([]string, len(o))
+	for i, e := range o {
+		parts[i] = fmt.Sprintf("%s=%d", e.Queues, e.Count)
+	}
+	return strings.Join(parts, ":")
+}
+
 func (s *Session) executable() (string, error) {
 	if s.opts.Executable != "" {
 		return s.opts.Executable, nil
@@ -404,6 +468,9 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	if s.configPath != s.paths.Config {
 		// An attached pool that has stopped: run it from our copy.
 		s.configPath = s.paths.Config
+	}
+	if err := s.rebase(); err != nil {
+		return err
 	}
 	if err := s.writeConfig(); err != nil {
 		return err

@@ -28,6 +28,7 @@ type Status struct {
 	LogPath    string           `json:"log_path"`
 	Spec       string           `json:"spec"`
 	Config     map[string]int   `json:"config"`
+	Overrides  string           `json:"overrides,omitempty"` // the shell's changes on top of the -c file
 	Error      string           `json:"error,omitempty"`
 	Groups     []GroupStatus    `json:"groups"`
 	Workers    []WorkerStatus   `json:"workers"`
@@ -88,6 +89,9 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 	}
 	for _, e := range s.cfg.Workers {
 		st.Config[e.Queues] = e.Count
+	}
+	if s.userFile != "" {
+		st.Overrides = formatOverrides(s.overrides)
 	}
 	var ps *pool.State
 	if pid, ok := s.masterPID(); ok {
@@ -306,6 +310,9 @@ func (s *Session) printStatus(st *Status) {
 		total += n
 	}
 	fmt.Fprintf(w, "config: %s (%d worker%s)\n", describe(s.cfg.Workers), total, plural(total))
+	if st.Overrides != "" {
+		fmt.Fprintf(w, "overrides from the shell: %s (on top of %s)\n", st.Overrides, s.userFile)
+	}
 	if st.Error != "" {
 		fmt.Fprintf(w, "reload error: %s\n", st.Error)
 	}

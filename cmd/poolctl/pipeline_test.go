@@ -724,3 +724,39 @@ func TestShellStatusWrapsLongReason(t *testing.T) {
 		t.Errorf("the wrapped reason lost text:\n%s", r.stdout)
 	}
 }
+
+// A5 (shell side): the file given with -c is the source of truth: edited
+// while the pool runs, reload re-reads it; the shell's own config changes
+// (and SPEC arguments) stay on top as overrides, which status shows.
+func TestShellReloadRereadsUserConfig(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	p := e.paths("src")
+	e.reap("src")
+	sh := e.startPiped(t, "-c", cfg, "--name", "src", "--no-prompt")
+	sh.waitRunning(t, p)
+	if _, err := sh.stdin.WriteString("config bar=1\nwait 10\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "config bar=1 to be applied", func() bool {
+		st, err := pool.ReadState(p.State)
+		return err == nil && st.Spec == "foo=1:bar=1"
+	})
+	// The user edits the file: foo=2, and a new queue list.
+	data := "workers:\n  foo: 2\n  baz: 1\ncommand: [\"sleep\", \"1000\"]\nstart_secs: 200ms\nterm_timeout: 5s\n"
+	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.stdin.WriteString("reload\nwait 10\nstatus --json\nstatus\n"); err != nil {
+		t.Fatal(err)
+	}
+	sh.close(t)
+	out := sh.out.String()
+	m := lastJSON(t, out)
+	if m["spec"] != "foo=2:baz=1:bar=1" || m["overrides"] != "bar=1" {
+		t.Errorf("after editing the file and reload: spec %v, overrides %v\n%s", m["spec"], m["overrides"], out)
+	}
+	if !strings.Contains(out, "overrides from the shell: bar=1 (on top of "+cfg+")") {
+		t.Errorf("status does not show the overrides:\n%s", out)
+	}
+}
