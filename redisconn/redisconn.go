@@ -126,3 +126,26 @@ func redactErr(err error, url string) error {
 // "redis://:xxxxx@h"); it is redact.URL, kept here for callers that
 // already hold a client.
 func Redact(raw string) string { return redact.URL(raw) }
+
+// Validate reports whether url is a Redis URL that Open accepts, without
+// connecting: scheme redis://, rediss:// or unix://, and a URL that
+// parses (Sentinel and Cluster forms included). Errors name the URL with
+// its password redacted.
+func Validate(url string) error {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "unix":
+	case "":
+		return fmt.Errorf("redis URL %s: no scheme (want redis://HOST:PORT/DB, rediss://... or unix:///PATH)", Redact(url))
+	default:
+		return fmt.Errorf("redis URL %s: scheme %q is not one of redis://, rediss://, unix://", Redact(url), u.Scheme)
+	}
+	c, err := Open(url, Options{PoolSize: 1})
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}

@@ -91,3 +91,23 @@ func TestSentinelURLFindsTheMaster(t *testing.T) {
 		t.Errorf("bad database in a sentinel URL: %v", err)
 	}
 }
+
+func TestValidate(t *testing.T) {
+	for _, ok := range []string{"redis://127.0.0.1:6379/0", "rediss://h:6380", "unix:///tmp/r.sock", "redis://:pw@h:26379/0?master_name=m", "redis://h1:6379?addr=h2:6379"} {
+		if err := Validate(ok); err != nil {
+			t.Errorf("Validate(%q) = %v", ok, err)
+		}
+	}
+	for url, want := range map[string]string{
+		"http://x":                `redis URL http://x: scheme "http" is not one of redis://, rediss://, unix://`,
+		"localhost:6379":          `redis URL localhost:6379: scheme "localhost" is not one of redis://, rediss://, unix://`,
+		"127.0.0.1":               `redis URL 127.0.0.1: no scheme (want redis://HOST:PORT/DB, rediss://... or unix:///PATH)`,
+		"redis://:secret@h:bad/0": `redis URL redis://:xxxxx@h:bad/0: parse "redis://:xxxxx@h:bad/0": invalid port ":bad" after host`,
+		"redis://h:6379/x":        `redis URL redis://h:6379/x: redis: invalid database number: "x"`,
+	} {
+		err := Validate(url)
+		if err == nil || err.Error() != want {
+			t.Errorf("Validate(%q) = %v, want %s", url, err, want)
+		}
+	}
+}

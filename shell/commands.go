@@ -31,7 +31,10 @@ type Command struct {
 	MinArgs int
 	MaxArgs int     // -1 = no limit
 	Arg     argKind // what completion offers for the arguments
-	Run     func(ctx context.Context, s *Session, args []string) error
+	// StopsScript: when it fails, a script stops there (the lines after a
+	// failed start or attach would act on another pool, or on none).
+	StopsScript bool
+	Run         func(ctx context.Context, s *Session, args []string) error
 }
 
 type argKind int
@@ -62,6 +65,18 @@ type UsageError struct {
 func (e *UsageError) Error() string {
 	return fmt.Sprintf("%s: %s (usage: %s)", e.Cmd.Name, e.Reason, e.Cmd.Usage())
 }
+
+// StopScriptError is the failure of a command after which a script must
+// not go on (Command.StopsScript).
+type StopScriptError struct {
+	Cmd string // the command's name
+	Err error
+}
+
+func (e *StopScriptError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the command's error.
+func (e *StopScriptError) Unwrap() error { return e.Err }
 
 // ErrUnknownCommand is wrapped by the error for a name not in the table.
 var ErrUnknownCommand = errors.New("unknown command")
@@ -110,7 +125,13 @@ func (s *Session) Exec(ctx context.Context, line string) error {
 	if c.MaxArgs >= 0 && len(args) > c.MaxArgs {
 		return &UsageError{c, "too many arguments"}
 	}
-	return c.Run(ctx, s, args)
+	if err := c.Run(ctx, s, args); err != nil {
+		if c.StopsScript {
+			return &StopScriptError{Cmd: c.Name, Err: err}
+		}
+		return err
+	}
+	return nil
 }
 
 // signals that kill! accepts by name.
@@ -174,8 +195,13 @@ With arguments, merges the given entries into the configuration: a new
 queue list is added, an existing one gets the new count, and a count of 0
 removes it. Each argument may hold several entries separated by ':'.
 If the master is running, the config file is rewritten and the master
-reloads it (SIGHUP); unchanged workers keep running. Invalid input changes
+reloads it (SIGHUP); unchanged workers keep running. With -c FILE, FILE
+stays the source of truth: it is re-read, and these changes are kept on
+top of it as overrides (status shows them); FILE itself is not changed. Invalid input changes
 nothing and says which entry is wrong. Prints the resulting spec.
+
+It returns once the master runs the new configuration (at most a few
+seconds; wait waits longer), so a status that follows shows it.
 
 Examples:
   config
@@ -198,29 +224,29 @@ Examples:
 				if err := s.writeConfig(); err != nil {
 					return err
 				}
-				fmt.Fprintf(s.out, "wrote %s\n", s.configPath)
+				fmt.Fprintf(s.info, "wrote %s\n", s.configPath)
 				return nil
 			},
 		},
 		{
 			Name: "reload", Summary: "rewrite the config file and tell the master to reload it (SIGHUP)", MaxArgs: 0,
-			Help: "Rewrites the config file and sends SIGHUP to the master, which re-reads it, reopens\nits log and applies only the difference. Use wait to block until it has.",
-			Run: func(_ context.Context, s *Session, _ []string) error {
+			Help: "Rewrites the config file and sends SIGHUP to the master, which re-reads it, reopens\nits log and applies only the difference. With -c FILE, FILE is re-read first (the shell's\nconfig changes stay on top of it). Use wait to block until the workers match.",
+			Run: func(ctx context.Context, s *Session, _ []string) error {
 				pid, err := s.reload()
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(s.out, "Reloading master %d configuration\n", pid)
-				return nil
+				fmt.Fprintf(s.info, "Reloading master %d configuration\n", pid)
+				return s.awaitApplied(ctx, pid)
 			},
 		},
 		{
-			Name: "start", Summary: "start the master and show its start-up log", MaxArgs: 0,
-			Help: "Writes the config file and starts the master in its own session (Ctrl-C and a\nterminal hangup never reach it), echoing the log until it reports \"started manager\".",
+			Name: "start", StopsScript: true, Summary: "start the master and show its start-up log", MaxArgs: 0,
+			Help: "Writes the config file and starts the master in its own session (Ctrl-C and a\nterminal hangup never reach it), echoing the log until it reports \"started manager\".\nIn a script, a failed start ends the script (exit status 1).",
 			Run:  func(ctx context.Context, s *Session, _ []string) error { return s.startMaster(ctx, true) },
 		},
 		{
-			Name: "start!", Summary: "start the master without waiting for it", MaxArgs: 0,
+			Name: "start!", StopsScript: true, Summary: "start the master without waiting for it", MaxArgs: 0,
 			Help: "Like start, but returns at once; see log.tail_to_eof or wait.",
 			Run:  func(ctx context.Context, s *Session, _ []string) error { return s.startMaster(ctx, false) },
 		},
@@ -321,7 +347,7 @@ Examples:
 			Summary: "follow the log from the cursor until a line matches REGEXP",
 			Help: `Prints the log from the cursor (see log.ff, log.rew) and follows it until a
 line matches REGEXP (Go syntax), or TIMEOUT (seconds or a duration) passes,
-which is an error. Ctrl-C stops it.
+which is an error; without TIMEOUT, or with 0, there is none. Ctrl-C stops it.
 
 Examples:
   log.tail_until 'started manager'
@@ -357,7 +383,10 @@ Examples:
 			Help: `Blocks until the master has applied the configuration, every queue list has
 as many live workers as configured (or is FATAL), and no worker is still
 starting (within start_secs), then prints a one-line summary. TIMEOUT is seconds or a duration (default 60s); running out of time
-is an error, so a script exits with status 1.
+is an error, and so is a queue list left FATAL, so a script exits with status 1.
+After config or reload it first waits for the master to run the new
+configuration, whatever it is (no workers included). After kill! WINCH, or
+on a paused master, it waits until no worker is left and says "paused".
 
 Examples:
   config foo=8
@@ -393,7 +422,7 @@ do the same as exit.`,
 			},
 		},
 		{
-			Name: "attach", Args: "NAME", MinArgs: 1, MaxArgs: 1, Arg: argPool,
+			Name: "attach", StopsScript: true, Args: "NAME", MinArgs: 1, MaxArgs: 1, Arg: argPool,
 			Summary: "switch this shell to another running pool",
 			Help: `Connects the shell to the pool NAME running on this host (poolctl list shows
 them). A pool this shell started keeps running; exit from an attached pool
@@ -408,7 +437,7 @@ Example:
 					return err
 				}
 				if owned && prev != args[0] {
-					fmt.Fprintf(s.out, "pool %s keeps running; re-attach with: attach %s\n", prev, prev)
+					fmt.Fprintf(s.info, "pool %s keeps running; re-attach with: attach %s\n", prev, prev)
 				}
 				return nil
 			},
@@ -416,7 +445,7 @@ Example:
 	}
 }
 
-func cmdConfig(_ context.Context, s *Session, args []string) error {
+func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	s.refreshConfig()
 	if len(args) == 0 {
 		fmt.Fprintln(s.out, s.cfg.Workers.Describe())
@@ -426,23 +455,29 @@ func cmdConfig(_ context.Context, s *Session, args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, running := s.masterPID(); running && s.foreignConfig() {
+		return fmt.Errorf("config: the master reads %s, a config file poolctl did not write (it may hold comments and environment sections), so the shell does not change it: edit it and use reload", s.configPath)
+	}
 	next := *s.cfg
 	next.Workers = s.cfg.Workers.Merge(upd)
 	if err := next.Validate(); err != nil {
 		return err
 	}
-	prev := s.cfg
+	prev, prevOverrides := s.cfg, s.overrides
 	s.cfg = &next
+	if s.userFile != "" {
+		s.overrides = mergeOverrides(s.overrides, upd)
+	}
 	if _, ok := s.masterPID(); ok {
 		pid, err := s.reload()
 		if err != nil {
-			s.cfg = prev
+			s.cfg, s.overrides = prev, prevOverrides
 			return err
 		}
-		fmt.Fprintf(s.out, "%s\nReloading master %d configuration\n", s.cfg.Workers.Describe(), pid)
-		return nil
+		fmt.Fprintf(s.info, "%s\nReloading master %d configuration\n", s.cfg.Workers.Describe(), pid)
+		return s.awaitApplied(ctx, pid)
 	}
-	fmt.Fprintf(s.out, "%s\n", s.cfg.Workers.Describe())
+	fmt.Fprintf(s.info, "%s\n", s.cfg.Workers.Describe())
 	return nil
 }
 
@@ -461,12 +496,31 @@ func cmdKill(_ context.Context, s *Session, args []string) error {
 	if err := syscall.Kill(pid, sig); err != nil {
 		return fmt.Errorf("signal master %d: %w", pid, err)
 	}
-	fmt.Fprintf(s.out, "sent %s to master %d\n", sigName(sig), pid)
+	switch sig {
+	case syscall.SIGWINCH:
+		s.expectPaused, s.expecting = true, false // what wait waits for now
+	case syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL:
+		s.watch.expectExit() // asked for: no news when it exits
+	case syscall.SIGUSR2:
+		s.usr2At = time.Now() // the master forwards it: workers pause
+	case syscall.SIGCONT:
+		s.usr2At = time.Time{} // forwarded too: workers resume
+	}
+	fmt.Fprintf(s.info, "sent %s to master %d\n", sigName(sig), pid)
 	if s.owned != nil && s.owned.pid == pid {
 		select {
 		case <-s.owned.done:
-			fmt.Fprintf(s.out, "master %d exited (%v)\n", pid, s.owned.err)
+			fmt.Fprintf(s.info, "master %d exited (%v)\n", pid, s.owned.err)
 		case <-time.After(time.Second):
+		}
+	} else if sig == syscall.SIGKILL {
+		// Not our child: wait until its lock is released, so that a start
+		// that follows finds the pool stopped.
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(pollInterval / 5) {
+			if !pool.MasterAlive(s.paths) {
+				fmt.Fprintf(s.info, "master %d exited\n", pid)
+				break
+			}
 		}
 	}
 	return nil
@@ -558,6 +612,9 @@ func cmdTailUntil(ctx context.Context, s *Session, args []string) error {
 		if timeout, err = ParseTimeout(args[1]); err != nil {
 			return err
 		}
+	}
+	if len(args) == 2 && timeout == 0 {
+		fmt.Fprintln(s.info, "log.tail_until: TIMEOUT 0: no timeout; following until a line matches (Ctrl-C stops)")
 	}
 	fctx := ctx
 	if timeout > 0 {
@@ -657,14 +714,24 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 		if alive {
 			if st, err := pool.ReadState(s.paths.State); err == nil && st.PID == pid {
 				last = st
-				if s.expectSpec != "" && st.Spec == s.expectSpec {
-					s.expectSpec = "" // applied; later waits need not check again
+				if s.expecting && st.Spec == s.expectSpec {
+					s.expecting = false // applied; later waits need not check again
 				}
-				if s.expectSpec == "" && st.Status != pool.MasterStopping && st.Settled() && !anyStarting(st) {
-					fmt.Fprintln(s.out, settledSummary(st, time.Since(start)))
+				if s.expectPaused && st.Status == pool.MasterPaused {
+					s.expectPaused = false
+				}
+				if !s.expecting && !s.expectPaused && st.Status == pool.MasterPaused && st.Settled() {
+					fmt.Fprintf(s.info, "paused in %.1fs: 0 workers running; the master runs none until reload (configured: %s)\n", time.Since(start).Seconds(), orNone(st.Spec))
 					return nil
 				}
-				if s.expectSpec != "" && st.Error != "" && st.UpdatedAt.After(s.hupAt) && !s.hupAt.IsZero() {
+				if !s.expecting && !s.expectPaused && st.Status != pool.MasterStopping && st.Settled() && !anyStarting(st) {
+					fmt.Fprintln(s.info, settledSummary(st, time.Since(start)))
+					if fatal := fatalGroups(st); fatal != "" {
+						return fmt.Errorf("wait: FATAL: %s (no more workers start for it until a reload or config change)", fatal)
+					}
+					return nil
+				}
+				if s.expecting && st.Error != "" && st.UpdatedAt.After(s.hupAt) && !s.hupAt.IsZero() {
 					return fmt.Errorf("wait: the master rejected the configuration: %s", st.Error)
 				}
 			}
@@ -673,7 +740,7 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:
-			return fmt.Errorf("wait: timed out after %v: %s", timeout, progress(last, s.expectSpec))
+			return fmt.Errorf("wait: timed out after %v: %s", timeout, s.progress(last))
 		case <-tick.C:
 		}
 	}
@@ -692,26 +759,37 @@ func anyStarting(st *pool.State) bool {
 
 func settledSummary(st *pool.State, took time.Duration) string {
 	live := 0
-	var fatal []string
 	for _, g := range st.Groups {
 		live += g.Live
-		if g.State == pool.GroupFatal {
-			fatal = append(fatal, fmt.Sprintf("%s (%s)", g.Queues, g.Reason))
-		}
 	}
 	msg := fmt.Sprintf("settled in %.1fs: %d worker%s running (%s)", took.Seconds(), live, plural(live), orNone(st.Spec))
-	if len(fatal) > 0 {
-		msg += "; FATAL: " + strings.Join(fatal, ", ")
+	if fatal := fatalGroups(st); fatal != "" {
+		msg += "; FATAL: " + fatal
 	}
 	return msg
 }
 
-func progress(st *pool.State, expect string) string {
+// fatalGroups lists the FATAL queue lists of st with their reasons, "" when
+// there are none.
+func fatalGroups(st *pool.State) string {
+	var fatal []string
+	for _, g := range st.Groups {
+		if g.State == pool.GroupFatal {
+			fatal = append(fatal, fmt.Sprintf("%s (%s)", g.Queues, g.Reason))
+		}
+	}
+	return strings.Join(fatal, ", ")
+}
+
+func (s *Session) progress(st *pool.State) string {
 	if st == nil {
 		return "the master has not published its state"
 	}
-	if expect != "" && st.Spec != expect {
-		msg := fmt.Sprintf("the master still runs %s, not %s", orNone(st.Spec), orNone(expect))
+	if s.expectPaused && st.Status != pool.MasterPaused {
+		return fmt.Sprintf("the master has not paused yet (state %s, %d workers)", st.Status, len(st.Workers))
+	}
+	if s.expecting && st.Spec != s.expectSpec {
+		msg := fmt.Sprintf("the master still runs %s, not %s", orNone(st.Spec), orNone(s.expectSpec))
 		if st.Error != "" {
 			msg += "; last reload error: " + st.Error
 		}
@@ -796,7 +874,7 @@ func HelpIndex() string {
 		}
 		b.WriteByte('\n')
 	}
-	b.WriteString("\nQuote arguments with '...' or \"...\". Lines starting with # are comments.\n")
+	b.WriteString("\nQuote arguments with '...' or \"...\". A # that starts a word begins a comment.\n")
 	b.WriteString(StartupHelp)
 	return b.String()
 }

@@ -394,15 +394,16 @@ func TestRunScriptNoStart(t *testing.T) {
 	if !errors.As(err, &cf) || cf.N != 1 {
 		t.Fatalf("Run = %v, want 1 failed command", err)
 	}
-	// The start-up status goes to stderr in a script; errors follow it.
-	if !strings.HasSuffix(errb.String(), "\npoolctl: line 4: unknown command \"bogus\"; type help for the list of commands\n") ||
+	// The start-up status and config's confirmation go to stderr in a
+	// script; errors follow them.
+	if !strings.HasSuffix(errb.String(), "\nfoo=3\npoolctl: line 4: unknown command \"bogus\"; type help for the list of commands\n") ||
 		strings.Count(errb.String(), "poolctl: ") != 1 {
 		t.Fatalf("stderr = %q", errb.String())
 	}
 	if strings.Contains(out.String(), "not running") {
 		t.Errorf("start-up status on stdout: %q", out.String())
 	}
-	if !strings.HasSuffix(out.String(), "foo=3\nfoo=3\n") {
+	if out.String() != "foo=3\n" {
 		t.Fatalf("stdout = %q (commands after exit must not run)", out.String())
 	}
 }
@@ -418,7 +419,23 @@ func TestRunScriptTooLongLine(t *testing.T) {
 	if err == nil || !strings.Contains(errb.String(), "poolctl: line 2: line longer than 65536 bytes; stopping") {
 		t.Fatalf("Run = %v, stderr %q", err, errb.String())
 	}
-	if strings.Contains(out.String(), "foo=2") {
-		t.Fatalf("kept going after the long line: %q", out.String())
+	if strings.Contains(out.String()+errb.String(), "foo=2") {
+		t.Fatalf("kept going after the long line: %q", out.String()+errb.String())
+	}
+}
+
+func TestWrap(t *testing.T) {
+	text := `foo FATAL: cannot start: exec: "/a/bbbbbbbbbbbbbbbbbbbb/c": no such file`
+	got := wrap(text, 20, "  ", "    ")
+	for _, line := range strings.Split(strings.TrimSuffix(got, "\n"), "\n") {
+		if len(line) > 20 {
+			t.Errorf("line %q longer than 20", line)
+		}
+	}
+	if strings.Join(strings.Fields(got), "") != strings.Join(strings.Fields(text), "") {
+		t.Errorf("wrap lost text:\n%s", got)
+	}
+	if wrap("short", 20, "  ", "    ") != "  short\n" {
+		t.Errorf("wrap(short) = %q", wrap("short", 20, "  ", "    "))
 	}
 }

@@ -22,9 +22,16 @@
 //
 // Otherwise lines are read with a bufio.Scanner (at most MaxLineBytes per
 // line). Blank lines and lines starting with '#' are skipped, results go to
-// standard output, errors to standard error as "poolctl: line N: ERROR",
+// standard output; confirmations, progress and logs (config's new spec,
+// wait's summary, the start and stop logs) and errors go to standard error,
+// errors as "poolctl: line N: ERROR",
 // and Run returns a *CommandsFailedError (exit status 1) if any command
-// failed. The end of input is exit. Ctrl-C ends the script.
+// failed (at a terminal, failed commands do not change the exit status);
+// a failed start or attach ends the script. The end of input is
+// exit. Ctrl-C ends the script. When standard
+// output goes away (a write fails with EPIPE, or the reader of the pipe
+// closes it, as with "| head -1"), the script ends as at the end of input,
+// the pool the shell started is stopped, and Run returns an error.
 //
 // # The pool
 //
@@ -36,20 +43,23 @@
 // and the files it publishes (pid, state, log, Redis URL). exit stops the
 // pool this shell started (QUIT, showing the shutdown log); a shell that
 // attached to a pool leaves it running on exit. A shell that is killed
-// leaves the pool running; poolctl attach NAME re-attaches.
+// leaves the pool running; poolctl attach NAME re-attaches. A master that
+// dies while the shell does not expect it is announced at once ("master
+// 8830 died: signal KILL"), at the prompt and during commands.
 //
 // # status --json
 //
 // status --json prints one JSON object (type Status) on one line:
 //
 //	name          string   pool name
-//	state         string   running | paused | stopping | stopped
+//	state         string   running | paused | suspended | stopping | stopped
 //	pid           number   the master's pid, 0 when stopped
 //	started_at    string   RFC 3339, absent when stopped
 //	config_path   string   config file the master reads
 //	log_path      string   pool log
 //	spec          string   configuration as a spec string
 //	config        object   queue list -> desired count
+//	overrides     string   the shell's counts on top of the -c file; absent when none
 //	error         string   last reload error, absent when none
 //	groups        array    {queues, desired, live, state: ok|backoff|fatal, reason}
 //	workers       array    see below

@@ -131,6 +131,7 @@ type ttyParser struct {
 
 	lastCtrlD atomic.Bool // the last chunk read was a lone Ctrl-D
 	intr      atomic.Bool
+	redraw    atomic.Bool // hand go-prompt a key that only redraws the prompt
 	injected  atomic.Int32
 
 	// Pasted input: go-prompt takes each read chunk as one key or as text,
@@ -185,6 +186,15 @@ func (t *ttyParser) GetWinSize() *prompt.WinSize {
 	return &prompt.WinSize{Row: ws.Row, Col: ws.Col}
 }
 
+// redrawKey is a key go-prompt knows and ignores (Ignore, xterm's
+// "\x1b[E"): it just renders the prompt again, below a message printed
+// over it.
+var redrawKey = []byte{0x1b, 0x5b, 0x45}
+
+// requestRedraw makes go-prompt draw the prompt again; it may be called
+// from any goroutine.
+func (t *ttyParser) requestRedraw() { t.redraw.Store(true) }
+
 // interruptKeys end the current input: end of line, kill to start of line,
 // then Ctrl-D on the now empty line.
 var interruptKeys = [][]byte{{0x05}, {0x15}, {0x04}}
@@ -200,6 +210,10 @@ func (t *ttyParser) Read() ([]byte, error) {
 	defer t.mu.Unlock()
 	if t.holding {
 		return nil, syscall.EAGAIN // go-prompt ignores read errors and polls again
+	}
+	if t.redraw.CompareAndSwap(true, false) {
+		t.lastCtrlD.Store(false)
+		return redrawKey, nil
 	}
 	var chunk []byte
 	if len(t.pending) > 0 {

@@ -19,8 +19,9 @@ import (
 	"github.com/poolctl/poolctl/pool"
 )
 
-// CommandsFailedError is returned by Run when commands failed (in a
-// script, or at start-up); the caller exits with status 1.
+// CommandsFailedError is returned by Run when commands of a script (its
+// start-up included) failed; the caller exits with status 1. At a
+// terminal failed commands are reported but not counted.
 type CommandsFailedError struct{ N int }
 
 func (e *CommandsFailedError) Error() string {
@@ -57,6 +58,22 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}()
 	}
 	s.interactive = tty != nil
+	results := opts.Stdout
+	var guard *outputGuard
+	if !s.interactive {
+		// In a script, notice when standard output goes away (poolctl ...
+		// | head -1): stop the pool this shell started instead of dying of
+		// SIGPIPE and leaving it running. With SIGPIPE notified, a write
+		// to a closed pipe fails with EPIPE instead of killing the process.
+		pipes := make(chan os.Signal, 1)
+		signal.Notify(pipes, syscall.SIGPIPE)
+		defer signal.Stop(pipes)
+		guard = newOutputGuard(opts.Stdout)
+		defer guard.Close()
+		results = guard
+		s.out = guard
+		s.info = s.errw
+	}
 
 	// SIGHUP (terminal gone) and SIGTERM: stop what runs, leave the pool
 	// running and go. SIGINT cancels only the running command (and ends a
@@ -75,23 +92,34 @@ func Run(ctx context.Context, opts Options) (err error) {
 	ints := make(chan os.Signal, 1)
 	signal.Notify(ints, os.Interrupt) // never die of SIGINT between commands
 	defer signal.Stop(ints)
+	var outputGone <-chan struct{} // nil (never ready) at a terminal
+	if guard != nil {
+		outputGone = guard.Gone()
+	}
 	go func() {
 		select {
 		case sig := <-sigs:
 			hangup.Store(sig)
-			cancelRoot()
-			readerMu.Lock()
-			if reader != nil {
-				reader.Interrupt()
-			}
-			readerMu.Unlock()
+		case <-outputGone:
+			// Stop what runs and read no more: the pool is stopped below.
 		case <-rootCtx.Done():
+			return
 		}
+		cancelRoot()
+		readerMu.Lock()
+		if reader != nil {
+			reader.Interrupt()
+		}
+		readerMu.Unlock()
 	}()
 
 	failed := 0
 	report := func(where string, err error) {
-		failed++
+		if !s.interactive {
+			// Only a script reports failed lines by its exit status; a
+			// typo at the prompt is just a typo.
+			failed++
+		}
 		if s.interactive || where == "" {
 			fmt.Fprintf(s.errw, "poolctl: %v\n", err)
 		} else {
@@ -115,7 +143,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		if on {
 			s.out = s.errw
 		} else {
-			s.out = opts.Stdout
+			s.out = results
 		}
 	}
 	chatter(true)
@@ -129,6 +157,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 		err, interrupted := runCmd(func(c context.Context) error { return s.startMaster(c, true) })
 		if err != nil {
 			report("start", err)
+			if !s.interactive {
+				// The script was written for a pool of its own: run none
+				// of it against another one, or against none.
+				fmt.Fprintln(s.errw, "poolctl: start failed: script stopped")
+				s.leave = leaveExit
+			}
 		}
 		if interrupted && !s.interactive {
 			s.leave = leaveExit // Ctrl-C ends a script, even during start-up
@@ -139,9 +173,23 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	chatter(false)
 
+	// Announce at once a master that dies under the prompt or during a
+	// command.
+	s.watch = newMasterWatch(func(msg string) {
+		if s.interactive {
+			fmt.Fprintf(s.errw, "\r\n%s\r\n", msg)
+		} else {
+			fmt.Fprintf(s.errw, "poolctl: %s\n", msg)
+		}
+	})
+	defer s.watch.Close()
+	s.syncWatch()
+
 	var r LineReader
 	if tty != nil {
-		r = newPromptReader(tty, saved, s, loadHistory(historyPath()))
+		pr := newPromptReader(tty, saved, s, loadHistory(historyPath()))
+		s.watch.setRedraw(pr.parser.requestRedraw)
+		r = pr
 	} else {
 		in := opts.Stdin
 		if in == nil {
@@ -189,6 +237,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 			break
 		}
 		err, interrupted := runCmd(func(c context.Context) error { return s.Exec(c, line) })
+		s.syncWatch()
 		if interrupted && s.interactive && err == nil {
 			fmt.Fprintln(s.out) // the terminal echoed ^C; start the prompt on a new line
 		}
@@ -196,11 +245,18 @@ func Run(ctx context.Context, opts Options) (err error) {
 			switch {
 			case interrupted && s.interactive && errors.Is(err, context.Canceled):
 				fmt.Fprintln(s.errw, "interrupted")
+			case errors.Is(err, context.Canceled) && rootCtx.Err() != nil:
+				// The output went away (or a signal came): said below.
 			case errors.Is(err, context.Canceled):
 				report(fmt.Sprintf("line %d", r.LineNo()), errors.New("interrupted"))
 			default:
 				report(fmt.Sprintf("line %d", r.LineNo()), err)
 			}
+		}
+		var stop *StopScriptError
+		if err != nil && !s.interactive && errors.As(err, &stop) {
+			fmt.Fprintf(s.errw, "poolctl: %s failed: script stopped\n", stop.Cmd)
+			s.leave = leaveExit
 		}
 		if interrupted && !s.interactive {
 			// Ctrl-C in a script ends the script (as at the end of input).
@@ -214,16 +270,33 @@ func Run(ctx context.Context, opts Options) (err error) {
 		}
 	}
 	sig, hung := hangup.Load().(os.Signal)
-	if hung {
+	var outErr error
+	if guard != nil {
+		outErr = guard.Err()
+	}
+	switch {
+	case hung:
 		s.leave = leaveDetach
+	case outErr != nil && rootCtx.Err() != nil:
+		s.leave = leaveExit // the script was cut short: stop the pool
 	}
 	chatter(true)
 	s.leaveNow(func(fn func(ctx context.Context) error) error {
-		err, _ := runCmd(fn)
-		return err
+		// Not under rootCtx, which is cancelled when the output went away.
+		cctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+		defer stop()
+		return fn(cctx)
 	}, report)
+	if s.interactive {
+		fmt.Fprintln(s.info, "Bye!")
+	}
 	if hung {
 		return fmt.Errorf("stopped by signal %v", sig)
+	}
+	if guard != nil {
+		if err := guard.Err(); err != nil {
+			return fmt.Errorf("standard output closed (%w): script stopped", err)
+		}
 	}
 	if failed > 0 {
 		return &CommandsFailedError{N: failed}
@@ -251,7 +324,7 @@ func (s *Session) leaveNow(run func(func(ctx context.Context) error) error, repo
 			report("exit", err)
 		}
 	default:
-		fmt.Fprintf(s.out, "pool %s keeps running (master pid %d); re-attach with: poolctl attach %s\n", s.paths.Name, pid, s.paths.Name)
+		fmt.Fprintf(s.info, "pool %s keeps running (master pid %d); re-attach with: poolctl attach %s\n", s.paths.Name, pid, s.paths.Name)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/redact"
 	"github.com/poolctl/poolctl/logtail"
 	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/pstree"
@@ -83,22 +84,44 @@ func (c *child) exited() bool {
 // Session is one shell: the pool it talks to and the configuration it
 // manages.
 type Session struct {
-	opts        Options
-	out, errw   io.Writer
+	opts      Options
+	out, errw io.Writer
+	// info gets confirmations, progress and logs (config's new spec,
+	// wait's summary, the start and stop logs): standard output at a
+	// terminal, standard error in a script, whose standard output carries
+	// only command results.
+	info        io.Writer
 	interactive bool // at a terminal: log.tail follows, log pages
 
-	paths      pool.Paths
-	cfg        *spec.Config
+	paths pool.Paths
+	cfg   *spec.Config
+	// userFile is the config file given with -c: the source of truth,
+	// re-read by reload and start. overrides are the worker counts set
+	// from the shell (SPEC arguments, config), kept on top of it; counts
+	// of 0 (a queue list removed) included.
+	userFile   string
+	overrides  spec.Spec
 	configPath string // the file the master reads
 	cfgStamp   time.Time
 	logPath    string
-	expectSpec string    // spec the master should be running once it has reloaded
-	hupAt      time.Time // when this shell last asked for a reload
+	// What wait waits for after this shell asked for a change: the spec
+	// the master should run once it has reloaded (expecting: "" is a
+	// valid spec, no workers), or a pause (WINCH).
+	expectSpec   string
+	expecting    bool
+	expectPaused bool
+	hupAt        time.Time // when this shell last asked for a reload
+	usr2At       time.Time // when this shell paused the workers (USR2); zero after CONT
+	// poolRedis is the Redis the attached pool's master ran against (from
+	// the runtime directory's redis.url, mode 0600; "embedded" for its
+	// private one), so that a restart from this shell uses it again.
+	poolRedis string
 
 	owned   *child // the master this shell started, if any (current pool only)
 	logOff  int64  // log cursor of log.tail_to_eof, log.ff, log.rew
 	sampler *pstree.Sampler
 	leave   leaveMode
+	watch   *masterWatch // announces a master that dies; nil outside Run
 
 	mu         sync.Mutex
 	rdb        redis.UniversalClient
@@ -126,6 +149,7 @@ func NewSession(opts Options) (*Session, error) {
 		opts:    opts,
 		out:     opts.Stdout,
 		errw:    opts.Stderr,
+		info:    opts.Stdout,
 		sampler: pstree.NewSampler(),
 	}
 	s.setPool(opts.Name)
@@ -139,6 +163,9 @@ func NewSession(opts Options) (*Session, error) {
 			return nil, err
 		}
 		cfg = *c
+		if s.userFile, err = filepath.Abs(opts.ConfigFile); err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
 	}
 	if len(opts.Specs) > 0 {
 		upd, err := spec.ParseArgs(opts.Specs)
@@ -146,9 +173,17 @@ func NewSession(opts Options) (*Session, error) {
 			return nil, err
 		}
 		cfg.Workers = cfg.Workers.Merge(upd)
+		if s.userFile != "" {
+			s.overrides = mergeOverrides(nil, upd)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Redis != "" && cfg.Redis != "embedded" {
+		if err := redisconn.Validate(cfg.Redis); err != nil {
+			return nil, fmt.Errorf("%s: redis: %w", opts.ConfigFile, err)
+		}
 	}
 	s.cfg = &cfg
 	if opts.Log != "" {
@@ -168,23 +203,28 @@ func (s *Session) setPool(name string) {
 	s.logPath = s.paths.Log
 	s.owned = nil
 	s.logOff = 0
-	s.expectSpec = ""
+	s.expectSpec, s.expecting, s.expectPaused = "", false, false
+	s.usr2At = time.Time{}
+	s.poolRedis = ""
+	s.userFile, s.overrides = "", nil // another pool: not this shell's -c file
 }
 
-// masterPID returns the pid of the pool's running master.
+// masterPID returns the pid of the pool's running master: from the pid
+// file in the runtime directory, else (a master started by hand with
+// --pidfile elsewhere) from the state file it publishes there.
 func (s *Session) masterPID() (int, bool) {
 	if !pool.MasterAlive(s.paths) {
 		return 0, false
 	}
-	b, err := os.ReadFile(s.paths.Pid)
-	if err != nil {
-		return 0, false
+	if b, err := os.ReadFile(s.paths.Pid); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			return pid, true
+		}
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, false
+	if st, err := pool.ReadState(s.paths.State); err == nil && st.PID > 0 && processAlive(st.PID) {
+		return st.PID, true
 	}
-	return pid, true
+	return 0, false
 }
 
 var errNotRunning = errors.New("the master is not running (use start)")
@@ -211,6 +251,13 @@ func (s *Session) attach(name string) error {
 		return fmt.Errorf("pool %q: %w", name, err)
 	}
 	s.setPool(name)
+	if b, err := os.ReadFile(paths.RedisURL); err == nil {
+		if u := strings.TrimSpace(string(b)); u == "unix://"+paths.Redis {
+			s.poolRedis = "embedded" // its private redis-server dies with it
+		} else {
+			s.poolRedis = u
+		}
+	}
 	if st.ConfigPath != "" {
 		s.configPath = st.ConfigPath
 	}
@@ -222,12 +269,22 @@ func (s *Session) attach(name string) error {
 	}
 	cfg, err := spec.LoadConfig(s.configPath, s.opts.Env)
 	if err != nil {
-		return fmt.Errorf("pool %q: %w", name, err)
+		// The master keeps running what it last read: attach, show that,
+		// and say why the file is not shown.
+		fmt.Fprintf(s.errw, "poolctl: warning: pool %s: %v; showing what the master runs (%s)\n", name, err, orNone(st.Spec))
+		c := spec.DefaultConfig()
+		if w, perr := spec.Parse(st.Spec); perr == nil {
+			c.Workers = w
+		}
+		if st.Namespace != "" {
+			c.Namespace = st.Namespace
+		}
+		cfg = &c
 	}
 	s.cfg = cfg
 	s.stampConfig()
 	s.logOff = logEnd(s.logPath)
-	fmt.Fprintf(s.out, "attached to pool %s (master pid %d, config %s)\n", name, st.PID, s.configPath)
+	fmt.Fprintf(s.info, "attached to pool %s (master pid %d, config %s)\n", name, st.PID, s.configPath)
 	return nil
 }
 
@@ -296,15 +353,102 @@ func (s *Session) reload() (int, error) {
 		}
 		s.cfg = cfg
 		s.stampConfig()
-	} else if err := s.writeConfig(); err != nil {
-		return 0, err
+	} else {
+		if err := s.rebase(); err != nil {
+			return 0, err
+		}
+		if err := s.writeConfig(); err != nil {
+			return 0, err
+		}
 	}
-	s.expectSpec = s.cfg.Workers.String()
+	s.expectSpec, s.expecting, s.expectPaused = s.cfg.Workers.String(), true, false
 	s.hupAt = time.Now()
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return 0, fmt.Errorf("signal master %d: %w", pid, err)
 	}
 	return pid, nil
+}
+
+// applyTimeout bounds how long config and reload wait for the master to
+// publish the state that includes the change.
+var applyTimeout = 3 * time.Second
+
+// awaitApplied waits, after a reload, until the master publishes a state
+// whose spec is the one asked for (the master spawns the new workers
+// before it publishes), so that the status that follows is not the table
+// from before the change. A master that has not applied it within
+// applyTimeout is reported, not an error: wait waits longer. A reload the
+// master rejected is an error.
+func (s *Session) awaitApplied(ctx context.Context, pid int) error {
+	deadline := time.NewTimer(applyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval / 5)
+	defer tick.Stop()
+	for {
+		if st, err := pool.ReadState(s.paths.State); err == nil && st.PID == pid {
+			if st.Spec == s.expectSpec {
+				s.expecting = false
+				return nil
+			}
+			if st.Error != "" && st.UpdatedAt.After(s.hupAt) {
+				return fmt.Errorf("the master rejected the configuration: %s", st.Error)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			fmt.Fprintf(s.info, "the master has not applied it yet (after %v); wait waits for it\n", applyTimeout)
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// rebase re-reads the -c file, the source of truth, and puts the shell's
+// overrides on top of it, so that edits of the file reach the master on
+// reload and start. A file that no longer loads changes nothing.
+func (s *Session) rebase() error {
+	if s.userFile == "" || s.opts.Attach {
+		return nil
+	}
+	c, err := spec.LoadConfig(s.userFile, s.opts.Env)
+	if err != nil {
+		return fmt.Errorf("re-read %s: %w", s.userFile, err)
+	}
+	c.Workers = c.Workers.Merge(s.overrides)
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("%s with the shell's overrides: %w", s.userFile, err)
+	}
+	s.cfg = c
+	return nil
+}
+
+// mergeOverrides sets the entries of upd in o, keeping counts of 0 (they
+// remove a queue list of the file).
+func mergeOverrides(o, upd spec.Spec) spec.Spec {
+	out := append(spec.Spec(nil), o...)
+next:
+	for _, e := range upd {
+		for i := range out {
+			if out[i].Queues == e.Queues {
+				out[i].Count = e.Count
+				continue next
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// formatOverrides formats overrides as a spec string, counts of 0
+// included ("foo=0:bar=2").
+func formatOverrides(o spec.Spec) string {
+	parts := make([]string, len(o))
+	for i, e := range o {
+		parts[i] = fmt.Sprintf("%s=%d", e.Queues, e.Count)
+	}
+	return strings.Join(parts, ":")
 }
 
 func (s *Session) executable() (string, error) {
@@ -325,6 +469,9 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	if s.configPath != s.paths.Config {
 		// An attached pool that has stopped: run it from our copy.
 		s.configPath = s.paths.Config
+	}
+	if err := s.rebase(); err != nil {
+		return err
 	}
 	if err := s.writeConfig(); err != nil {
 		return err
@@ -349,25 +496,33 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	// The Redis URL travels in the environment, never in argv, where ps
 	// would show its password to every user.
 	cmd.Env = append(os.Environ(), "POOLCTL_SHELL_PID="+strconv.Itoa(os.Getpid()))
-	if s.opts.Redis != "" {
-		cmd.Env = append(withoutEnv(cmd.Env, "REDIS_URL"), "REDIS_URL="+s.opts.Redis)
+	redisURL := s.opts.Redis
+	if redisURL == "" && s.poolRedis != "" {
+		// A pool this shell attached to restarts on the Redis it ran
+		// against, where its jobs are.
+		redisURL = s.poolRedis
+		fmt.Fprintf(s.info, "using the Redis the pool ran against: %s\n", redact.URL(redisURL))
+	}
+	if redisURL != "" {
+		cmd.Env = append(withoutEnv(cmd.Env, "REDIS_URL"), "REDIS_URL="+redisURL)
 	}
 	cmd.Stdout, cmd.Stderr = outFile, outFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start master: %w", err)
 	}
+	s.usr2At = time.Time{}
 	c := &child{pid: cmd.Process.Pid, paths: s.paths, done: make(chan struct{})}
 	go func() {
 		c.err = cmd.Wait()
 		close(c.done)
 	}()
 	s.owned = c
-	s.expectSpec = s.cfg.Workers.String()
+	s.expectSpec, s.expecting, s.expectPaused = s.cfg.Workers.String(), true, false
 	s.hupAt = time.Time{}
 	if !wait {
 		s.logOff = from
-		fmt.Fprintf(s.out, "started master %d (not waiting for it)\n", c.pid)
+		fmt.Fprintf(s.info, "started master %d (not waiting for it)\n", c.pid)
 		return nil
 	}
 	off, seen, err := s.echoLog(ctx, from, readyMarker, c.done, startTimeout)
@@ -405,11 +560,12 @@ func (s *Session) stopMaster(ctx context.Context, show bool) error {
 		return err
 	}
 	from := logEnd(s.logPath)
+	s.watch.expectExit()
 	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
 		return fmt.Errorf("signal master %d: %w", pid, err)
 	}
 	if !show {
-		fmt.Fprintf(s.out, "sent QUIT to master %d (graceful stop)\n", pid)
+		fmt.Fprintf(s.info, "sent QUIT to master %d (graceful stop)\n", pid)
 		return nil
 	}
 	gone := s.goneChan(pid)
@@ -453,7 +609,7 @@ func (s *Session) goneChan(pid int) <-chan struct{} {
 // returns the offset after the last line copied and whether the marker was
 // seen. Only ctx ending is an error.
 func (s *Session) echoLog(ctx context.Context, from int64, marker string, done <-chan struct{}, timeout time.Duration) (int64, bool, error) {
-	mw := &markerWriter{w: s.out, marker: []byte(marker)}
+	mw := &markerWriter{w: s.info, marker: []byte(marker)}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(pollInterval)

@@ -23,7 +23,9 @@ func (e *SplitError) Error() string {
 //   - "double quotes" keep everything literally except \" and \\ ;
 //   - outside quotes a backslash makes the next character literal;
 //   - quotes may join parts of one word: a'b c'"d" is the word "ab cd";
-//   - an empty quoted string (” or "") is an empty word.
+//   - an empty quoted string (” or "") is an empty word;
+//   - a '#' that starts a word (outside quotes) starts a comment that runs
+//     to the end of the line.
 //
 // An unbalanced quote or a trailing backslash is an error (*SplitError)
 // naming the column where the quote or backslash starts.
@@ -44,6 +46,8 @@ func Split(line string) ([]string, error) {
 				inWord = false
 			}
 			i++
+		case c == '#' && !inWord:
+			return words, nil // a comment
 		case c == '\'':
 			end := strings.IndexByte(line[i+1:], '\'')
 			if end < 0 {
@@ -98,7 +102,7 @@ func Quote(word string) string {
 	if word == "" {
 		return "''"
 	}
-	if !strings.ContainsAny(word, " \t\r\n'\"\\") {
+	if !strings.ContainsAny(word, " \t\r\n'\"\\") && !strings.HasPrefix(word, "#") {
 		return word
 	}
 	return "'" + strings.ReplaceAll(word, "'", `'\''`) + "'"

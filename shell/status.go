@@ -1,6 +1,7 @@
 package shell
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,23 +11,24 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/redact"
 	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/pstree"
 	"github.com/poolctl/poolctl/queue"
-	"github.com/poolctl/poolctl/redisconn"
 )
 
 // Status is the document printed by status --json. See the package
 // documentation for the meaning of every field.
 type Status struct {
 	Name       string           `json:"name"`
-	State      string           `json:"state"` // running | paused | stopping | stopped
+	State      string           `json:"state"` // running | paused | suspended | stopping | stopped
 	PID        int              `json:"pid"`   // the master's; 0 when stopped
 	StartedAt  *time.Time       `json:"started_at,omitempty"`
 	ConfigPath string           `json:"config_path"`
 	LogPath    string           `json:"log_path"`
 	Spec       string           `json:"spec"`
 	Config     map[string]int   `json:"config"`
+	Overrides  string           `json:"overrides,omitempty"` // the shell's changes on top of the -c file
 	Error      string           `json:"error,omitempty"`
 	Groups     []GroupStatus    `json:"groups"`
 	Workers    []WorkerStatus   `json:"workers"`
@@ -88,6 +90,9 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 	for _, e := range s.cfg.Workers {
 		st.Config[e.Queues] = e.Count
 	}
+	if s.userFile != "" {
+		st.Overrides = formatOverrides(s.overrides)
+	}
 	var ps *pool.State
 	if pid, ok := s.masterPID(); ok {
 		st.PID = pid
@@ -101,17 +106,23 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			st.StartedAt = &t
 			st.Error = x.Error
 		}
+		switch {
+		case processStopped(pid):
+			st.State = stateSuspended
+		case st.State == pool.MasterRunning && !s.usr2At.IsZero():
+			st.State = pool.MasterPaused // its workers, by this shell's USR2
+		}
 	}
 
 	// Redis: queue depths, stats, what each worker is doing.
 	byPID := map[int]queue.WorkerInfo{}
 	if qc, url, err := s.queueClient(); err != nil {
 		if url != "" {
-			st.Redis = redisconn.Redact(url)
+			st.Redis = redact.URL(url)
 		}
 		st.RedisError = err.Error()
 	} else {
-		st.Redis = redisconn.Redact(url)
+		st.Redis = redact.URL(url)
 		rctx, cancel := context.WithTimeout(ctx, summaryTimeout)
 		sum, err := qc.Summarize(rctx)
 		cancel()
@@ -139,7 +150,28 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 	for _, g := range ps.Groups {
 		st.Groups = append(st.Groups, GroupStatus{Queues: g.Queues, Desired: g.Desired, Live: g.Live, State: g.State, Reason: g.Reason})
 	}
-	for _, w := range ps.Workers {
+	// Workers grouped by queue list in the order of the configuration in
+	// force (the master publishes them by pid), then by pid; workers of
+	// queue lists no longer configured (stopping) last.
+	rank := map[string]int{}
+	for i, g := range ps.Groups {
+		rank[g.Queues] = i + 1
+	}
+	workers := append([]pool.WorkerState(nil), ps.Workers...)
+	sort.SliceStable(workers, func(i, j int) bool {
+		ri, rj := rank[workers[i].Queues], rank[workers[j].Queues]
+		if ri == 0 {
+			ri = len(rank) + 1
+		}
+		if rj == 0 {
+			rj = len(rank) + 1
+		}
+		if ri != rj {
+			return ri < rj
+		}
+		return workers[i].PID < workers[j].PID
+	})
+	for _, w := range workers {
 		ws := WorkerStatus{
 			PID: w.PID, Queues: w.Queues, ProcessState: w.State, StartedAt: w.StartedAt,
 			UptimeSeconds: now.Sub(w.StartedAt).Round(time.Second).Seconds(),
@@ -156,9 +188,43 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			ws.Job = &JobStatus{Class: info.Job.Class(), Queue: info.Job.Queue, RunAt: info.Job.RunAt, Payload: info.Job.Payload}
 		}
 		ws.State = workerStateText(w, registered, info, now)
+		if ws.State == "Waiting for "+info.Queues && !s.usr2At.IsZero() && w.StartedAt.Before(s.usr2At) {
+			ws.State = "Paused (USR2)"
+		}
 		st.Workers = append(st.Workers, ws)
 	}
 	return st
+}
+
+// stateSuspended is the state of a master stopped by SIGSTOP or SIGTSTP:
+// it does nothing until CONT.
+const stateSuspended = "suspended"
+
+// procState is the state letter of pid in /proc/PID/stat (R, S, T, Z,
+// ...), false when there is no such process.
+func procState(pid int) (byte, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, false
+	}
+	return b[i+2], true
+}
+
+// processStopped reports whether pid is stopped by a signal (state T).
+func processStopped(pid int) bool {
+	st, ok := procState(pid)
+	return ok && st == 'T'
+}
+
+// processAlive reports whether pid is a process that has not exited (not
+// a zombie).
+func processAlive(pid int) bool {
+	st, ok := procState(pid)
+	return ok && st != 'Z' && st != 'X'
 }
 
 // workerStateText is what a worker is doing, in Resque's words.
@@ -230,13 +296,23 @@ func (s *Session) printStatus(st *Status) {
 		if st.StartedAt != nil {
 			up = ", up " + humanDuration(time.Since(*st.StartedAt))
 		}
-		fmt.Fprintf(w, "pool %s: %s (master pid %d%s)\n", st.Name, st.State, st.PID, up)
+		switch {
+		case st.State == stateSuspended:
+			fmt.Fprintf(w, "pool %s: stopped by SIGSTOP or SIGTSTP (master pid %d%s); kill! CONT resumes it\n", st.Name, st.PID, up)
+		case st.State == pool.MasterPaused && !s.usr2At.IsZero():
+			fmt.Fprintf(w, "pool %s: paused: workers paused by USR2 (master pid %d%s); kill! CONT resumes them\n", st.Name, st.PID, up)
+		default:
+			fmt.Fprintf(w, "pool %s: %s (master pid %d%s)\n", st.Name, st.State, st.PID, up)
+		}
 	}
 	total := 0
 	for _, n := range st.Config {
 		total += n
 	}
 	fmt.Fprintf(w, "config: %s (%d worker%s)\n", s.cfg.Workers.Describe(), total, plural(total))
+	if st.Overrides != "" {
+		fmt.Fprintf(w, "overrides from the shell: %s (on top of %s)\n", st.Overrides, s.userFile)
+	}
 	if st.Error != "" {
 		fmt.Fprintf(w, "reload error: %s\n", st.Error)
 	}
@@ -247,6 +323,7 @@ func (s *Session) printStatus(st *Status) {
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%.1f\t%s\n", x.PID, x.Queues, x.State,
 				humanDuration(time.Duration(x.UptimeSeconds)*time.Second), x.Restarts, x.CPUPercent, pstree.HumanBytes(x.RSSBytes))
 		}
+		var reasons []string
 		for _, g := range st.Groups {
 			if missing := g.Desired - g.Live; missing > 0 && g.State != pool.GroupOK {
 				text := "backoff"
@@ -254,12 +331,17 @@ func (s *Session) printStatus(st *Status) {
 					text = "FATAL"
 				}
 				if g.Reason != "" {
-					text += ": " + g.Reason
+					// The reason (a command line, a path) goes below the
+					// table, wrapped, so that it does not widen it.
+					reasons = append(reasons, wrap(fmt.Sprintf("%s %s: %s", g.Queues, text, g.Reason), reasonWidth, "  ", "    "))
 				}
 				fmt.Fprintf(tw, "  -\t%s\t%s (%d missing)\t-\t-\t-\t-\n", g.Queues, text, missing)
 			}
 		}
 		tw.Flush()
+		for _, r := range reasons {
+			fmt.Fprint(w, r)
+		}
 		if len(st.Workers) == 0 && len(st.Groups) == 0 {
 			fmt.Fprintln(w, "  (no workers)")
 		}
@@ -285,4 +367,53 @@ func (s *Session) printStatus(st *Status) {
 		fmt.Fprintf(w, "queues: %s\n", strings.Join(parts, " "))
 		fmt.Fprintf(w, "processed: %d  failed: %d  (Redis %s)\n", *st.Processed, *st.Failed, st.Redis)
 	}
+}
+
+// reasonWidth is where status wraps the reason of a queue list that backs
+// off or is FATAL.
+const reasonWidth = 96
+
+// wrap breaks text into lines of at most width bytes, the first prefixed
+// with first, the others with rest, at spaces where it can and anywhere
+// in words longer than a line. Every line ends with a newline.
+func wrap(text string, width int, first, rest string) string {
+	var b strings.Builder
+	line, prefix := "", first
+	flush := func() {
+		b.WriteString(prefix + line + "\n")
+		line, prefix = "", rest
+	}
+	for _, word := range strings.Fields(text) {
+		for {
+			room := width - len(prefix) - len(line)
+			if line != "" {
+				room-- // the space before the word
+			}
+			if len(word) <= room {
+				if line != "" {
+					line += " "
+				}
+				line += word
+				break
+			}
+			if line != "" && len(word) <= width-len(rest) {
+				flush() // the word fits on a line of its own
+				continue
+			}
+			if room <= 0 {
+				flush()
+				continue
+			}
+			if line != "" {
+				line += " "
+			}
+			line += word[:room]
+			word = word[room:]
+			flush()
+		}
+	}
+	if line != "" {
+		flush()
+	}
+	return b.String()
 }

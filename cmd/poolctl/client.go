@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
+	"github.com/poolctl/poolctl/worker"
 )
 
 // redisFlags are the connection flags of the client sub-commands.
@@ -69,20 +71,36 @@ func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	rf := addRedisFlags(fs)
 	n := fs.Int("n", 1, "push `COUNT` copies (an argument {i} becomes the copy's index, 0-based)")
 	quiet := fs.Bool("q", false, "print nothing on success")
-	if err := parseFlags(fs, args); err != nil {
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintln(out, "usage: poolctl enqueue [flags] QUEUE CLASS [ARG...] [-- ARG...]")
+		fmt.Fprintln(out, "Arguments are parsed as JSON where they parse, else kept as strings; {i} is the copy's index.")
+		fmt.Fprintln(out, "Flags may also follow the arguments; everything after -- is an argument.")
+		fs.PrintDefaults()
+		fmt.Fprintln(out, "\nBuilt-in job classes (any other class must be named under jobs: in the pool's config):")
+		fmt.Fprintf(out, "  %-16s does nothing\n", worker.ClassNoop)
+		fmt.Fprintf(out, "  %-16s [ms] sleeps\n", worker.ClassSleep)
+		fmt.Fprintf(out, "  %-16s [message] fails\n", worker.ClassFail)
+		fmt.Fprintf(out, "  %-16s [ms] burns CPU\n", worker.ClassCpu)
+	}
+	pos, err := parseFlagsAnywhere(fs, args)
+	if err != nil {
+		if errors.Is(err, errUsage) {
+			return fmt.Errorf("%w (flags may come anywhere; put job arguments that start with \"-\" after --)", err)
+		}
 		return err
 	}
-	if fs.NArg() < 2 {
+	if len(pos) < 2 {
 		return fmt.Errorf("%w: enqueue needs QUEUE CLASS [ARG...]", errUsage)
 	}
-	q, class := fs.Arg(0), fs.Arg(1)
+	q, class := pos[0], pos[1]
 	if err := spec.ValidateQueueName(q); err != nil || strings.Contains(q, "*") {
 		return fmt.Errorf("%w: queue %q: not a valid queue name", errUsage, q)
 	}
 	if *n < 1 {
 		return fmt.Errorf("%w: -n must be at least 1", errUsage)
 	}
-	payloads, err := buildPayloads(class, fs.Args()[2:], *n)
+	payloads, err := buildPayloads(class, pos[2:], *n)
 	if err != nil {
 		return err
 	}
@@ -99,6 +117,32 @@ func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		fmt.Fprintf(stdout, "enqueued %d job(s) of %s on %s in %s\n", *n, class, q, time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// parseFlagsAnywhere parses flags before, between and after positional
+// arguments (enqueue q Class a -q), up to "--", after which everything is
+// positional. A negative number ("-5", "-2.5") is a positional argument,
+// not a flag. It returns the positional arguments in order.
+func parseFlagsAnywhere(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for len(args) > 0 {
+		if _, err := strconv.ParseFloat(args[0], 64); err == nil {
+			pos, args = append(pos, args[0]), args[1:]
+			continue
+		}
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	return pos, nil
 }
 
 // buildPayloads parses each argument as JSON where it parses, else keeps
@@ -258,8 +302,7 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	return fmt.Errorf("%w: failed: unknown action %q (want list, retry or clear)", errUsage, action)
 }
 
+// writeJSON prints v as one JSON document on one line.
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return json.NewEncoder(w).Encode(v)
 }

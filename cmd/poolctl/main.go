@@ -41,7 +41,7 @@ func commands() []command {
 	return []command{
 		{"master", "run the pool master in the foreground: poolctl master -c FILE", runMaster},
 		{"work", "run one built-in worker: poolctl work --queues foo,bar", runWork},
-		{"enqueue", "push jobs: poolctl enqueue [-n COUNT] QUEUE CLASS [ARG...]", runEnqueue},
+		{"enqueue", "push jobs: poolctl enqueue [-n COUNT] [-q] QUEUE CLASS [ARG...] [-- ARG...]", runEnqueue},
 		{"queues", "show queue depths, stats and workers", runQueues},
 		{"failed", "list, retry or clear failure records: poolctl failed [list|retry N|retry --all|clear]", runFailed},
 		{"attach", "attach a shell to a running pool: poolctl attach [NAME]", runAttach},
@@ -59,6 +59,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			if c.name == args[0] {
 				return exitCode(c.run(ctx, args[1:], stdin, stdout, stderr), stderr)
 			}
+		}
+		if args[0] == "--version" || args[0] == "-version" {
+			fmt.Fprintln(stdout, "poolctl", version)
+			return 0
 		}
 		if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 			usage(stdout)

@@ -31,8 +31,12 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	if *configPath == "" {
 		return fmt.Errorf("%w: master needs -c FILE", errUsage)
 	}
+	where := "--redis"
 	if *redisURL == "" {
-		*redisURL = os.Getenv("REDIS_URL")
+		*redisURL, where = os.Getenv("REDIS_URL"), "REDIS_URL"
+	}
+	if err := validateRedisURL(where, *redisURL); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))

@@ -8,7 +8,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/shell"
+	"github.com/poolctl/poolctl/spec"
 )
 
 // runShell is `poolctl [SPEC ...] [flags]`: the interactive shell.
@@ -38,6 +40,18 @@ func runShell(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	opts.Specs = specs
+	if err := selectEnv(&opts); err != nil {
+		return err
+	}
+	if err := validateRedisURL("--redis", opts.Redis); err != nil {
+		return err
+	}
+	if opts.Redis == "" {
+		// The master reads REDIS_URL when no --redis is given.
+		if err := validateRedisURL("REDIS_URL", os.Getenv("REDIS_URL")); err != nil {
+			return err
+		}
+	}
 	if !opts.NoStart {
 		ns, err := noStart(os.Getenv("NO_START"))
 		if err != nil {
@@ -117,4 +131,58 @@ func runList(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		return fmt.Errorf("%w: list takes no arguments", errUsage)
 	}
 	return shell.List(stdout, *asJSON)
+}
+
+// validateRedisURL checks a Redis URL given by the user (where names the
+// flag or variable) before anything starts: a URL that is not one would
+// only make every worker crash-loop. "" and "embedded" (a private Redis)
+// are valid.
+func validateRedisURL(where, url string) error {
+	if url == "" || url == "embedded" {
+		return nil
+	}
+	if err := redisconn.Validate(url); err != nil {
+		return fmt.Errorf("%w: %s: %v", errUsage, where, err)
+	}
+	return nil
+}
+
+// selectEnv picks the config file's environment section: --env, else
+// $POOLCTL_ENV, $RACK_ENV or $RAILS_ENV. A section named by --env or
+// POOLCTL_ENV must exist; RACK_ENV and RAILS_ENV are set for whole
+// applications, so they select a section only where the file has one (as
+// in resque-pool).
+func selectEnv(opts *shell.Options) error {
+	where, optional := "--env", false
+	if opts.Env == "" {
+		for _, name := range []string{"POOLCTL_ENV", "RACK_ENV", "RAILS_ENV"} {
+			if v := os.Getenv(name); v != "" {
+				opts.Env, where, optional = v, name+"="+v, name != "POOLCTL_ENV"
+				break
+			}
+		}
+	} else {
+		where += " " + opts.Env
+	}
+	if opts.Env == "" || opts.ConfigFile == "" {
+		return nil
+	}
+	names, err := spec.Environments(opts.ConfigFile)
+	if err != nil {
+		return err // the file does not load: the same error the shell would give
+	}
+	for _, n := range names {
+		if n == opts.Env {
+			return nil
+		}
+	}
+	if optional {
+		opts.Env = ""
+		return nil
+	}
+	has := "it has none"
+	if len(names) > 0 {
+		has = "it has: " + strings.Join(names, ", ")
+	}
+	return fmt.Errorf("%w: %s: %s has no environment section %q (%s)", errUsage, where, opts.ConfigFile, opts.Env, has)
 }

@@ -213,13 +213,10 @@ func TestShellPipedExample(t *testing.T) {
 	if errorLines(r.stderr) != "" {
 		t.Errorf("errors on stderr: %q", errorLines(r.stderr))
 	}
-	for _, want := range []string{"foo=3\nReloading master ", "settled in ", "3 workers running (foo=3)"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
-		}
-	}
-	// Start-up and shutdown chatter goes to stderr, keeping stdout for results.
-	for _, want := range []string{"started manager: foo=1", "manager stopped: all workers reaped"} {
+	// Confirmations, progress, start-up and shutdown logs go to stderr,
+	// keeping stdout for results.
+	for _, want := range []string{"foo=3\nReloading master ", "settled in ", "3 workers running (foo=3)",
+		"started manager: foo=1", "manager stopped: all workers reaped"} {
 		if !strings.Contains(r.stderr, want) || strings.Contains(r.stdout, want) {
 			t.Errorf("%q must be on stderr only:\nstdout:\n%s\nstderr:\n%s", want, r.stdout, r.stderr)
 		}
@@ -354,7 +351,7 @@ func TestShellPipedExitStatus(t *testing.T) {
 	}
 	m := lastJSON(t, r.stdout)
 	checkStatusSchema(t, m)
-	if !strings.Contains(r.stdout, fmt.Sprintf("\n%d\n", int(m["pid"].(float64)))) {
+	if !strings.HasPrefix(r.stdout, fmt.Sprintf("%d\n{", int(m["pid"].(float64)))) {
 		t.Errorf("pid not printed:\n%s", r.stdout)
 	}
 	if m["redis_error"] == nil && m["redis"] == nil {
@@ -540,7 +537,7 @@ func TestShellAttachAfterKill(t *testing.T) {
 
 	// attach with no name picks the only running pool; stop stops it.
 	r = e.run("stop\n", "attach")
-	if r.code != 0 || !strings.Contains(r.stdout, "manager stopped") {
+	if r.code != 0 || !strings.Contains(r.stderr, "manager stopped") || r.stdout != "" {
 		t.Errorf("attach + stop: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if alive(pid) {
@@ -770,8 +767,8 @@ func TestShellSignalDetaches(t *testing.T) {
 	}
 }
 
-// A master that cannot start: the shell says why (its stderr), returns to
-// reading commands, and the script's exit status is 1.
+// A master that cannot start: the shell says why (its stderr), runs no
+// more of the script, and the script's exit status is 1.
 func TestShellMasterStartFailure(t *testing.T) {
 	e := newShellEnv(t)
 	cfg := sleepConfig(t, "  foo: 1\n")
@@ -785,8 +782,11 @@ func TestShellMasterStartFailure(t *testing.T) {
 		!strings.Contains(r.stderr, "open log "+badLog) {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
-	if !strings.Contains(r.stdout, "pool nolog: not running") || !strings.Contains(r.stdout, "foo=2\n") {
-		t.Errorf("stdout:\n%s", r.stdout)
+	if !strings.Contains(r.stderr, "pool nolog: not running") || !strings.Contains(r.stderr, "poolctl: start failed: script stopped\n") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	if r.stdout != "" || strings.Contains(r.stderr, "foo=2") {
+		t.Errorf("the script went on after the failed start:\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	}
 }
 
@@ -800,4 +800,107 @@ func errorLines(stderr string) string {
 		}
 	}
 	return b.String()
+}
+
+// B10: a master that dies under the prompt is announced at once, with how
+// it died, at the prompt and while log.tail follows; the prompt carries
+// on and status says the pool is not running.
+func TestShellPTYMasterDied(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	p := e.paths("died")
+	e.reap("died")
+	sh := e.startPTY(t, "-c", cfg, "--name", "died")
+	before := termiosOf(t, sh.tty)
+	sh.expect("started manager", 30*time.Second)
+	sh.expect(">> ", 10*time.Second)
+
+	pid := readPid(p.Pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	sh.expect(fmt.Sprintf("master %d died: signal KILL", pid), 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("status\r")
+	sh.expect("pool died: not running", 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+
+	// Again while log.tail follows the log.
+	sh.typeSlowly("start\r")
+	sh.expect("started manager", 30*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	pid2 := readPid(p.Pid)
+	if pid2 == pid || pid2 <= 0 {
+		t.Fatalf("no new master: pid %d", pid2)
+	}
+	sh.typeSlowly("log.tail 1\r")
+	waitFor(t, 5*time.Second, "cooked mode during log.tail", func() bool {
+		return termiosOf(t, sh.tty).Lflag&unix.ISIG != 0
+	})
+	if err := syscall.Kill(pid2, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	sh.expect(fmt.Sprintf("master %d died: signal KILL", pid2), 10*time.Second)
+	sh.typeSlowly("\x03")
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("exit\r")
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- sh.cmd.Wait() }()
+	select {
+	case <-waitErr:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("shell did not exit:\n%q", sh.out.String())
+	}
+	if after := termiosOf(t, sh.tty); before != after {
+		t.Errorf("terminal state not restored:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+// A14: at a terminal, a typo is reported but does not change the exit
+// status of the session (only scripts report failed lines by it).
+func TestShellPTYTypoExitStatus(t *testing.T) {
+	e := newShellEnv(t)
+	e.env = append(e.env, "NO_START=1")
+	sh := e.startPTY(t, "foo=1", "--name", "typo")
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("bogus\r")
+	sh.expect(`unknown command "bogus"`, 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("exit\r")
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- sh.cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err != nil {
+			t.Errorf("interactive session with a typo: %v\n%q", err, sh.out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("shell did not exit:\n%q", sh.out.String())
+	}
+}
+
+// A15 at a terminal: Ctrl-L clears the screen (it is not inserted into
+// the line), and exit says "Bye!".
+func TestShellPTYCtrlLAndBye(t *testing.T) {
+	e := newShellEnv(t)
+	e.env = append(e.env, "NO_START=1")
+	sh := e.startPTY(t, "foo=1", "--name", "ctrll")
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("\x0c")
+	sh.expect("\x1b[2J", 10*time.Second) // erase display
+	sh.typeSlowly("config\r")
+	sh.expect("foo=1", 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("exit\r")
+	sh.expect("Bye!", 10*time.Second)
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- sh.cmd.Wait() }()
+	select {
+	case <-waitErr:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("shell did not exit:\n%q", sh.out.String())
+	}
+	if strings.Contains(sh.out.String(), "unknown command") {
+		t.Errorf("Ctrl-L went into the line:\n%q", sh.out.String())
+	}
 }

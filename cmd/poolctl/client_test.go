@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/poolctl/poolctl/internal/redistest"
+)
+
+// A3: flags are flags anywhere before "--": -q after the job's arguments
+// silences enqueue instead of becoming an argument, --redis after them
+// picks the Redis; after "--" everything is an argument, and a negative
+// number is an argument too. An unknown flag is refused, changing nothing.
+func TestEnqueueFlagsAfterArguments(t *testing.T) {
+	redis := redistest.Start(t)
+	rdb := redis.Client()
+	e := newShellEnv(t)
+	// Where a flag taken for an argument would send the jobs: nowhere.
+	e.env = append(e.env, "REDIS_URL=redis://127.0.0.1:1/0")
+	ctx := context.Background()
+	jobs := func() []string {
+		t.Helper()
+		got, err := rdb.LRange(ctx, "resque:queue:q", 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb.Del(ctx, "resque:queue:q")
+		return got
+	}
+
+	r := e.run("", "enqueue", "q", "Poolctl::Noop", "a", "-q", "--redis", redis.URL())
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("enqueue ... a -q --redis URL: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if got := jobs(); len(got) != 1 || got[0] != `{"class":"Poolctl::Noop","args":["a"]}` {
+		t.Errorf("jobs = %q", got)
+	}
+
+	r = e.run("", "enqueue", "--redis", redis.URL(), "-n", "2", "q", "Poolctl::Sleep", "-5", "x", "--", "-q", "--name")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "enqueued 2 job(s) of Poolctl::Sleep on q") {
+		t.Errorf("enqueue with -- : exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if got := jobs(); len(got) != 2 || got[0] != `{"class":"Poolctl::Sleep","args":[-5,"x","-q","--name"]}` {
+		t.Errorf("jobs = %q", got)
+	}
+
+	r = e.run("", "enqueue", "--redis", redis.URL(), "q", "Poolctl::Noop", "a", "--bogus")
+	if r.code != 2 || !strings.Contains(r.stderr, "flag provided but not defined: -bogus") ||
+		!strings.Contains(r.stderr, `put job arguments that start with "-" after --`) {
+		t.Errorf("unknown flag: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if got := jobs(); len(got) != 0 {
+		t.Errorf("an enqueue with an unknown flag pushed %q", got)
+	}
+}
+
+// A2: failed retry --all retries exactly the records present when it
+// started. A worker that fails every job again (emulated: each job pushed
+// back on the queue becomes a new failure record at the end of the list,
+// as a live pool's would) must not make it retry the failures it caused.
+func TestFailedRetryAllRetriesOnlyPresentRecords(t *testing.T) {
+	redis := redistest.Start(t)
+	rdb := redis.Client()
+	e := newShellEnv(t)
+	e.env = append(e.env, "REDIS_URL=redis://127.0.0.1:1/0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	record := func(i int) string {
+		return fmt.Sprintf(`{"failed_at":"2026-01-01T00:00:00Z","payload":{"class":"Poolctl::Fail","args":[%d]},"exception":"RuntimeError","error":"boom","backtrace":[],"worker":"w","queue":"q"}`, i)
+	}
+	for i := 0; i < 20; i++ {
+		if err := rdb.RPush(ctx, "resque:failed", record(i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	echoed := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { echoed <- n }()
+		for n < 500 {
+			_, err := rdb.BLPop(ctx, 100*time.Millisecond, "resque:queue:q").Result()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				continue
+			}
+			rdb.RPush(ctx, "resque:failed", record(1000+n))
+			n++
+		}
+	}()
+	r := e.run("", "failed", "retry", "--all", "--redis", redis.URL())
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "retried 20 job(s)") {
+		t.Errorf("failed retry --all: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	cancel()
+	<-echoed
+}
