@@ -50,7 +50,7 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 	if strings.Contains(url, "addr=") {
 		opts, err := redis.ParseClusterURL(url)
 		if err != nil {
-			return nil, fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
+			return nil, fmt.Errorf("redis URL %s: %w", redact.URL(url), redactErr(err, url))
 		}
 		opts.PoolSize, opts.ClientName = o.PoolSize, name
 		o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
@@ -58,7 +58,7 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 	}
 	opts, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
+		return nil, fmt.Errorf("redis URL %s: %w", redact.URL(url), redactErr(err, url))
 	}
 	opts.PoolSize, opts.ClientName = o.PoolSize, name
 	o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
@@ -71,7 +71,7 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 func openSentinel(raw, name string, o Options) (redis.UniversalClient, error) {
 	u, err := neturl.Parse(raw)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		return nil, fmt.Errorf("redis URL %s: want redis://SENTINEL:PORT/DB?master_name=NAME[&addr=SENTINEL2:PORT]", Redact(raw))
+		return nil, fmt.Errorf("redis URL %s: want redis://SENTINEL:PORT/DB?master_name=NAME[&addr=SENTINEL2:PORT]", redact.URL(raw))
 	}
 	q := u.Query()
 	opts := &redis.FailoverOptions{
@@ -86,7 +86,7 @@ func openSentinel(raw, name string, o Options) (redis.UniversalClient, error) {
 	}
 	if db := strings.Trim(u.Path, "/"); db != "" {
 		if opts.DB, err = strconv.Atoi(db); err != nil {
-			return nil, fmt.Errorf("redis URL %s: database %q is not a number", Redact(raw), db)
+			return nil, fmt.Errorf("redis URL %s: database %q is not a number", redact.URL(raw), db)
 		}
 	}
 	o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
@@ -113,7 +113,7 @@ func (o Options) apply(maxRetries *int, readTimeout, dialTimeout *time.Duration,
 // redactErr keeps a password that a parse error might quote out of logs.
 func redactErr(err error, url string) error {
 	msg := err.Error()
-	if red := Redact(url); red != url {
+	if red := redact.URL(url); red != url {
 		msg = strings.ReplaceAll(msg, url, red)
 	}
 	if pw := redact.Password(url); pw != "" {
@@ -122,10 +122,6 @@ func redactErr(err error, url string) error {
 	return fmt.Errorf("%s", msg)
 }
 
-// Redact hides the password of a Redis URL ("redis://:secret@h" becomes
-// "redis://:xxxxx@h"); it is redact.URL, kept here for callers that
-// already hold a client.
-func Redact(raw string) string { return redact.URL(raw) }
 
 // Validate reports whether url is a Redis URL that Open accepts, without
 // connecting: scheme redis://, rediss:// or unix://, and a URL that
@@ -134,14 +130,14 @@ func Redact(raw string) string { return redact.URL(raw) }
 func Validate(url string) error {
 	u, err := neturl.Parse(url)
 	if err != nil {
-		return fmt.Errorf("redis URL %s: %w", Redact(url), redactErr(err, url))
+		return fmt.Errorf("redis URL %s: %w", redact.URL(url), redactErr(err, url))
 	}
 	switch u.Scheme {
 	case "redis", "rediss", "unix":
 	case "":
-		return fmt.Errorf("redis URL %s: no scheme (want redis://HOST:PORT/DB, rediss://... or unix:///PATH)", Redact(url))
+		return fmt.Errorf("redis URL %s: no scheme (want redis://HOST:PORT/DB, rediss://... or unix:///PATH)", redact.URL(url))
 	default:
-		return fmt.Errorf("redis URL %s: scheme %q is not one of redis://, rediss://, unix://", Redact(url), u.Scheme)
+		return fmt.Errorf("redis URL %s: scheme %q is not one of redis://, rediss://, unix://", redact.URL(url), u.Scheme)
 	}
 	c, err := Open(url, Options{PoolSize: 1})
 	if err != nil {
