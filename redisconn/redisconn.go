@@ -122,7 +122,6 @@ func redactErr(err error, url string) error {
 	return fmt.Errorf("%s", msg)
 }
 
-
 // Validate reports whether url is a Redis URL that Open accepts, without
 // connecting: scheme redis://, rediss:// or unix://, and a URL that
 // parses (Sentinel and Cluster forms included). Errors name the URL with

@@ -16,7 +16,6 @@ import (
 	"github.com/poolctl/poolctl/internal/testutil"
 )
 
-
 func TestOpenRejectsBadURLsWithoutLeakingPasswords(t *testing.T) {
 	for url, want := range map[string]string{
 		"bogus://:pw@x":                 "redis URL bogus://:xxxxx@x: redis: invalid URL scheme: bogus",
