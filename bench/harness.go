@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/poolctl/poolctl/internal/proc"
+	"github.com/poolctl/poolctl/pool/poolfs"
 
 	"bytes"
 	"context"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/internal/redistest"
-	"github.com/poolctl/poolctl/pool"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -43,7 +43,7 @@ type master struct {
 	cfgPath string
 	runtime string
 	log     string
-	paths   pool.Paths
+	paths   poolfs.Paths
 	stderr  bytes.Buffer
 	done    chan struct{}
 	known   map[int]bool // every worker pid seen, for the final clean-up
@@ -74,7 +74,7 @@ func (e *env) startMaster(cfg string) (*master, time.Time, error) {
 	}
 	m := &master{e: e, cfgPath: filepath.Join(dir, "pool.yml"), runtime: filepath.Join(dir, "run"),
 		log: filepath.Join(dir, "pool.log"), done: make(chan struct{}), known: map[int]bool{}}
-	m.paths = pool.PathsFor(m.runtime, "bench")
+	m.paths = poolfs.PathsFor(m.runtime, "bench")
 	if err := os.WriteFile(m.cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, time.Time{}, err
 	}
@@ -101,8 +101,8 @@ func (m *master) alive() bool {
 }
 
 // state reads the state file; nil while there is none.
-func (m *master) state() *pool.State {
-	s, err := pool.ReadState(m.paths.State)
+func (m *master) state() *poolfs.State {
+	s, err := poolfs.ReadState(m.paths.State)
 	if err != nil {
 		return nil
 	}
@@ -173,8 +173,8 @@ func pollUntil(timeout time.Duration, cond func() bool) (time.Time, error) {
 // waitWorkers waits until the state file lists n live workers of settled
 // groups, every one of them present in /proc, and (when registered) n ids
 // in resque:workers. It returns the time both held.
-func (m *master) waitWorkers(n int, registered bool, timeout time.Duration) (*pool.State, time.Time, error) {
-	var st *pool.State
+func (m *master) waitWorkers(n int, registered bool, timeout time.Duration) (*poolfs.State, time.Time, error) {
+	var st *poolfs.State
 	t, err := pollUntil(timeout, func() bool {
 		if registered && m.e.rdb.SCard(bg, "resque:workers").Val() != int64(n) {
 			return false

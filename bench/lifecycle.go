@@ -5,12 +5,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 )
 
 const sleepCommand = "command: [\"sleep\", \"1000\"]\n"
 
-func pidsOf(st *pool.State) map[int]string {
+func pidsOf(st *poolfs.State) map[int]string {
 	out := map[int]string{}
 	for _, w := range st.Workers {
 		out[w.PID] = w.Queues

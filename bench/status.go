@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/pstree"
 	"github.com/poolctl/poolctl/queue"
 	"github.com/redis/go-redis/v9"
@@ -81,7 +81,7 @@ func status(e *env, z sizes, _ int) ([]metric, error) {
 		// The building blocks, in process, with a fresh Redis connection
 		// and a fresh sampler as a one-shot command would have.
 		t0 = time.Now()
-		st, err := pool.ReadState(m.paths.State)
+		st, err := poolfs.ReadState(m.paths.State)
 		if err != nil {
 			return nil, err
 		}

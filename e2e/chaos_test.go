@@ -17,9 +17,9 @@ import (
 
 	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/internal/testutil"
+	"github.com/poolctl/poolctl/pool/poolfs"
 
 	"github.com/poolctl/poolctl/internal/redistest"
-	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/queue"
 )
 
@@ -80,7 +80,7 @@ jobs:
 	}
 	shellDone := make(chan struct{})
 	go func() { _ = shell.Wait(); close(shellDone) }()
-	paths := pool.PathsFor(runtime, "chaos")
+	paths := poolfs.PathsFor(runtime, "chaos")
 	logText := func() string { b, _ := os.ReadFile(paths.Log); return string(b) }
 	var masters []int
 	t.Cleanup(func() {
@@ -102,10 +102,10 @@ jobs:
 			t.Fatalf("write to shell: %v", err)
 		}
 	}
-	state := func() *pool.State {
-		s, err := pool.ReadState(paths.State)
+	state := func() *poolfs.State {
+		s, err := poolfs.ReadState(paths.State)
 		if err != nil {
-			return &pool.State{}
+			return &poolfs.State{}
 		}
 		return s
 	}
@@ -169,12 +169,12 @@ jobs:
 						return false
 					}
 				}
-				return !pool.MasterAlive(paths)
+				return !poolfs.MasterAlive(paths)
 			})
 			send("start")
 			testutil.Eventually(t, 20*time.Second, "a new master", func() bool {
 				n := state()
-				return n.PID != 0 && n.PID != s.PID && pool.MasterAlive(paths)
+				return n.PID != 0 && n.PID != s.PID && poolfs.MasterAlive(paths)
 			})
 			masters = append(masters, state().PID)
 		}},
@@ -247,7 +247,7 @@ jobs:
 		time.Sleep(time.Duration(50+rng.Intn(200)) * time.Millisecond)
 		if ws := state().Workers; len(ws) > 0 && rng.Intn(3) == 0 {
 			w := ws[rng.Intn(len(ws))]
-			if w.State != pool.WorkerStopping && killWorker(w) {
+			if w.State != poolfs.WorkerStopping && killWorker(w) {
 				workerKills++
 				killedPIDs[w.PID] = time.Now()
 			}

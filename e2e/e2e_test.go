@@ -20,9 +20,9 @@ import (
 
 	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/internal/testutil"
+	"github.com/poolctl/poolctl/pool/poolfs"
 
 	"github.com/poolctl/poolctl/internal/redistest"
-	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/queue"
 	"github.com/redis/go-redis/v9"
 )
@@ -57,7 +57,7 @@ var bg = context.Background()
 type master struct {
 	*testutil.Process
 	t       *testing.T
-	paths   pool.Paths
+	paths   poolfs.Paths
 	log     string
 	runtime string
 }
@@ -75,7 +75,7 @@ func startMasterOf(t *testing.T, binary, runtime, config string, extra ...string
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := &master{t: t, runtime: runtime, paths: pool.PathsFor(runtime, "e2e"), log: filepath.Join(runtime, "e2e.log")}
+	m := &master{t: t, runtime: runtime, paths: poolfs.PathsFor(runtime, "e2e"), log: filepath.Join(runtime, "e2e.log")}
 	args := append([]string{"master", "-c", cfgPath, "--name", "e2e", "--log", m.log}, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "POOLCTL_RUNTIME_DIR="+runtime, "REDIS_URL=")
@@ -85,17 +85,17 @@ func startMasterOf(t *testing.T, binary, runtime, config string, extra ...string
 
 func tail(s string, n int) string { return testutil.Tail(s, n) }
 
-func (m *master) state() *pool.State {
-	s, err := pool.ReadState(m.paths.State)
+func (m *master) state() *poolfs.State {
+	s, err := poolfs.ReadState(m.paths.State)
 	if err != nil {
-		return &pool.State{}
+		return &poolfs.State{}
 	}
 	return s
 }
 
-func (m *master) waitWorkers(n int) *pool.State {
+func (m *master) waitWorkers(n int) *poolfs.State {
 	m.t.Helper()
-	var s *pool.State
+	var s *poolfs.State
 	testutil.Eventually(m.t, 15*time.Second, fmt.Sprintf("%d workers", n), func() bool {
 		s = m.state()
 		return len(s.Workers) == n && s.Settled()
@@ -380,9 +380,9 @@ func TestLogOnAFullDiskDoesNotStopTheMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	paths := pool.PathsFor(runtime, "full")
+	paths := poolfs.PathsFor(runtime, "full")
 	testutil.Eventually(t, 15*time.Second, "2 workers despite the log failing", func() bool {
-		s, err := pool.ReadState(paths.State)
+		s, err := poolfs.ReadState(paths.State)
 		return err == nil && len(s.Workers) == 2 && s.Settled()
 	})
 	testutil.Eventually(t, 5*time.Second, "the log failure reported on stderr", func() bool {
@@ -418,15 +418,15 @@ func TestOpenFileLimitMakesSpawnsFailNotTheMaster(t *testing.T) {
 			<-done
 		}
 	})
-	paths := pool.PathsFor(runtime, "nofile")
+	paths := poolfs.PathsFor(runtime, "nofile")
 	logText := func() string { b, _ := os.ReadFile(filepath.Join(runtime, "pool.log")); return string(b) }
 	testutil.Eventually(t, 15*time.Second, "spawn failures logged", func() bool {
 		return strings.Contains(logText(), "too many open files")
 	})
-	var s *pool.State
+	var s *poolfs.State
 	testutil.Eventually(t, 10*time.Second, "the master to publish a partial pool", func() bool {
 		var err error
-		s, err = pool.ReadState(paths.State)
+		s, err = poolfs.ReadState(paths.State)
 		return err == nil && len(s.Workers) > 0
 	})
 	if len(s.Workers) >= 60 {
@@ -472,7 +472,7 @@ func TestNoRedisConfiguredStartsAPrivateOne(t *testing.T) {
 // file can be a moment old and pids are reused quickly (pid_max can be
 // 32768): without the check a test could kill a job process that took
 // over the pid, which the worker would rightly record as a failed job.
-func killWorker(w pool.WorkerState) bool {
+func killWorker(w poolfs.WorkerState) bool {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", w.PID))
 	if err != nil || !bytes.Contains(cmdline, []byte("--queues")) || !procid.Alive(w.PID, w.Identity) {
 		return false
