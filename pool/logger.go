@@ -151,3 +151,11 @@ func (l *Logger) pump(pid int, r io.Reader) {
 		}
 	}
 }
+
+// countOf says how many of noun there are: "1 worker", "3 workers".
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}

@@ -350,7 +350,7 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 		m.paused = true
 		m.dirty = true
 	case syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT:
-		m.log.Printf("%s: forwarding to %d workers", signalName(sig), len(m.workers))
+		m.log.Printf("%s: forwarding to %s", signalName(sig), countOf(len(m.workers), "worker"))
 		for _, w := range m.workers {
 			_ = signalGroup(w.pid, sig)
 		}

@@ -117,7 +117,7 @@ func (m *Master) beginStop(mode stopMode, why string) {
 		sig, kind = syscall.SIGTERM, "fast"
 		bound = min(m.cfg.TermTimeout, fastStopBound)
 	}
-	m.log.Printf("%s: %s shutdown of %d workers (killing any left after %s)", why, kind, len(m.workers), bound)
+	m.log.Printf("%s: %s shutdown of %s (killing any left after %s)", why, kind, countOf(len(m.workers), "worker"), bound)
 	for _, w := range m.workers {
 		m.stopWorker(w, sig, bound, true)
 	}

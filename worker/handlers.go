@@ -147,7 +147,10 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 			cmd.Env = append(cmd.Env, "POOLCTL_ARGS="+string(job.Args))
 		}
 		tail := &tailBuffer{max: stderrTailBytes}
-		jio, err := newJobIO(cmd, job.Args, stdout, io.MultiWriter(stderr, tail))
+		outLines, errLines := newJobLines(stdout, job.ID, time.Now), newJobLines(stderr, job.ID, time.Now)
+		defer outLines.Flush()
+		defer errLines.Flush()
+		jio, err := newJobIO(cmd, job.Args, outLines, io.MultiWriter(errLines, tail))
 		if err != nil {
 			return fmt.Errorf("run %s: %w", argv[0], err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -369,5 +370,22 @@ func TestLostReserveReplyDoesNotStrandTheJob(t *testing.T) {
 	}
 	if n := h.rdb.LLen(bg, "resque:poolctl:inflight:"+h.w.ID()+":foo").Val(); n != 0 {
 		t.Errorf("%d jobs stranded in flight", n)
+	}
+}
+
+// Job output reaches the pool log line by line, each line stamped with the
+// time and the job id (issue 10 A15); the failure record keeps the raw
+// stderr lines.
+func TestCommandJobOutputLinesCarryTimeAndJobID(t *testing.T) {
+	h := newHarness(t, Config{Queues: []string{"foo"}, Jobs: map[string][]string{
+		"Talk": {"sh", "-c", `echo hello; printf 'no newline' >&2`},
+	}})
+	h.push("foo", `{"class":"Talk","args":[]}`)
+	h.eventually("the job", func() bool { return h.stat("resque:stat:processed") == "1" })
+	stamp := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z job \d+-\d+: `
+	for _, line := range []string{"hello", "no newline"} {
+		if !regexp.MustCompile(`(?m)^` + stamp + line + `$`).MatchString(h.out.String()) {
+			t.Errorf("no stamped line %q in the worker's output:\n%s", line, h.out.String())
+		}
 	}
 }
