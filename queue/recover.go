@@ -205,12 +205,12 @@ func (r *Recoverer) pass(ctx context.Context) (Recovered, error) {
 		} else if !r.remoteDead(id, beats[id], redisNow, start) {
 			continue
 		}
-		n, err := c.UnregisterIf(ctx, id, identity)
-		if errors.Is(err, ErrIdentityChanged) {
-			continue // a new process took the id after we judged it
-		}
+		n, done, err := c.unregisterJudged(ctx, id, identity)
 		if err != nil {
 			return rec, err
+		}
+		if !done {
+			continue
 		}
 		delete(r.sighted, id)
 		rec.Workers = append(rec.Workers, id)
@@ -289,12 +289,12 @@ func (r *Recoverer) requeueGhosts(ctx context.Context, registered map[string]boo
 				continue
 			}
 		}
-		n, err := c.UnregisterIf(ctx, id, identity)
-		if errors.Is(err, ErrIdentityChanged) {
-			continue
-		}
+		n, done, err := c.unregisterJudged(ctx, id, identity)
 		if err != nil {
 			return total, err
+		}
+		if !done {
+			continue
 		}
 		delete(r.ghosts, id)
 		total += n
@@ -366,9 +366,16 @@ func (r *Recoverer) unregisterIfGone(ctx context.Context, id string, pid int) (i
 	if identity != "" && r.opts.Alive(pid, identity) {
 		return 0, nil
 	}
-	n, err := r.c.UnregisterIf(ctx, id, identity)
-	if errors.Is(err, ErrIdentityChanged) {
-		return 0, nil // a newer process took the id meanwhile
-	}
+	n, _, err := r.c.unregisterJudged(ctx, id, identity)
 	return n, err
+}
+
+// unregisterJudged unregisters id, judged dead with identity, unless a new
+// process took the id meanwhile (then done is false and nothing changed).
+func (c *Client) unregisterJudged(ctx context.Context, id, identity string) (requeued int, done bool, err error) {
+	n, err := c.UnregisterIf(ctx, id, identity)
+	if errors.Is(err, ErrIdentityChanged) {
+		return 0, false, nil
+	}
+	return n, err == nil, err
 }

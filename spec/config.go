@@ -190,38 +190,44 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for _, d := range []struct {
-		name string
-		val  time.Duration
-	}{
-		{"term_timeout", c.TermTimeout},
-		{"start_secs", c.StartSecs},
-		{"backoff_max", c.BackoffMax},
-		{"job_timeout", c.JobTimeout},
-	} {
-		if d.val < 0 {
-			return fmt.Errorf("spec: config: %s must not be negative, got %s", d.name, d.val)
+	for _, d := range c.durations() {
+		if val := *d.ptr; val < 0 || (d.positive && val == 0) {
+			want := "must not be negative"
+			if d.positive {
+				want = "must be positive"
+			}
+			return fmt.Errorf("spec: config: %s %s, got %s", d.name, want, val)
 		}
 	}
 	if c.StartRetries < 1 {
 		return fmt.Errorf("spec: config: start_retries must be at least 1, got %d", c.StartRetries)
 	}
-	for _, d := range []struct {
-		name string
-		val  time.Duration
-	}{
-		{"heartbeat_interval", c.HeartbeatInterval},
-		{"heartbeat_expiry", c.HeartbeatExpiry},
-		{"recovery_interval", c.RecoveryInterval},
-	} {
-		if d.val <= 0 {
-			return fmt.Errorf("spec: config: %s must be positive, got %s", d.name, d.val)
-		}
-	}
 	if c.HeartbeatExpiry <= 2*c.HeartbeatInterval {
 		return fmt.Errorf("spec: config: heartbeat_expiry (%s) must be more than twice heartbeat_interval (%s), or live workers would look dead", c.HeartbeatExpiry, c.HeartbeatInterval)
 	}
 	return nil
+}
+
+// durationSetting is one duration setting of a Config: its key, where it
+// is kept, and whether zero is allowed.
+type durationSetting struct {
+	name     string
+	ptr      *time.Duration
+	positive bool
+}
+
+// durations lists c's duration settings, the one table that decoding,
+// validation and encoding share.
+func (c *Config) durations() []durationSetting {
+	return []durationSetting{
+		{"term_timeout", &c.TermTimeout, false},
+		{"start_secs", &c.StartSecs, false},
+		{"backoff_max", &c.BackoffMax, false},
+		{"job_timeout", &c.JobTimeout, false},
+		{"heartbeat_interval", &c.HeartbeatInterval, true},
+		{"heartbeat_expiry", &c.HeartbeatExpiry, true},
+		{"recovery_interval", &c.RecoveryInterval, true},
+	}
 }
 
 // sortedKeys returns the keys of m in sorted order.

@@ -247,24 +247,16 @@ func (d *decoder) section(m *yaml.Node, path, env string, c *Config) error {
 			c.Redis, err = d.str(v, prefix)
 		case "namespace":
 			c.Namespace, err = d.str(v, prefix)
-		case "term_timeout":
-			c.TermTimeout, err = d.duration(v, prefix)
-		case "start_secs":
-			c.StartSecs, err = d.duration(v, prefix)
-		case "backoff_max":
-			c.BackoffMax, err = d.duration(v, prefix)
-		case "job_timeout":
-			c.JobTimeout, err = d.duration(v, prefix)
-		case "heartbeat_interval":
-			c.HeartbeatInterval, err = d.duration(v, prefix)
-		case "heartbeat_expiry":
-			c.HeartbeatExpiry, err = d.duration(v, prefix)
-		case "recovery_interval":
-			c.RecoveryInterval, err = d.duration(v, prefix)
 		case "start_retries":
 			c.StartRetries, err = d.startRetries(v, prefix)
 		case "environments":
 			envs = v
+		default:
+			for _, ds := range c.durations() {
+				if ds.name == key {
+					*ds.ptr, err = d.duration(v, prefix)
+				}
+			}
 		}
 		if err != nil {
 			return err

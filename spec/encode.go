@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
-	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -52,20 +51,10 @@ func (c *Config) Marshal() ([]byte, error) {
 	if c.Namespace != def.Namespace {
 		add("namespace", strNode(c.Namespace))
 	}
-	for _, d := range []struct {
-		name     string
-		val, def time.Duration
-	}{
-		{"term_timeout", c.TermTimeout, def.TermTimeout},
-		{"start_secs", c.StartSecs, def.StartSecs},
-		{"backoff_max", c.BackoffMax, def.BackoffMax},
-		{"job_timeout", c.JobTimeout, def.JobTimeout},
-		{"heartbeat_interval", c.HeartbeatInterval, def.HeartbeatInterval},
-		{"heartbeat_expiry", c.HeartbeatExpiry, def.HeartbeatExpiry},
-		{"recovery_interval", c.RecoveryInterval, def.RecoveryInterval},
-	} {
-		if d.val != d.def {
-			add(d.name, strNode(d.val.String()))
+	defs := def.durations()
+	for i, d := range c.durations() {
+		if *d.ptr != *defs[i].ptr {
+			add(d.name, strNode(d.ptr.String()))
 		}
 	}
 	if c.StartRetries != def.StartRetries {

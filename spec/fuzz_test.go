@@ -2,7 +2,6 @@ package spec
 
 import (
 	"errors"
-	"reflect"
 	"strings"
 	"testing"
 )
@@ -33,17 +32,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("Parse(%q) gave count %d", in, e.Count)
 			}
 		}
-		str := s.String()
-		again, err := Parse(str)
-		if err != nil {
-			t.Fatalf("Parse(%q).String() = %q does not reparse: %v", in, str, err)
-		}
-		if want := nonZero(s); !reflect.DeepEqual(again, want) {
-			t.Fatalf("Parse(%q): reparsed %q = %#v, want %#v", in, str, again, want)
-		}
-		if again.String() != str {
-			t.Fatalf("String not idempotent for %q: %q then %q", in, str, again.String())
-		}
+		checkRoundTrip(t, in, s)
 	})
 }
 

@@ -568,40 +568,45 @@ func (w *Worker) retryWithGrace(op func() error, idle bool, grace time.Duration)
 	}
 }
 
+// heartbeat refreshes the worker's heartbeat every HeartbeatInterval until
+// done. Each beat re-asserts the whole registration, so a worker whose
+// registration was lost (Redis restarted empty, or pruned by Resque) is
+// back within one heartbeat.
 func (w *Worker) heartbeat(done <-chan struct{}) {
-	t := time.NewTicker(w.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			// Each beat re-asserts the whole registration, so a worker
-			// whose registration was lost (Redis restarted empty, or
-			// pruned by Resque) is back within one heartbeat.
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if now, err := w.q.ServerTime(ctx); err == nil {
-				_ = w.q.Heartbeat(ctx, w.reg, now)
-			}
-			cancel()
+	every(w.cfg.HeartbeatInterval, done, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if now, err := w.q.ServerTime(ctx); err == nil {
+			_ = w.q.Heartbeat(ctx, w.reg, now)
 		}
-	}
+		return true
+	})
 }
 
 // watchParent terminates the worker when its master is gone (it was
 // SIGKILLed and the parent-death signal did not reach us). It is a
 // backstop, so it looks rarely: idle workers should cost nothing.
 func (w *Worker) watchParent(done <-chan struct{}) {
-	t := time.NewTicker(2 * time.Second)
+	every(2*time.Second, done, func() bool {
+		if os.Getppid() == w.cfg.MasterPID {
+			return true
+		}
+		w.logf("master %d is gone: stopping", w.cfg.MasterPID)
+		w.Terminate()
+		return false
+	})
+}
+
+// every runs fn each period until done is closed or fn returns false.
+func every(period time.Duration, done <-chan struct{}, fn func() bool) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
-			if os.Getppid() != w.cfg.MasterPID {
-				w.logf("master %d is gone: stopping", w.cfg.MasterPID)
-				w.Terminate()
+			if !fn() {
 				return
 			}
 		}
