@@ -137,14 +137,17 @@ type Master struct {
 	// they exit.
 	others map[int]func(status string)
 
-	calls     chan func()
-	done      chan struct{} // closed when Run returns
-	stopping  stopMode
-	paused    bool
-	dirty     bool
-	started   time.Time
-	lastError string
-	orphanDue bool
+	calls    chan func()
+	done     chan struct{} // closed when Run returns
+	stopping stopMode
+	paused   bool
+	// workersPausedAt is when USR2 was last forwarded to the workers
+	// (zero after CONT): workers started before it are paused.
+	workersPausedAt time.Time
+	dirty           bool
+	started         time.Time
+	lastError       string
+	orphanDue       bool
 	// orphanRound counts the scans of the current orphan clean-up, and
 	// orphansKilled holds the orphans it has killed (logged once each).
 	orphanRound   int
@@ -353,6 +356,12 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 		m.log.Printf("%s: forwarding to %s", signalName(sig), countOf(len(m.workers), "worker"))
 		for _, w := range m.workers {
 			_ = signalGroup(w.pid, sig)
+		}
+		switch sig {
+		case syscall.SIGUSR2:
+			m.workersPausedAt, m.dirty = time.Now(), true
+		case syscall.SIGCONT:
+			m.workersPausedAt, m.dirty = time.Time{}, true
 		}
 	}
 }

@@ -375,3 +375,18 @@ func TestNamespaceChangeOnHUPIsRefused(t *testing.T) {
 	tm.signal(syscall.SIGHUP)
 	tm.waitState("foo=3 applied", func(s *State) bool { return s.Error == "" && s.Spec == "foo=3:bar=3" && s.Namespace == "old:" })
 }
+
+// Whoever sends USR2 to the master (not only a shell), the state file says
+// from when the workers are paused, and CONT clears it (issue 10 B10).
+func TestStateSaysWhenWorkersWerePausedByUSR2(t *testing.T) {
+	tm := startMaster(t, "workers: {foo: 1}\ncommand: [\"sleep\", \"1000\"]\nstart_secs: 0.1\n")
+	tm.waitState("1 worker", func(s *State) bool { return len(s.Workers) == 1 })
+	before := time.Now()
+	tm.signal(syscall.SIGUSR2)
+	s := tm.waitState("workers_paused_at set", func(s *State) bool { return !s.WorkersPausedAt.IsZero() })
+	if s.WorkersPausedAt.Before(before.Add(-time.Second)) {
+		t.Errorf("workers_paused_at = %s, before the signal (%s)", s.WorkersPausedAt, before)
+	}
+	tm.signal(syscall.SIGCONT)
+	tm.waitState("workers_paused_at cleared by CONT", func(s *State) bool { return s.WorkersPausedAt.IsZero() })
+}

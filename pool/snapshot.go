@@ -89,20 +89,21 @@ func (m *Master) flushState() {
 func (m *Master) snapshot() *State {
 	now := time.Now()
 	s := &State{
-		Name:       m.opts.Paths.Name,
-		PID:        os.Getpid(),
-		Status:     MasterRunning,
-		StartedAt:  m.started,
-		UpdatedAt:  now,
-		ConfigPath: m.opts.ConfigPath,
-		Env:        m.opts.Env,
-		LogPath:    m.log.Path(),
-		Redis:      redact.URL(m.redisURL),
-		Namespace:  m.cfg.Namespace,
-		Spec:       m.cfg.Workers.String(),
-		Error:      m.lastError,
-		Groups:     []GroupState{},
-		Workers:    []WorkerState{},
+		Name:            m.opts.Paths.Name,
+		PID:             os.Getpid(),
+		Status:          MasterRunning,
+		StartedAt:       m.started,
+		UpdatedAt:       now,
+		ConfigPath:      m.opts.ConfigPath,
+		Env:             m.opts.Env,
+		LogPath:         m.log.Path(),
+		Redis:           redact.URL(m.redisURL),
+		Namespace:       m.cfg.Namespace,
+		Spec:            m.cfg.Workers.String(),
+		Error:           m.lastError,
+		WorkersPausedAt: m.workersPausedAt,
+		Groups:          []GroupState{},
+		Workers:         []WorkerState{},
 	}
 	switch {
 	case m.stopping != notStopping:

@@ -48,6 +48,10 @@ type State struct {
 	Groups     []GroupState  `json:"groups"`
 	Workers    []WorkerState `json:"workers"`
 	Error      string        `json:"error,omitempty"` // last reload error, if the config file could not be applied
+	// WorkersPausedAt is when USR2 was last forwarded to the workers, zero
+	// after CONT: the workers started before it are paused (Resque's
+	// USR2), whoever sent the signal.
+	WorkersPausedAt time.Time `json:"workers_paused_at,omitzero"`
 }
 
 // GroupState is one queue list of the configuration in force.
