@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 			ConfigPath: cfg,
 			Paths:      PathsFor(BaseDir(), "test"),
 			LogPath:    os.Getenv("POOLCTL_TEST_MASTER_LOG"),
+			Overrides:  os.Getenv("POOLCTL_TEST_MASTER_OVERRIDES"),
 		}
 		if err := Run(context.Background(), opts); err != nil {
 			fmt.Fprintln(os.Stderr, "master:", err)
@@ -45,6 +46,12 @@ type testMaster struct {
 
 func startMaster(t *testing.T, config string) *testMaster {
 	t.Helper()
+	return startMasterWith(t, config)
+}
+
+// startMasterWith is startMaster with extra environment for the master.
+func startMasterWith(t *testing.T, config string, env ...string) *testMaster {
+	t.Helper()
 	dir := t.TempDir()
 	tm := &testMaster{
 		t:      t,
@@ -58,6 +65,7 @@ func startMaster(t *testing.T, config string) *testMaster {
 		envTestMaster+"="+tm.config,
 		"POOLCTL_TEST_MASTER_LOG="+tm.log,
 		"POOLCTL_RUNTIME_DIR="+filepath.Join(dir, "run"))
+	cmd.Env = append(cmd.Env, env...)
 	tm.Process = testutil.StartProcess(t, cmd, 10*time.Second, tm.log)
 	tm.waitState("manager started", func(s *State) bool { return true })
 	return tm

@@ -44,6 +44,12 @@ type Janitor interface {
 type Options struct {
 	ConfigPath string
 	Env        string // environment section of the config file
+	// Overrides, when set, is a file holding a spec string of worker
+	// counts put on top of ConfigPath's at every load (a count of 0
+	// removes a queue list): a shell's changes, so that ConfigPath stays
+	// the user's own file and a HUP re-reads it. A missing file means no
+	// overrides.
+	Overrides  string
 	Paths      Paths  // runtime directory and files
 	LogPath    string // "" = stdout
 	PidFile    string // "" = Paths.Pid
@@ -137,10 +143,11 @@ type Master struct {
 	// they exit.
 	others map[int]func(status string)
 
-	calls    chan func()
-	done     chan struct{} // closed when Run returns
-	stopping stopMode
-	paused   bool
+	calls     chan func()
+	done      chan struct{} // closed when Run returns
+	stopping  stopMode
+	paused    bool
+	overrides spec.Spec // the overrides file's counts in force, if any
 	// workersPausedAt is when USR2 was last forwarded to the workers
 	// (zero after CONT): workers started before it are paused.
 	workersPausedAt time.Time
@@ -181,7 +188,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	defer lock.release()
 
-	cfg, err := spec.LoadConfig(opts.ConfigPath, opts.Env)
+	cfg, over, err := loadConfig(opts)
 	if err != nil {
 		return fmt.Errorf("master cannot start: %w", err)
 	}
@@ -192,16 +199,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 	defer log.Close()
 
 	m := &Master{
-		opts:    opts,
-		log:     log,
-		lock:    lock,
-		cfg:     cfg,
-		groups:  map[string]*group{},
-		workers: map[int]*worker{},
-		others:  map[int]func(string){},
-		calls:   make(chan func(), 1024),
-		done:    make(chan struct{}),
-		started: time.Now(),
+		opts:      opts,
+		log:       log,
+		lock:      lock,
+		cfg:       cfg,
+		overrides: over,
+		groups:    map[string]*group{},
+		workers:   map[int]*worker{},
+		others:    map[int]func(string){},
+		calls:     make(chan func(), 1024),
+		done:      make(chan struct{}),
+		started:   time.Now(),
 
 		orphansKilled: map[int]bool{},
 	}

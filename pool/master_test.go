@@ -390,3 +390,23 @@ func TestStateSaysWhenWorkersWerePausedByUSR2(t *testing.T) {
 	tm.signal(syscall.SIGCONT)
 	tm.waitState("workers_paused_at cleared by CONT", func(s *State) bool { return s.WorkersPausedAt.IsZero() })
 }
+
+// With an overrides file, the user's config file stays the source of
+// truth: a HUP re-reads it, and the overrides stay on top (issue 10 A5).
+func TestHUPRereadsTheConfigFileUnderTheOverrides(t *testing.T) {
+	dir := t.TempDir()
+	over := filepath.Join(dir, "overrides.spec")
+	if err := os.WriteFile(over, []byte("bar=1:baz=0"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tm := startMasterWith(t, "workers: {foo: 1, baz: 1}\ncommand: [\"sleep\", \"1000\"]\n", "POOLCTL_TEST_MASTER_OVERRIDES="+over)
+	s := tm.waitState("foo and bar", func(s *State) bool { return s.Spec == "foo=1:bar=1" && len(s.Workers) == 2 })
+	if s.Overrides != "bar=1:baz=0" {
+		t.Errorf("state overrides = %q, want bar=1:baz=0", s.Overrides)
+	}
+	tm.writeConfig("workers: {foo: 2, baz: 1, qux: 1}\ncommand: [\"sleep\", \"1000\"]\n")
+	tm.signal(syscall.SIGHUP)
+	tm.waitState("the edited file under the overrides", func(s *State) bool {
+		return s.Spec == "foo=2:qux=1:bar=1" && len(s.Workers) == 4
+	})
+}

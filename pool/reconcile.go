@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"syscall"
 	"time"
@@ -26,8 +27,30 @@ const (
 
 // reload re-reads the config file on HUP and makes it the desired state,
 // or keeps the current one (and publishes the error) when it cannot.
+// loadConfig reads the configuration file and puts the overrides file's
+// worker counts on top; it returns the overrides too.
+func loadConfig(opts Options) (*spec.Config, spec.Spec, error) {
+	cfg, err := spec.LoadConfig(opts.ConfigPath, opts.Env)
+	if err != nil || opts.Overrides == "" {
+		return cfg, nil, err
+	}
+	b, err := os.ReadFile(opts.Overrides)
+	if errors.Is(err, os.ErrNotExist) {
+		return cfg, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("overrides: %w", err)
+	}
+	over, err := spec.Parse(string(b))
+	if err != nil {
+		return nil, nil, fmt.Errorf("overrides %s: %w", opts.Overrides, err)
+	}
+	cfg.Workers = cfg.Workers.Merge(over)
+	return cfg, over, nil
+}
+
 func (m *Master) reload() {
-	cfg, err := spec.LoadConfig(m.opts.ConfigPath, m.opts.Env)
+	cfg, over, err := loadConfig(m.opts)
 	// Settings fixed at start (the janitor that recovers dead workers' jobs
 	// runs on them) refuse the whole reload: applying the rest would leave
 	// workers and their recovery on different Redis keys.
@@ -46,7 +69,7 @@ func (m *Master) reload() {
 	}
 	m.lastError = ""
 	old := m.cfg.Workers
-	m.cfg = cfg
+	m.cfg, m.overrides = cfg, over
 	m.paused = false
 	m.applyConfig(cfg)
 	m.log.Printf("reloaded configuration: %s -> %s", old.Describe(), cfg.Workers.Describe())

@@ -20,6 +20,7 @@ import (
 func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs := newFlagSet("master", stderr)
 	configPath := fs.String("c", "", "config file (YAML) `FILE`")
+	overrides := fs.String("overrides", "", "a `FILE` holding a spec string of worker counts put on top of the config file at every load (0 removes a queue list)")
 	pidFile := fs.String("pidfile", "", "pid file (default: in the pool's runtime directory)")
 	logPath := fs.String("log", "", "log file (default: standard output)")
 	name := fs.String("name", "", "pool name (default: the current directory's name)")
@@ -56,6 +57,7 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	}
 	opts := pool.Options{
 		ConfigPath: abs,
+		Overrides:  *overrides,
 		Env:        *env,
 		Paths:      pool.PathsFor(pool.BaseDir(), *name),
 		LogPath:    *logPath,

@@ -20,7 +20,10 @@ type Paths struct {
 	State  string // JSON state, replaced atomically on every change
 	Log    string // default pool log
 	Lock   string // flock held by the running master
-	Redis  string // unix socket of an embedded redis-server
+	// Overrides holds a shell's worker counts on top of the user's config
+	// file (a spec string), for a master started with --overrides.
+	Overrides string
+	Redis     string // unix socket of an embedded redis-server
 	// RedisURL holds the full Redis URL in force, password included, for
 	// local clients (the shell); mode 0600 in a 0700 directory. The state
 	// file carries only the redacted form.
@@ -78,7 +81,8 @@ func PathsFor(base, name string) Paths {
 		Lock:   filepath.Join(dir, "master.lock"),
 		Redis:  filepath.Join(dir, "redis.sock"),
 
-		RedisURL: filepath.Join(dir, "redis.url"),
+		RedisURL:  filepath.Join(dir, "redis.url"),
+		Overrides: filepath.Join(dir, "overrides.spec"),
 	}
 }
 

@@ -34,20 +34,23 @@ const (
 // a temporary file and renamed over the state file, so a reader never sees
 // a partial document.
 type State struct {
-	Name       string        `json:"name"`
-	PID        int           `json:"pid"`
-	Status     string        `json:"status"`
-	StartedAt  time.Time     `json:"started_at"`
-	UpdatedAt  time.Time     `json:"updated_at"`
-	ConfigPath string        `json:"config_path"`
-	Env        string        `json:"env,omitempty"` // environment section of the config in force
-	LogPath    string        `json:"log_path,omitempty"`
-	Redis      string        `json:"redis"` // password redacted
-	Namespace  string        `json:"namespace"`
-	Spec       string        `json:"spec"` // canonical spec string of the config in force
-	Groups     []GroupState  `json:"groups"`
-	Workers    []WorkerState `json:"workers"`
-	Error      string        `json:"error,omitempty"` // last reload error, if the config file could not be applied
+	Name       string    `json:"name"`
+	PID        int       `json:"pid"`
+	Status     string    `json:"status"`
+	StartedAt  time.Time `json:"started_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	ConfigPath string    `json:"config_path"`
+	Env        string    `json:"env,omitempty"` // environment section of the config in force
+	LogPath    string    `json:"log_path,omitempty"`
+	Redis      string    `json:"redis"` // password redacted
+	Namespace  string    `json:"namespace"`
+	Spec       string    `json:"spec"` // canonical spec string of the config in force
+	// Overrides is the overrides file's spec put on top of the config
+	// file (see Paths.Overrides); "" when none.
+	Overrides string        `json:"overrides,omitempty"`
+	Groups    []GroupState  `json:"groups"`
+	Workers   []WorkerState `json:"workers"`
+	Error     string        `json:"error,omitempty"` // last reload error, if the config file could not be applied
 	// WorkersPausedAt is when USR2 was last forwarded to the workers, zero
 	// after CONT: the workers started before it are paused (Resque's
 	// USR2), whoever sent the signal.
