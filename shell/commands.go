@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/logtail"
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/pstree"
 	"github.com/poolctl/poolctl/spec"
 )
@@ -455,7 +455,7 @@ func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, running := s.masterPID(); running && s.foreignConfig() {
+	if _, running := s.pool().MasterPID(); running && s.foreignConfig() {
 		return fmt.Errorf("config: the master reads %s, a config file poolctl did not write (it may hold comments and environment sections), so the shell does not change it: edit it and use reload", s.configPath)
 	}
 	next := *s.cfg
@@ -468,7 +468,7 @@ func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	if s.userFile != "" {
 		s.overrides = mergeOverrides(s.overrides, upd)
 	}
-	if _, ok := s.masterPID(); ok {
+	if _, ok := s.pool().MasterPID(); ok {
 		pid, err := s.reload()
 		if err != nil {
 			s.cfg, s.overrides = prev, prevOverrides
@@ -517,7 +517,7 @@ func cmdKill(_ context.Context, s *Session, args []string) error {
 		// Not our child: wait until its lock is released, so that a start
 		// that follows finds the pool stopped.
 		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(pollInterval / 5) {
-			if !pool.MasterAlive(s.paths) {
+			if !s.pool().Running() {
 				fmt.Fprintf(s.info, "master %d exited\n", pid)
 				break
 			}
@@ -635,21 +635,21 @@ func cmdTailUntil(ctx context.Context, s *Session, args []string) error {
 				return
 			case <-t.C:
 			}
-			if _, alive := s.masterPID(); alive {
+			if _, alive := s.pool().MasterPID(); alive {
 				gone = 0
 				continue
 			}
 			// Twice in a row: the follower has had time to read the rest.
 			if gone++; gone >= 2 {
-				stopFollow(errNoMaster)
+				stopFollow(errNotRunning)
 				return
 			}
 		}
 	}()
 	cw := &countWriter{w: s.out}
 	err = logtail.Follow(fctx, s.logPath, s.logOff, cw, func(line string) bool { return re.MatchString(line) })
-	if context.Cause(fctx) == errNoMaster && ctx.Err() == nil {
-		err = errNoMaster
+	if context.Cause(fctx) == errNotRunning && ctx.Err() == nil {
+		err = errNotRunning
 	}
 	s.logOff += cw.n
 	if end := fileSize(s.logPath); s.logOff > end {
@@ -658,7 +658,7 @@ func cmdTailUntil(ctx context.Context, s *Session, args []string) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, errNoMaster):
+	case errors.Is(err, errNotRunning):
 		return fmt.Errorf("log.tail_until: no line matched %q, and no master is running to write more", args[0])
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		return fmt.Errorf("log.tail_until: no line matched %q within %v", args[0], timeout)
@@ -666,8 +666,6 @@ func cmdTailUntil(ctx context.Context, s *Session, args []string) error {
 		return err
 	}
 }
-
-var errNoMaster = errors.New("no master is running")
 
 type countWriter struct {
 	w io.Writer
@@ -705,26 +703,26 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 	defer deadline.Stop()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
-	var last *pool.State
+	var last *poolfs.State
 	for {
-		pid, alive := s.masterPID()
+		_, alive := s.pool().MasterPID()
 		if !alive && (s.owned == nil || s.owned.exited()) {
 			return fmt.Errorf("wait: pool %s: %w", s.paths.Name, errNotRunning)
 		}
 		if alive {
-			if st, err := pool.ReadState(s.paths.State); err == nil && st.PID == pid {
+			if st, live, err := s.pool().State(); err == nil && live {
 				last = st
 				if s.expecting && st.Spec == s.expectSpec {
 					s.expecting = false // applied; later waits need not check again
 				}
-				if s.expectPaused && st.Status == pool.MasterPaused {
+				if s.expectPaused && st.Status == poolfs.MasterPaused {
 					s.expectPaused = false
 				}
-				if !s.expecting && !s.expectPaused && st.Status == pool.MasterPaused && st.Settled() {
+				if !s.expecting && !s.expectPaused && st.Status == poolfs.MasterPaused && st.Settled() {
 					fmt.Fprintf(s.info, "paused in %.1fs: 0 workers running; the master runs none until reload (configured: %s)\n", time.Since(start).Seconds(), orNone(st.Spec))
 					return nil
 				}
-				if !s.expecting && !s.expectPaused && st.Status != pool.MasterStopping && st.Settled() && !anyStarting(st) {
+				if !s.expecting && !s.expectPaused && st.Status != poolfs.MasterStopping && st.Settled() && !anyStarting(st) {
 					fmt.Fprintln(s.info, settledSummary(st, time.Since(start)))
 					if fatal := fatalGroups(st); fatal != "" {
 						return fmt.Errorf("wait: FATAL: %s (no more workers start for it until a reload or config change)", fatal)
@@ -748,16 +746,16 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 
 // anyStarting reports whether a worker is still within its start_secs
 // probation: wait lets it prove it stays up before calling the pool settled.
-func anyStarting(st *pool.State) bool {
+func anyStarting(st *poolfs.State) bool {
 	for _, w := range st.Workers {
-		if w.State == pool.WorkerStarting {
+		if w.State == poolfs.WorkerStarting {
 			return true
 		}
 	}
 	return false
 }
 
-func settledSummary(st *pool.State, took time.Duration) string {
+func settledSummary(st *poolfs.State, took time.Duration) string {
 	live := 0
 	for _, g := range st.Groups {
 		live += g.Live
@@ -771,21 +769,21 @@ func settledSummary(st *pool.State, took time.Duration) string {
 
 // fatalGroups lists the FATAL queue lists of st with their reasons, "" when
 // there are none.
-func fatalGroups(st *pool.State) string {
+func fatalGroups(st *poolfs.State) string {
 	var fatal []string
 	for _, g := range st.Groups {
-		if g.State == pool.GroupFatal {
+		if g.State == poolfs.GroupFatal {
 			fatal = append(fatal, fmt.Sprintf("%s (%s)", g.Queues, g.Reason))
 		}
 	}
 	return strings.Join(fatal, ", ")
 }
 
-func (s *Session) progress(st *pool.State) string {
+func (s *Session) progress(st *poolfs.State) string {
 	if st == nil {
 		return "the master has not published its state"
 	}
-	if s.expectPaused && st.Status != pool.MasterPaused {
+	if s.expectPaused && st.Status != poolfs.MasterPaused {
 		return fmt.Sprintf("the master has not paused yet (state %s, %d workers)", st.Status, len(st.Workers))
 	}
 	if s.expecting && st.Spec != s.expectSpec {
@@ -802,9 +800,9 @@ func (s *Session) progress(st *pool.State) string {
 	stopping, starting := 0, 0
 	for _, w := range st.Workers {
 		switch w.State {
-		case pool.WorkerStopping:
+		case poolfs.WorkerStopping:
 			stopping++
-		case pool.WorkerStarting:
+		case poolfs.WorkerStarting:
 			starting++
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 )
 
 // CommandsFailedError is returned by Run when commands of a script (its
@@ -311,7 +311,7 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 // leaveNow stops the pool this shell started (exit) or leaves it running
 // (detach, attached pools, signals).
 func (s *Session) leaveNow(run func(func(ctx context.Context) error) error, report func(string, error)) {
-	pid, alive := s.masterPID()
+	pid, alive := s.pool().MasterPID()
 	ours := s.owned != nil && s.owned.paths == s.paths && s.owned.pid == pid
 	switch {
 	case !alive:
@@ -338,17 +338,13 @@ type PoolInfo struct {
 	Log     string `json:"log,omitempty"`
 }
 
+// runningPools describes the pools whose master runs now.
 func runningPools() []PoolInfo {
-	base := pool.BaseDir()
-	names, _ := pool.ListPools(base)
+	pools, _ := poolfs.Running(poolfs.BaseDir())
 	var out []PoolInfo
-	for _, n := range names {
-		p := pool.PathsFor(base, n)
-		if !pool.MasterAlive(p) {
-			continue
-		}
-		info := PoolInfo{Name: n, Status: pool.MasterRunning}
-		if st, err := pool.ReadState(p.State); err == nil {
+	for _, p := range pools {
+		info := PoolInfo{Name: p.Name(), Status: poolfs.MasterRunning}
+		if st, _, err := p.State(); err == nil {
 			info.PID, info.Spec, info.Workers, info.Log = st.PID, st.Spec, len(st.Workers), st.LogPath
 			if st.Status != "" {
 				info.Status = st.Status

@@ -17,7 +17,7 @@ import (
 
 	"github.com/poolctl/poolctl/internal/redact"
 	"github.com/poolctl/poolctl/logtail"
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/pstree"
 	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
@@ -30,7 +30,7 @@ type Options struct {
 	Specs      []string // positional spec arguments ("foo=2:bar=4", "baz=1")
 	ConfigFile string   // -c FILE: start from this config file
 	Redis      string   // --redis URL, passed to the master
-	Name       string   // pool name; "" = pool.DefaultPoolName()
+	Name       string   // pool name; "" = poolfs.DefaultPoolName()
 	Log        string   // pool log file; "" = Paths.Log
 	Env        string   // environment section of the config file
 	NoStart    bool     // do not start the master
@@ -67,7 +67,7 @@ const (
 // child is a master process this shell started.
 type child struct {
 	pid   int
-	paths pool.Paths
+	paths poolfs.Paths
 	done  chan struct{} // closed once it has been reaped
 	err   error         // its exit status, valid after done
 }
@@ -93,7 +93,7 @@ type Session struct {
 	info        io.Writer
 	interactive bool // at a terminal: log.tail follows, log pages
 
-	paths pool.Paths
+	paths poolfs.Paths
 	cfg   *spec.Config
 	// userFile is the config file given with -c: the source of truth,
 	// re-read by reload and start. overrides are the worker counts set
@@ -113,7 +113,7 @@ type Session struct {
 	hupAt        time.Time // when this shell last asked for a reload
 	usr2At       time.Time // when this shell paused the workers (USR2); zero after CONT
 	// poolRedis is the Redis the attached pool's master ran against (from
-	// the runtime directory's redis.url, mode 0600; "embedded" for its
+	// the runtime directory's redis.url, mode 0600; poolfs.EmbeddedRedis for its
 	// private one), so that a restart from this shell uses it again.
 	poolRedis string
 
@@ -140,9 +140,9 @@ func NewSession(opts Options) (*Session, error) {
 		opts.Stderr = io.Discard
 	}
 	if opts.Name == "" {
-		opts.Name = pool.DefaultPoolName()
+		opts.Name = poolfs.DefaultPoolName()
 	}
-	if err := pool.ValidatePoolName(opts.Name); err != nil {
+	if err := poolfs.ValidatePoolName(opts.Name); err != nil {
 		return nil, err
 	}
 	s := &Session{
@@ -180,7 +180,7 @@ func NewSession(opts Options) (*Session, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Redis != "" && cfg.Redis != "embedded" {
+	if cfg.Redis != "" && cfg.Redis != poolfs.EmbeddedRedis {
 		if err := redisconn.Validate(cfg.Redis); err != nil {
 			return nil, fmt.Errorf("%s: redis: %w", opts.ConfigFile, err)
 		}
@@ -198,7 +198,7 @@ func NewSession(opts Options) (*Session, error) {
 
 // setPool points the session at the pool called name.
 func (s *Session) setPool(name string) {
-	s.paths = pool.PathsFor(pool.BaseDir(), name)
+	s.paths = poolfs.Open(name).Paths
 	s.configPath = s.paths.Config
 	s.logPath = s.paths.Log
 	s.owned = nil
@@ -209,28 +209,15 @@ func (s *Session) setPool(name string) {
 	s.userFile, s.overrides = "", nil // another pool: not this shell's -c file
 }
 
-// masterPID returns the pid of the pool's running master: from the pid
-// file in the runtime directory, else (a master started by hand with
-// --pidfile elsewhere) from the state file it publishes there.
-func (s *Session) masterPID() (int, bool) {
-	if !pool.MasterAlive(s.paths) {
-		return 0, false
-	}
-	if b, err := os.ReadFile(s.paths.Pid); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			return pid, true
-		}
-	}
-	if st, err := pool.ReadState(s.paths.State); err == nil && st.PID > 0 && processAlive(st.PID) {
-		return st.PID, true
-	}
-	return 0, false
-}
+// pool is the handle on the runtime directory of the pool the session
+// talks to.
+func (s *Session) pool() poolfs.Pool { return poolfs.Pool{Paths: s.paths} }
 
+// errNotRunning is the condition of a pool whose master is not running.
 var errNotRunning = errors.New("the master is not running (use start)")
 
 func (s *Session) requireMaster() (int, error) {
-	pid, ok := s.masterPID()
+	pid, ok := s.pool().MasterPID()
 	if !ok {
 		return 0, fmt.Errorf("pool %s: %w", s.paths.Name, errNotRunning)
 	}
@@ -239,25 +226,19 @@ func (s *Session) requireMaster() (int, error) {
 
 // attach points the session at a running pool and loads its configuration.
 func (s *Session) attach(name string) error {
-	if err := pool.ValidatePoolName(name); err != nil {
+	if err := poolfs.ValidatePoolName(name); err != nil {
 		return err
 	}
-	paths := pool.PathsFor(pool.BaseDir(), name)
-	if !pool.MasterAlive(paths) {
+	p := poolfs.Open(name)
+	if !p.Running() {
 		return fmt.Errorf("pool %q is not running (poolctl list shows the running pools)", name)
 	}
-	st, err := pool.ReadState(paths.State)
+	st, err := poolfs.ReadState(p.Paths.State)
 	if err != nil {
 		return fmt.Errorf("pool %q: %w", name, err)
 	}
 	s.setPool(name)
-	if b, err := os.ReadFile(paths.RedisURL); err == nil {
-		if u := strings.TrimSpace(string(b)); u == "unix://"+paths.Redis {
-			s.poolRedis = "embedded" // its private redis-server dies with it
-		} else {
-			s.poolRedis = u
-		}
-	}
+	s.poolRedis = p.RedisSetting()
 	if st.ConfigPath != "" {
 		s.configPath = st.ConfigPath
 	}
@@ -302,7 +283,7 @@ func (s *Session) refreshConfig() {
 	if err != nil || !fi.ModTime().After(s.cfgStamp) {
 		return
 	}
-	if _, ok := s.masterPID(); !ok && s.configPath == s.paths.Config {
+	if _, ok := s.pool().MasterPID(); !ok && s.configPath == s.paths.Config {
 		return // our own file of a stopped pool: the shell's copy rules
 	}
 	cfg, err := spec.LoadConfig(s.configPath, s.opts.Env)
@@ -328,7 +309,7 @@ func (s *Session) writeConfig() error {
 			return err
 		}
 	}
-	if err := pool.WriteFileAtomic(s.configPath, data); err != nil {
+	if err := poolfs.WriteFileAtomic(s.configPath, data); err != nil {
 		return err
 	}
 	s.stampConfig()
@@ -385,7 +366,7 @@ func (s *Session) awaitApplied(ctx context.Context, pid int) error {
 	tick := time.NewTicker(pollInterval / 5)
 	defer tick.Stop()
 	for {
-		if st, err := pool.ReadState(s.paths.State); err == nil && st.PID == pid {
+		if st, err := poolfs.ReadState(s.paths.State); err == nil && st.PID == pid {
 			if st.Spec == s.expectSpec {
 				s.expecting = false
 				return nil
@@ -463,7 +444,7 @@ func (s *Session) executable() (string, error) {
 // With wait it echoes the log until the master reports it is ready, exits,
 // or startTimeout passes.
 func (s *Session) startMaster(ctx context.Context, wait bool) error {
-	if pid, ok := s.masterPID(); ok {
+	if pid, ok := s.pool().MasterPID(); ok {
 		return fmt.Errorf("pool %q is already running (master pid %d); use attach %s", s.paths.Name, pid, s.paths.Name)
 	}
 	if s.configPath != s.paths.Config {
@@ -596,7 +577,7 @@ func (s *Session) goneChan(pid int) <-chan struct{} {
 	go func() {
 		defer close(ch)
 		for deadline := time.Now().Add(24 * time.Hour); time.Now().Before(deadline); time.Sleep(pollInterval) {
-			if !pool.MasterAlive(s.paths) {
+			if !s.pool().Running() {
 				return
 			}
 		}
@@ -668,24 +649,16 @@ func logEnd(path string) int64 {
 	return c.Offset()
 }
 
-// redisURL is the Redis URL this shell reads queue data from: the one the
-// master published (full, for local clients), else what the shell was given.
+// redisURL is the Redis URL this shell reads queue data from, by the
+// precedence of poolfs.Pool.RedisFor: --redis, the running master's,
+// $REDIS_URL, the config's redis:; "" when none.
 func (s *Session) redisURL() string {
-	if b, err := os.ReadFile(s.paths.RedisURL); err == nil {
-		if u := strings.TrimSpace(string(b)); u != "" {
-			return u
-		}
+	cfgRedis := ""
+	if s.cfg != nil {
+		cfgRedis = s.cfg.Redis
 	}
-	if s.opts.Redis != "" && s.opts.Redis != "embedded" {
-		return s.opts.Redis
-	}
-	if s.cfg != nil && s.cfg.Redis != "" && s.cfg.Redis != "embedded" {
-		return s.cfg.Redis // "embedded" means a private Redis that only a running master has
-	}
-	if s.opts.Redis == "embedded" {
-		return ""
-	}
-	return os.Getenv("REDIS_URL")
+	url, _ := s.pool().RedisFor(s.opts.Redis, os.Getenv("REDIS_URL"), cfgRedis)
+	return url
 }
 
 func (s *Session) namespace() string {

@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
@@ -30,31 +30,31 @@ type redisFlags struct {
 
 func addRedisFlags(fs *flag.FlagSet) redisFlags {
 	return redisFlags{
-		url:       fs.String("redis", "", "Redis `URL` (default: $REDIS_URL, then the running pool's, then "+redisconn.DefaultURL+")"),
+		url:       fs.String("redis", "", "Redis `URL` (default: the running pool's, then $REDIS_URL, then "+redisconn.DefaultURL+")"),
 		namespace: fs.String("namespace", "", "Redis key namespace (default: the pool's, else resque:)"),
 		name:      fs.String("name", "", "pool whose Redis to use when --redis is not given (default: the current directory's name)"),
 	}
 }
 
-// open connects to the Redis given by the flags, else to the Redis of the
-// named pool when it runs on this host, else to the default URL.
+// open connects to the Redis the shell would use for the named pool
+// (poolfs.Pool.RedisFor: --redis, the pool's running master's, $REDIS_URL),
+// else to the default URL. The namespace is --namespace, else the
+// pool's when its master's Redis is used.
 func (f redisFlags) open() (*queue.Client, func(), error) {
-	url, ns := *f.url, *f.namespace
-	if url == "" {
-		url = os.Getenv("REDIS_URL")
+	ns, name := *f.namespace, *f.name
+	if name == "" {
+		name = poolfs.DefaultPoolName()
 	}
-	if url == "" {
-		name := *f.name
-		if name == "" {
-			name = pool.DefaultPoolName()
+	p := poolfs.Open(name)
+	env := os.Getenv("REDIS_URL")
+	url, fromPool := p.RedisFor(*f.url, env, "")
+	if fromPool && ns == "" {
+		if st, err := poolfs.ReadState(p.Paths.State); err == nil {
+			ns = st.Namespace
 		}
-		paths := pool.PathsFor(pool.BaseDir(), name)
-		if b, err := os.ReadFile(paths.RedisURL); err == nil && pool.MasterAlive(paths) {
-			url = strings.TrimSpace(string(b))
-			if st, err := pool.ReadState(paths.State); err == nil && ns == "" {
-				ns = st.Namespace
-			}
-		}
+	}
+	if url == "" && (*f.url == poolfs.EmbeddedRedis || env == poolfs.EmbeddedRedis) {
+		return nil, nil, fmt.Errorf("pool %s is not running: its embedded Redis exists only while its master runs", name)
 	}
 	if url == "" {
 		url = redisconn.DefaultURL

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/internal/redistest"
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 )
 
 // pipelineResult is the outcome of one bash command line.
@@ -138,7 +138,7 @@ func (e *shellEnv) assertPoolGone(t *testing.T, name string, pids []int) {
 				return false
 			}
 		}
-		return len(e.privateRedisPids(name)) == 0 && !pool.MasterAlive(e.paths(name))
+		return len(e.privateRedisPids(name)) == 0 && !poolfs.MasterAlive(e.paths(name))
 	})
 }
 
@@ -559,8 +559,8 @@ func TestShellAttachMasterWithOtherPidfile(t *testing.T) {
 	})
 	pid := master.Process.Pid
 	waitFor(t, 30*time.Second, "the master to publish its state", func() bool {
-		st, err := pool.ReadState(e.paths("hp").State)
-		return err == nil && st.PID == pid && pool.MasterAlive(e.paths("hp"))
+		st, err := poolfs.ReadState(e.paths("hp").State)
+		return err == nil && st.PID == pid && poolfs.MasterAlive(e.paths("hp"))
 	})
 
 	r := e.run("status --json\npid\nstop\n", "attach", "hp")
@@ -607,7 +607,7 @@ func TestShellAttachHandStartedMaster(t *testing.T) {
 		}
 	})
 	waitFor(t, 30*time.Second, "the master to run its worker", func() bool {
-		st, err := pool.ReadState(e.paths("hm").State)
+		st, err := poolfs.ReadState(e.paths("hm").State)
 		return err == nil && st.PID == master.Process.Pid && len(st.Workers) == 1
 	})
 	before, _ := os.ReadFile(cfg)
@@ -739,7 +739,7 @@ func TestShellReloadRereadsUserConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "config bar=1 to be applied", func() bool {
-		st, err := pool.ReadState(p.State)
+		st, err := poolfs.ReadState(p.State)
 		return err == nil && st.Spec == "foo=1:bar=1"
 	})
 	// The user edits the file: foo=2, and a new queue list.

@@ -25,7 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/poolctl/poolctl/internal/redistest"
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 )
 
 var shellBin string // the poolctl binary under test
@@ -75,7 +75,7 @@ func newShellEnv(t *testing.T) *shellEnv {
 	return &shellEnv{t: t, runtime: rt, state: state, env: env}
 }
 
-func (e *shellEnv) paths(name string) pool.Paths { return pool.PathsFor(e.runtime, name) }
+func (e *shellEnv) paths(name string) poolfs.Paths { return poolfs.PathsFor(e.runtime, name) }
 
 // reap kills, at the end of the test, whatever master and workers of the
 // pool are still alive, by pid.
@@ -83,7 +83,7 @@ func (e *shellEnv) reap(name string) {
 	p := e.paths(name)
 	e.t.Cleanup(func() {
 		var pids []int
-		if st, err := pool.ReadState(p.State); err == nil {
+		if st, err := poolfs.ReadState(p.State); err == nil {
 			pids = append(pids, st.PID)
 			for _, w := range st.Workers {
 				pids = append(pids, w.PID)
@@ -236,7 +236,7 @@ func TestShellPipedExample(t *testing.T) {
 		}
 	}
 	assertAllGone(t, pidsOf(m))
-	if pool.MasterAlive(e.paths("example")) {
+	if poolfs.MasterAlive(e.paths("example")) {
 		t.Error("master still holds the pool lock")
 	}
 }
@@ -391,7 +391,7 @@ func TestShellPipedExitStatus(t *testing.T) {
 	}
 	e.env[len(e.env)-1] = "NO_START=yes"
 	r = e.run("config\nstatus\n", "foo=1", "--name", "nostart")
-	if r.code != 0 || !strings.Contains(r.stdout, "pool nostart: not running") || pool.MasterAlive(e.paths("nostart")) {
+	if r.code != 0 || !strings.Contains(r.stdout, "pool nostart: not running") || poolfs.MasterAlive(e.paths("nostart")) {
 		t.Errorf("NO_START=yes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
@@ -457,10 +457,10 @@ func (e *shellEnv) startPiped(t *testing.T, args ...string) *pipedShell {
 
 // waitRunning waits for the shell to have printed its first status and
 // returns the master's pid.
-func (ps *pipedShell) waitRunning(t *testing.T, p pool.Paths) int {
+func (ps *pipedShell) waitRunning(t *testing.T, p poolfs.Paths) int {
 	t.Helper()
 	waitFor(t, 30*time.Second, "the pool to start", func() bool {
-		return strings.Contains(ps.out.String(), "queues: ") && pool.MasterAlive(p)
+		return strings.Contains(ps.out.String(), "queues: ") && poolfs.MasterAlive(p)
 	})
 	pid := readPid(p.Pid)
 	if pid <= 0 {
