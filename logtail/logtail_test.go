@@ -468,6 +468,15 @@ func TestCursor(t *testing.T) {
 		t.Fatalf("completed line: ToEOF = %q, offset %d", got, c.Offset())
 	}
 
+	c.Seek(4)
+	if got := toEOF(); got != "two\nthree\n" {
+		t.Fatalf("after Seek(4): ToEOF = %q", got)
+	}
+	c.Seek(-1)
+	if c.Offset() != 0 {
+		t.Fatalf("Seek(-1): offset %d", c.Offset())
+	}
+
 	c.Rewind()
 	if c.Offset() != 0 {
 		t.Fatalf("Rewind: offset %d", c.Offset())
