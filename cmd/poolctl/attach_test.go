@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -96,22 +95,7 @@ func TestShellAttachMasterWithOtherPidfile(t *testing.T) {
 	cfg := sleepConfig(t, "  foo: 1\n")
 	e.reap("hp")
 	pidfile := filepath.Join(t.TempDir(), "elsewhere.pid")
-	master := exec.Command(shellBin, "master", "-c", cfg, "--name", "hp", "--pidfile", pidfile)
-	master.Env = e.env
-	master.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := master.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = master.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = master.Process.Kill()
-			<-exited
-		}
-	})
+	master, exited := e.startMaster(t, "-c", cfg, "--name", "hp", "--pidfile", pidfile)
 	pid := master.Process.Pid
 	waitFor(t, 30*time.Second, "the master to publish its state", func() bool {
 		st, err := poolfs.ReadState(e.paths("hp").State)
@@ -145,22 +129,7 @@ func TestShellAttachHandStartedMaster(t *testing.T) {
 	e := newShellEnv(t)
 	cfg := sleepConfig(t, "  foo: 1\n")
 	e.reap("hm")
-	master := exec.Command(shellBin, "master", "-c", cfg, "--name", "hm")
-	master.Env = e.env
-	master.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := master.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = master.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = master.Process.Kill()
-			<-exited
-		}
-	})
+	master, _ := e.startMaster(t, "-c", cfg, "--name", "hm")
 	waitFor(t, 30*time.Second, "the master to run its worker", func() bool {
 		st, err := poolfs.ReadState(e.paths("hm").State)
 		return err == nil && st.PID == master.Process.Pid && len(st.Workers) == 1

@@ -325,3 +325,27 @@ func (ps *pipedShell) close(t *testing.T) {
 }
 
 type syncBuffer = testutil.Buffer
+
+// startMaster starts `poolctl master ARGS` as by hand, in a session of
+// its own; exited is closed once it has exited. The test kills it at the
+// end if it still runs.
+func (e *shellEnv) startMaster(t *testing.T, args ...string) (master *exec.Cmd, exited <-chan struct{}) {
+	t.Helper()
+	master = exec.Command(shellBin, append([]string{"master"}, args...)...)
+	master.Env = e.env
+	master.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = master.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			_ = master.Process.Kill()
+			<-done
+		}
+	})
+	return master, done
+}

@@ -94,6 +94,21 @@ func (ps *ptyShell) typeSlowly(keys string) {
 	}
 }
 
+// waitExit waits up to 30 s for the shell to exit (the test fails when
+// it does not) and returns how it exited.
+func (ps *ptyShell) waitExit() error {
+	ps.t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- ps.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		ps.t.Fatalf("shell did not exit:\n%q", ps.out.String())
+		return nil
+	}
+}
+
 func termiosOf(t *testing.T, f *os.File) unix.Termios {
 	t.Helper()
 	tio, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
@@ -167,15 +182,8 @@ func TestShellPTY(t *testing.T) {
 	sh.typeSlowly("bogus\x03")
 	sh.typeSlowly("exit\r")
 	sh.expect("manager stopped: all workers reaped", 30*time.Second)
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- sh.cmd.Wait() }()
-	select {
-	case err := <-waitErr:
-		if err != nil {
-			t.Errorf("shell exit: %v\n%q", err, sh.out.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("shell did not exit:\n%q", sh.out.String())
+	if err := sh.waitExit(); err != nil {
+		t.Errorf("shell exit: %v\n%q", err, sh.out.String())
 	}
 	if os.Getenv("POOLCTL_TEST_DUMP") != "" {
 		t.Logf("terminal output:\n%q", sh.out.String())
@@ -238,13 +246,7 @@ func TestShellPTYMasterDied(t *testing.T) {
 	sh.typeSlowly("\x03")
 	sh.expect(">> ", 10*time.Second)
 	sh.typeSlowly("exit\r")
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- sh.cmd.Wait() }()
-	select {
-	case <-waitErr:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("shell did not exit:\n%q", sh.out.String())
-	}
+	_ = sh.waitExit()
 	if after := termiosOf(t, sh.tty); before != after {
 		t.Errorf("terminal state not restored:\nbefore %+v\nafter  %+v", before, after)
 	}
@@ -261,15 +263,8 @@ func TestShellPTYTypoExitStatus(t *testing.T) {
 	sh.expect(`unknown command "bogus"`, 10*time.Second)
 	sh.expect(">> ", 10*time.Second)
 	sh.typeSlowly("exit\r")
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- sh.cmd.Wait() }()
-	select {
-	case err := <-waitErr:
-		if err != nil {
-			t.Errorf("interactive session with a typo: %v\n%q", err, sh.out.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("shell did not exit:\n%q", sh.out.String())
+	if err := sh.waitExit(); err != nil {
+		t.Errorf("interactive session with a typo: %v\n%q", err, sh.out.String())
 	}
 }
 
@@ -287,13 +282,7 @@ func TestShellPTYCtrlLAndBye(t *testing.T) {
 	sh.expect(">> ", 10*time.Second)
 	sh.typeSlowly("exit\r")
 	sh.expect("Bye!", 10*time.Second)
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- sh.cmd.Wait() }()
-	select {
-	case <-waitErr:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("shell did not exit:\n%q", sh.out.String())
-	}
+	_ = sh.waitExit()
 	if strings.Contains(sh.out.String(), "unknown command") {
 		t.Errorf("Ctrl-L went into the line:\n%q", sh.out.String())
 	}
