@@ -124,6 +124,15 @@ func (s *Session) Exec(ctx context.Context, line string) error {
 	return nil
 }
 
+// printsValue is the Run of a command that prints one value of the
+// session.
+func printsValue(value func(s *Session) any) func(context.Context, *Session, []string) error {
+	return func(_ context.Context, s *Session, _ []string) error {
+		fmt.Fprintln(s.out, value(s))
+		return nil
+	}
+}
+
 func buildTable() []*Command {
 	return []*Command{
 		{
@@ -152,10 +161,7 @@ Examples:
 		{
 			Name: "config_path", Summary: "print the path of the config file the master reads", MaxArgs: 0,
 			Help: "Prints the config file of the pool (written by this shell and re-read by the master on reload).",
-			Run: func(_ context.Context, s *Session, _ []string) error {
-				fmt.Fprintln(s.out, s.configPath)
-				return nil
-			},
+			Run:  printsValue(func(s *Session) any { return s.configPath }),
 		},
 		{
 			Name: "write_config", Summary: "write the configuration to the config file (no reload)", MaxArgs: 0,
@@ -256,19 +262,15 @@ Examples:
 		{
 			Name: "log_path", Summary: "print the log file's path", MaxArgs: 0,
 			Help: "Prints the path of the pool log.",
-			Run: func(_ context.Context, s *Session, _ []string) error {
-				fmt.Fprintln(s.out, s.logPath)
-				return nil
-			},
+			Run:  printsValue(func(s *Session) any { return s.logPath }),
 		},
 		{
 			Name: "has_log?", Summary: "print true if the log file exists, else false", MaxArgs: 0,
 			Help: "Prints true or false.",
-			Run: func(_ context.Context, s *Session, _ []string) error {
+			Run: printsValue(func(s *Session) any {
 				_, err := os.Stat(s.logPath)
-				fmt.Fprintln(s.out, err == nil)
-				return nil
-			},
+				return err == nil
+			}),
 		},
 		{
 			Name: "log.tail", Args: "[N]", MaxArgs: 1,
