@@ -9,7 +9,7 @@ import (
 
 // Cursor remembers a read position in one log file, for the shell's log.ff,
 // log.rew and log.tail_to_eof commands; start, stop and log.tail move it
-// past what they showed (Seek). Its methods are safe for concurrent use.
+// past what they showed (SetOffset). Its methods are safe for concurrent use.
 type Cursor struct {
 	path string
 
@@ -30,9 +30,9 @@ func (c *Cursor) Offset() int64 {
 	return c.offset
 }
 
-// Seek moves the cursor to offset, which should be just after a complete
+// SetOffset moves the cursor to offset, which should be just after a complete
 // line (as ReadRange returns, or an offset plus what Follow wrote).
-func (c *Cursor) Seek(offset int64) {
+func (c *Cursor) SetOffset(offset int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.offset = max(offset, 0)

@@ -468,13 +468,13 @@ func TestCursor(t *testing.T) {
 		t.Fatalf("completed line: ToEOF = %q, offset %d", got, c.Offset())
 	}
 
-	c.Seek(4)
+	c.SetOffset(4)
 	if got := toEOF(); got != "two\nthree\n" {
-		t.Fatalf("after Seek(4): ToEOF = %q", got)
+		t.Fatalf("after SetOffset(4): ToEOF = %q", got)
 	}
-	c.Seek(-1)
+	c.SetOffset(-1)
 	if c.Offset() != 0 {
-		t.Fatalf("Seek(-1): offset %d", c.Offset())
+		t.Fatalf("SetOffset(-1): offset %d", c.Offset())
 	}
 
 	c.Rewind()

@@ -55,7 +55,7 @@ func cmdLogTail(ctx context.Context, s *Session, args []string) error {
 	if err != nil {
 		return err
 	}
-	s.log.Seek(end)
+	s.log.SetOffset(end)
 	if !s.interactive {
 		return nil
 	}
@@ -118,7 +118,7 @@ func cmdTailUntil(ctx context.Context, s *Session, args []string) error {
 	if context.Cause(fctx) == errNotRunning && ctx.Err() == nil {
 		err = errNotRunning
 	}
-	s.log.Seek(from + cw.n)
+	s.log.SetOffset(from + cw.n)
 	if from+cw.n > fileSize(s.logPath) {
 		s.logToEnd() // rotated or truncated while it followed
 	}

@@ -164,12 +164,12 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	s.expect(s.cfg.Workers.String())
 	s.hupAt = time.Time{}
 	if !wait {
-		s.log.Seek(from)
+		s.log.SetOffset(from)
 		fmt.Fprintf(s.info, "started master %d (not waiting for it)\n", c.pid)
 		return nil
 	}
 	off, seen, err := s.echoLog(ctx, from, readyMarker, c.done, startTimeout)
-	s.log.Seek(off)
+	s.log.SetOffset(off)
 	switch {
 	case seen:
 		return nil
@@ -214,7 +214,7 @@ func (s *Session) stopMaster(ctx context.Context, show bool) error {
 	gone := s.goneChan(pid)
 	timeout := s.cfg.TermTimeout + stopGrace
 	off, _, err := s.echoLog(ctx, from, stoppedMarker, gone, timeout)
-	s.log.Seek(off)
+	s.log.SetOffset(off)
 	if err != nil {
 		return fmt.Errorf("stopped waiting; the master keeps stopping: %w", err)
 	}
