@@ -8,8 +8,8 @@ import (
 )
 
 // Cursor remembers a read position in one log file, for the shell's log.ff,
-// log.rew and log.tail_to_eof commands. Its methods are safe for concurrent
-// use.
+// log.rew and log.tail_to_eof commands; start, stop and log.tail move it
+// past what they showed (SetOffset). Its methods are safe for concurrent use.
 type Cursor struct {
 	path string
 
@@ -28,6 +28,14 @@ func (c *Cursor) Offset() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.offset
+}
+
+// SetOffset moves the cursor to offset, which should be just after a complete
+// line (as ReadRange returns, or an offset plus what Follow wrote).
+func (c *Cursor) SetOffset(offset int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset = max(offset, 0)
 }
 
 // Rewind moves the cursor back to the start of the file (log.rew).

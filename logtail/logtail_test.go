@@ -468,6 +468,15 @@ func TestCursor(t *testing.T) {
 		t.Fatalf("completed line: ToEOF = %q, offset %d", got, c.Offset())
 	}
 
+	c.SetOffset(4)
+	if got := toEOF(); got != "two\nthree\n" {
+		t.Fatalf("after SetOffset(4): ToEOF = %q", got)
+	}
+	c.SetOffset(-1)
+	if c.Offset() != 0 {
+		t.Fatalf("SetOffset(-1): offset %d", c.Offset())
+	}
+
 	c.Rewind()
 	if c.Offset() != 0 {
 		t.Fatalf("Rewind: offset %d", c.Offset())

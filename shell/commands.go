@@ -4,20 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
-	"github.com/poolctl/poolctl/logtail"
-	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/pstree"
-	"github.com/poolctl/poolctl/spec"
 )
 
 // Command is one entry of the shell's command table. Dispatch, help and
@@ -134,55 +124,14 @@ func (s *Session) Exec(ctx context.Context, line string) error {
 	return nil
 }
 
-// signals that kill! accepts by name.
-var signals = map[string]syscall.Signal{
-	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL,
-	"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "TERM": syscall.SIGTERM, "CONT": syscall.SIGCONT,
-	"STOP": syscall.SIGSTOP, "TSTP": syscall.SIGTSTP, "WINCH": syscall.SIGWINCH, "ALRM": syscall.SIGALRM,
-	"TTIN": syscall.SIGTTIN, "TTOU": syscall.SIGTTOU,
+// printsValue is the Run of a command that prints one value of the
+// session.
+func printsValue(value func(s *Session) any) func(context.Context, *Session, []string) error {
+	return func(_ context.Context, s *Session, _ []string) error {
+		fmt.Fprintln(s.out, value(s))
+		return nil
+	}
 }
-
-func signalNames() []string {
-	names := make([]string, 0, len(signals))
-	for n := range signals {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// ParseSignal accepts TERM, SIGTERM, term or 15.
-func ParseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n < 1 || n > 64 {
-			return 0, fmt.Errorf("signal number %d out of range 1-64", n)
-		}
-		return syscall.Signal(n), nil
-	}
-	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
-	if sig, ok := signals[name]; ok {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("unknown signal %q (use a number or one of %s)", s, strings.Join(signalNames(), " "))
-}
-
-// ParseTimeout accepts seconds ("10", "2.5") or a Go duration ("1m30s").
-func ParseTimeout(s string) (time.Duration, error) {
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f < 0 || f > 1e6 {
-			return 0, fmt.Errorf("timeout %q out of range", s)
-		}
-		return time.Duration(f * float64(time.Second)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("invalid timeout %q (seconds, or a duration such as 1m30s)", s)
-	}
-	return d, nil
-}
-
-// DefaultWait is the timeout of wait without an argument.
-const DefaultWait = 60 * time.Second
 
 func buildTable() []*Command {
 	return []*Command{
@@ -212,10 +161,7 @@ Examples:
 		{
 			Name: "config_path", Summary: "print the path of the config file the master reads", MaxArgs: 0,
 			Help: "Prints the config file of the pool (written by this shell and re-read by the master on reload).",
-			Run: func(_ context.Context, s *Session, _ []string) error {
-				fmt.Fprintln(s.out, s.configPath)
-				return nil
-			},
+			Run:  printsValue(func(s *Session) any { return s.configPath }),
 		},
 		{
 			Name: "write_config", Summary: "write the configuration to the config file (no reload)", MaxArgs: 0,
@@ -316,19 +262,15 @@ Examples:
 		{
 			Name: "log_path", Summary: "print the log file's path", MaxArgs: 0,
 			Help: "Prints the path of the pool log.",
-			Run: func(_ context.Context, s *Session, _ []string) error {
-				fmt.Fprintln(s.out, s.logPath)
-				return nil
-			},
+			Run:  printsValue(func(s *Session) any { return s.logPath }),
 		},
 		{
 			Name: "has_log?", Summary: "print true if the log file exists, else false", MaxArgs: 0,
 			Help: "Prints true or false.",
-			Run: func(_ context.Context, s *Session, _ []string) error {
+			Run: printsValue(func(s *Session) any {
 				_, err := os.Stat(s.logPath)
-				fmt.Fprintln(s.out, err == nil)
-				return nil
-			},
+				return err == nil
+			}),
 		},
 		{
 			Name: "log.tail", Args: "[N]", MaxArgs: 1,
@@ -358,14 +300,14 @@ Examples:
 			Name: "log.tail_to_eof", Summary: "print the log from the cursor to its current end", MaxArgs: 0,
 			Help: "Prints the complete lines from the cursor to the current end of the log and moves\nthe cursor there; returns at once.",
 			Run: func(_ context.Context, s *Session, _ []string) error {
-				return s.toEOF()
+				return s.log.ToEOF(s.out)
 			},
 		},
 		{
 			Name: "log.ff", Summary: "move the log cursor to the end of the log", MaxArgs: 0,
 			Help: "Fast-forwards the cursor, so log.tail_to_eof prints only lines written from now on.",
 			Run: func(_ context.Context, s *Session, _ []string) error {
-				s.logOff = logEnd(s.logPath)
+				s.logToEnd()
 				return nil
 			},
 		},
@@ -373,7 +315,7 @@ Examples:
 			Name: "log.rew", Aliases: []string{"log.rewind"}, Summary: "move the log cursor to the start of the log", MaxArgs: 0,
 			Help: "Rewinds the cursor, so log.tail_to_eof prints the log from its first line.",
 			Run: func(_ context.Context, s *Session, _ []string) error {
-				s.logOff = 0
+				s.log.Rewind()
 				return nil
 			},
 		},
@@ -445,96 +387,6 @@ Example:
 	}
 }
 
-func cmdConfig(ctx context.Context, s *Session, args []string) error {
-	s.refreshConfig()
-	if len(args) == 0 {
-		fmt.Fprintln(s.out, s.cfg.Workers.Describe())
-		return nil
-	}
-	upd, err := spec.ParseArgs(args)
-	if err != nil {
-		return err
-	}
-	if _, running := s.masterPID(); running && s.foreignConfig() {
-		return fmt.Errorf("config: the master reads %s, a config file poolctl did not write (it may hold comments and environment sections), so the shell does not change it: edit it and use reload", s.configPath)
-	}
-	next := *s.cfg
-	next.Workers = s.cfg.Workers.Merge(upd)
-	if err := next.Validate(); err != nil {
-		return err
-	}
-	prev, prevOverrides := s.cfg, s.overrides
-	s.cfg = &next
-	if s.userFile != "" {
-		s.overrides = mergeOverrides(s.overrides, upd)
-	}
-	if _, ok := s.masterPID(); ok {
-		pid, err := s.reload()
-		if err != nil {
-			s.cfg, s.overrides = prev, prevOverrides
-			return err
-		}
-		fmt.Fprintf(s.info, "%s\nReloading master %d configuration\n", s.cfg.Workers.Describe(), pid)
-		return s.awaitApplied(ctx, pid)
-	}
-	fmt.Fprintf(s.info, "%s\n", s.cfg.Workers.Describe())
-	return nil
-}
-
-func cmdKill(_ context.Context, s *Session, args []string) error {
-	sig := syscall.SIGTERM
-	if len(args) == 1 {
-		var err error
-		if sig, err = ParseSignal(args[0]); err != nil {
-			return err
-		}
-	}
-	pid, err := s.requireMaster()
-	if err != nil {
-		return err
-	}
-	if err := syscall.Kill(pid, sig); err != nil {
-		return fmt.Errorf("signal master %d: %w", pid, err)
-	}
-	switch sig {
-	case syscall.SIGWINCH:
-		s.expectPaused, s.expecting = true, false // what wait waits for now
-	case syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL:
-		s.watch.expectExit() // asked for: no news when it exits
-	case syscall.SIGUSR2:
-		s.usr2At = time.Now() // the master forwards it: workers pause
-	case syscall.SIGCONT:
-		s.usr2At = time.Time{} // forwarded too: workers resume
-	}
-	fmt.Fprintf(s.info, "sent %s to master %d\n", sigName(sig), pid)
-	if s.owned != nil && s.owned.pid == pid {
-		select {
-		case <-s.owned.done:
-			fmt.Fprintf(s.info, "master %d exited (%v)\n", pid, s.owned.err)
-		case <-time.After(time.Second):
-		}
-	} else if sig == syscall.SIGKILL {
-		// Not our child: wait until its lock is released, so that a start
-		// that follows finds the pool stopped.
-		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(pollInterval / 5) {
-			if !pool.MasterAlive(s.paths) {
-				fmt.Fprintf(s.info, "master %d exited\n", pid)
-				break
-			}
-		}
-	}
-	return nil
-}
-
-func sigName(sig syscall.Signal) string {
-	for n, v := range signals {
-		if v == sig {
-			return "SIG" + n
-		}
-	}
-	return "signal " + strconv.Itoa(int(sig))
-}
-
 func cmdPstree(ctx context.Context, s *Session, _ []string) error {
 	pid, err := s.requireMaster()
 	if err != nil {
@@ -547,347 +399,3 @@ func cmdPstree(ctx context.Context, s *Session, _ []string) error {
 	fmt.Fprint(s.out, pstree.Format(tree))
 	return nil
 }
-
-func cmdLog(ctx context.Context, s *Session, _ []string) error {
-	if s.interactive {
-		pager := os.Getenv("PAGER")
-		if pager == "" {
-			pager = "less"
-		}
-		if path, err := exec.LookPath(pager); err == nil {
-			cmd := exec.CommandContext(ctx, path, s.logPath)
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-			return cmd.Run()
-		}
-	}
-	f, err := os.Open(s.logPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(s.out, f)
-	return err
-}
-
-func cmdLogTail(ctx context.Context, s *Session, args []string) error {
-	n := 10
-	if len(args) == 1 {
-		v, err := strconv.Atoi(args[0])
-		if err != nil || v < 0 {
-			return fmt.Errorf("log.tail: N must be a non-negative integer, not %q", args[0])
-		}
-		n = v
-	}
-	if n > 0 && logEnd(s.logPath) != fileSize(s.logPath) {
-		n++ // the last line is still being written: show n complete ones
-	}
-	off, err := logtail.LastLinesOffset(s.logPath, n)
-	if err != nil {
-		return err
-	}
-	end, err := logtail.ReadRange(s.logPath, off, -1, s.out)
-	if err != nil {
-		return err
-	}
-	s.logOff = end
-	if !s.interactive {
-		return nil
-	}
-	cw := &countWriter{w: s.out}
-	err = logtail.Follow(ctx, s.logPath, end, cw, nil)
-	s.logOff = logEnd(s.logPath)
-	if errors.Is(err, context.Canceled) {
-		return nil // Ctrl-C: back to the prompt
-	}
-	return err
-}
-
-func cmdTailUntil(ctx context.Context, s *Session, args []string) error {
-	re, err := regexp.Compile(args[0])
-	if err != nil {
-		return fmt.Errorf("log.tail_until: invalid REGEXP: %v", err)
-	}
-	var timeout time.Duration
-	if len(args) == 2 {
-		if timeout, err = ParseTimeout(args[1]); err != nil {
-			return err
-		}
-	}
-	if len(args) == 2 && timeout == 0 {
-		fmt.Fprintln(s.info, "log.tail_until: TIMEOUT 0: no timeout; following until a line matches (Ctrl-C stops)")
-	}
-	fctx := ctx
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		fctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	// Without a master nothing will write the line: stop once the log
-	// has been read to its end, instead of following forever.
-	fctx, stopFollow := context.WithCancelCause(fctx)
-	defer stopFollow(nil)
-	go func() {
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for gone := 0; ; {
-			select {
-			case <-fctx.Done():
-				return
-			case <-t.C:
-			}
-			if _, alive := s.masterPID(); alive {
-				gone = 0
-				continue
-			}
-			// Twice in a row: the follower has had time to read the rest.
-			if gone++; gone >= 2 {
-				stopFollow(errNoMaster)
-				return
-			}
-		}
-	}()
-	cw := &countWriter{w: s.out}
-	err = logtail.Follow(fctx, s.logPath, s.logOff, cw, func(line string) bool { return re.MatchString(line) })
-	if context.Cause(fctx) == errNoMaster && ctx.Err() == nil {
-		err = errNoMaster
-	}
-	s.logOff += cw.n
-	if end := fileSize(s.logPath); s.logOff > end {
-		s.logOff = logEnd(s.logPath)
-	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, errNoMaster):
-		return fmt.Errorf("log.tail_until: no line matched %q, and no master is running to write more", args[0])
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		return fmt.Errorf("log.tail_until: no line matched %q within %v", args[0], timeout)
-	default:
-		return err
-	}
-}
-
-var errNoMaster = errors.New("no master is running")
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func (s *Session) toEOF() error {
-	if fileSize(s.logPath) < s.logOff {
-		s.logOff = 0 // truncated or rotated
-	}
-	end, err := logtail.ReadRange(s.logPath, s.logOff, -1, s.out)
-	if err != nil {
-		return err
-	}
-	s.logOff = end
-	return nil
-}
-
-func cmdWait(ctx context.Context, s *Session, args []string) error {
-	timeout := DefaultWait
-	if len(args) == 1 {
-		var err error
-		if timeout, err = ParseTimeout(args[0]); err != nil {
-			return err
-		}
-	}
-	start := time.Now()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	var last *pool.State
-	for {
-		pid, alive := s.masterPID()
-		if !alive && (s.owned == nil || s.owned.exited()) {
-			return fmt.Errorf("wait: pool %s: %w", s.paths.Name, errNotRunning)
-		}
-		if alive {
-			if st, err := pool.ReadState(s.paths.State); err == nil && st.PID == pid {
-				last = st
-				if s.expecting && st.Spec == s.expectSpec {
-					s.expecting = false // applied; later waits need not check again
-				}
-				if s.expectPaused && st.Status == pool.MasterPaused {
-					s.expectPaused = false
-				}
-				if !s.expecting && !s.expectPaused && st.Status == pool.MasterPaused && st.Settled() {
-					fmt.Fprintf(s.info, "paused in %.1fs: 0 workers running; the master runs none until reload (configured: %s)\n", time.Since(start).Seconds(), orNone(st.Spec))
-					return nil
-				}
-				if !s.expecting && !s.expectPaused && st.Status != pool.MasterStopping && st.Settled() && !anyStarting(st) {
-					fmt.Fprintln(s.info, settledSummary(st, time.Since(start)))
-					if fatal := fatalGroups(st); fatal != "" {
-						return fmt.Errorf("wait: FATAL: %s (no more workers start for it until a reload or config change)", fatal)
-					}
-					return nil
-				}
-				if s.expecting && st.Error != "" && st.UpdatedAt.After(s.hupAt) && !s.hupAt.IsZero() {
-					return fmt.Errorf("wait: the master rejected the configuration: %s", st.Error)
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("wait: timed out after %v: %s", timeout, s.progress(last))
-		case <-tick.C:
-		}
-	}
-}
-
-// anyStarting reports whether a worker is still within its start_secs
-// probation: wait lets it prove it stays up before calling the pool settled.
-func anyStarting(st *pool.State) bool {
-	for _, w := range st.Workers {
-		if w.State == pool.WorkerStarting {
-			return true
-		}
-	}
-	return false
-}
-
-func settledSummary(st *pool.State, took time.Duration) string {
-	live := 0
-	for _, g := range st.Groups {
-		live += g.Live
-	}
-	msg := fmt.Sprintf("settled in %.1fs: %d worker%s running (%s)", took.Seconds(), live, plural(live), orNone(st.Spec))
-	if fatal := fatalGroups(st); fatal != "" {
-		msg += "; FATAL: " + fatal
-	}
-	return msg
-}
-
-// fatalGroups lists the FATAL queue lists of st with their reasons, "" when
-// there are none.
-func fatalGroups(st *pool.State) string {
-	var fatal []string
-	for _, g := range st.Groups {
-		if g.State == pool.GroupFatal {
-			fatal = append(fatal, fmt.Sprintf("%s (%s)", g.Queues, g.Reason))
-		}
-	}
-	return strings.Join(fatal, ", ")
-}
-
-func (s *Session) progress(st *pool.State) string {
-	if st == nil {
-		return "the master has not published its state"
-	}
-	if s.expectPaused && st.Status != pool.MasterPaused {
-		return fmt.Sprintf("the master has not paused yet (state %s, %d workers)", st.Status, len(st.Workers))
-	}
-	if s.expecting && st.Spec != s.expectSpec {
-		msg := fmt.Sprintf("the master still runs %s, not %s", orNone(st.Spec), orNone(s.expectSpec))
-		if st.Error != "" {
-			msg += "; last reload error: " + st.Error
-		}
-		return msg
-	}
-	var parts []string
-	for _, g := range st.Groups {
-		parts = append(parts, fmt.Sprintf("%s %d/%d %s", g.Queues, g.Live, g.Desired, g.State))
-	}
-	stopping, starting := 0, 0
-	for _, w := range st.Workers {
-		switch w.State {
-		case pool.WorkerStopping:
-			stopping++
-		case pool.WorkerStarting:
-			starting++
-		}
-	}
-	if starting > 0 {
-		parts = append(parts, fmt.Sprintf("%d starting", starting))
-	}
-	if stopping > 0 {
-		parts = append(parts, fmt.Sprintf("%d stopping", stopping))
-	}
-	return "live/desired: " + strings.Join(parts, ", ")
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "no workers"
-	}
-	return s
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
-}
-
-func cmdHelp(_ context.Context, s *Session, args []string) error {
-	if len(args) == 1 {
-		c := Lookup(args[0])
-		if c == nil {
-			return fmt.Errorf("help: %w %q; type help for the list of commands", ErrUnknownCommand, args[0])
-		}
-		fmt.Fprint(s.out, HelpText(c))
-		return nil
-	}
-	fmt.Fprint(s.out, HelpIndex())
-	return nil
-}
-
-// HelpText is the long help of one command.
-func HelpText(c *Command) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "usage: %s\n", c.Usage())
-	if len(c.Aliases) > 0 {
-		fmt.Fprintf(&b, "aliases: %s\n", strings.Join(c.Aliases, ", "))
-	}
-	fmt.Fprintf(&b, "\n%s.\n", c.Summary)
-	if c.Help != "" {
-		fmt.Fprintf(&b, "\n%s\n", c.Help)
-	}
-	return b.String()
-}
-
-// HelpIndex lists every command with its summary.
-func HelpIndex() string {
-	var b strings.Builder
-	b.WriteString("commands (help COMMAND for details):\n")
-	width := 0
-	for _, c := range table {
-		width = max(width, len(c.Usage()))
-	}
-	for _, c := range table {
-		name := c.Usage()
-		fmt.Fprintf(&b, "  %-*s  %s", width, name, c.Summary)
-		if len(c.Aliases) > 0 {
-			fmt.Fprintf(&b, " (also: %s)", strings.Join(c.Aliases, ", "))
-		}
-		b.WriteByte('\n')
-	}
-	b.WriteString("\nQuote arguments with '...' or \"...\". A # that starts a word begins a comment.\n")
-	b.WriteString(StartupHelp)
-	return b.String()
-}
-
-// StartupHelp documents how the shell is started; shown by help and by
-// poolctl --help of the shell.
-const StartupHelp = `
-Starting the shell:
-  poolctl [SPEC ...] [-c FILE] [--redis URL] [--name NAME] [--log FILE]
-          [--env ENV] [--no-start] [--no-prompt]
-  SPEC defaults to $WORKERS. NO_START=1 (or true/yes/on) is --no-start;
-  NO_START=0/false/no/off or empty starts the master; any other value is an
-  error. Commands are read from standard input when it is not a terminal
-  (or with --no-prompt): errors go to standard error as "line N: ...", and
-  the exit status is 1 if any command failed.
-`

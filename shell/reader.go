@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -285,65 +284,6 @@ func (r *promptReader) ReadLine() (string, error) {
 func (r *promptReader) LineNo() int  { return r.n }
 func (r *promptReader) Interrupt()   { r.parser.intr.Store(true) }
 func (r *promptReader) Close() error { return term.Restore(r.parser.fd, r.parser.saved) }
-
-// complete offers command names for the first word, then what the command
-// takes: queue names (from the configuration and Redis), signal names,
-// command names or pool names.
-func (s *Session) complete(d prompt.Document) []prompt.Suggest {
-	before := d.TextBeforeCursor()
-	if strings.TrimSpace(before) == "" {
-		return nil
-	}
-	word := d.GetWordBeforeCursor()
-	fields := strings.Fields(before)
-	if len(fields) == 1 && !strings.HasSuffix(before, " ") {
-		return prompt.FilterHasPrefix(commandSuggestions(), word, false)
-	}
-	c := Lookup(fields[0])
-	if c == nil {
-		return nil
-	}
-	var out []prompt.Suggest
-	switch c.Arg {
-	case argCommand:
-		out = commandSuggestions()
-	case argSignal:
-		for _, n := range signalNames() {
-			out = append(out, prompt.Suggest{Text: n})
-		}
-	case argStatusFlags:
-		out = []prompt.Suggest{{Text: "--json", Description: "one JSON object"}}
-	case argPool:
-		for _, p := range runningPools() {
-			out = append(out, prompt.Suggest{Text: p.Name, Description: p.Spec})
-		}
-	case argQueues:
-		// Complete the last name of a queue list: "foo,ba" -> "foo,bar=".
-		head := ""
-		if i := strings.LastIndexByte(word, ','); i >= 0 {
-			head = word[:i+1]
-		}
-		if strings.Contains(word, "=") {
-			return nil
-		}
-		for _, q := range s.queueNames() {
-			out = append(out, prompt.Suggest{Text: head + q + "=", Description: "queue"})
-		}
-	}
-	return prompt.FilterHasPrefix(out, word, false)
-}
-
-func commandSuggestions() []prompt.Suggest {
-	var out []prompt.Suggest
-	for _, c := range table {
-		out = append(out, prompt.Suggest{Text: c.Name, Description: c.Summary})
-		for _, a := range c.Aliases {
-			out = append(out, prompt.Suggest{Text: a, Description: c.Summary})
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Text < out[j].Text })
-	return out
-}
 
 // history is the persistent command history: $XDG_STATE_HOME/poolctl/history
 // (else ~/.local/state/poolctl/history), at most historyMax lines kept.

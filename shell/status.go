@@ -1,7 +1,6 @@
 package shell
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,8 +10,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/proc"
 	"github.com/poolctl/poolctl/internal/redact"
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/pstree"
 	"github.com/poolctl/poolctl/queue"
 )
@@ -93,11 +93,11 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 	if s.userFile != "" {
 		st.Overrides = formatOverrides(s.overrides)
 	}
-	var ps *pool.State
-	if pid, ok := s.masterPID(); ok {
+	var ps *poolfs.State
+	if pid, ok := s.pool().MasterPID(); ok {
 		st.PID = pid
-		st.State = pool.MasterRunning
-		if x, err := pool.ReadState(s.paths.State); err == nil && x.PID == pid {
+		st.State = poolfs.MasterRunning
+		if x, live, err := s.pool().State(); err == nil && live {
 			ps = x
 			if x.Status != "" {
 				st.State = x.Status
@@ -109,8 +109,8 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 		switch {
 		case processStopped(pid):
 			st.State = stateSuspended
-		case st.State == pool.MasterRunning && !s.usr2At.IsZero():
-			st.State = pool.MasterPaused // its workers, by this shell's USR2
+		case st.State == poolfs.MasterRunning && !s.usr2At.IsZero():
+			st.State = poolfs.MasterPaused // its workers, by this shell's USR2
 		}
 	}
 
@@ -157,7 +157,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 	for i, g := range ps.Groups {
 		rank[g.Queues] = i + 1
 	}
-	workers := append([]pool.WorkerState(nil), ps.Workers...)
+	workers := append([]poolfs.WorkerState(nil), ps.Workers...)
 	sort.SliceStable(workers, func(i, j int) bool {
 		ri, rj := rank[workers[i].Queues], rank[workers[j].Queues]
 		if ri == 0 {
@@ -200,37 +200,23 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 // it does nothing until CONT.
 const stateSuspended = "suspended"
 
-// procState is the state letter of pid in /proc/PID/stat (R, S, T, Z,
-// ...), false when there is no such process.
-func procState(pid int) (byte, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0, false
-	}
-	return b[i+2], true
-}
-
 // processStopped reports whether pid is stopped by a signal (state T).
 func processStopped(pid int) bool {
-	st, ok := procState(pid)
-	return ok && st == 'T'
+	st, err := proc.ReadStat(pid)
+	return err == nil && st.State == 'T'
 }
 
 // processAlive reports whether pid is a process that has not exited (not
 // a zombie).
 func processAlive(pid int) bool {
-	st, ok := procState(pid)
-	return ok && st != 'Z' && st != 'X'
+	st, err := proc.ReadStat(pid)
+	return err == nil && !st.Dead()
 }
 
 // workerStateText is what a worker is doing, in Resque's words.
-func workerStateText(w pool.WorkerState, registered bool, info queue.WorkerInfo, now time.Time) string {
+func workerStateText(w poolfs.WorkerState, registered bool, info queue.WorkerInfo, now time.Time) string {
 	switch {
-	case w.State == pool.WorkerStopping:
+	case w.State == poolfs.WorkerStopping:
 		return "stopping"
 	case registered && info.Job != nil:
 		class := info.Job.Class()
@@ -299,7 +285,7 @@ func (s *Session) printStatus(st *Status) {
 		switch {
 		case st.State == stateSuspended:
 			fmt.Fprintf(w, "pool %s: stopped by SIGSTOP or SIGTSTP (master pid %d%s); kill! CONT resumes it\n", st.Name, st.PID, up)
-		case st.State == pool.MasterPaused && !s.usr2At.IsZero():
+		case st.State == poolfs.MasterPaused && !s.usr2At.IsZero():
 			fmt.Fprintf(w, "pool %s: paused: workers paused by USR2 (master pid %d%s); kill! CONT resumes them\n", st.Name, st.PID, up)
 		default:
 			fmt.Fprintf(w, "pool %s: %s (master pid %d%s)\n", st.Name, st.State, st.PID, up)
@@ -325,9 +311,9 @@ func (s *Session) printStatus(st *Status) {
 		}
 		var reasons []string
 		for _, g := range st.Groups {
-			if missing := g.Desired - g.Live; missing > 0 && g.State != pool.GroupOK {
+			if missing := g.Desired - g.Live; missing > 0 && g.State != poolfs.GroupOK {
 				text := "backoff"
-				if g.State == pool.GroupFatal {
+				if g.State == poolfs.GroupFatal {
 					text = "FATAL"
 				}
 				if g.Reason != "" {

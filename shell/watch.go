@@ -132,7 +132,7 @@ func exitText(err error) string {
 
 // syncWatch points the watcher at the pool's current master.
 func (s *Session) syncWatch() {
-	pid, ok := s.masterPID()
+	pid, ok := s.pool().MasterPID()
 	if !ok {
 		pid = 0
 	}

@@ -7,30 +7,14 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
 
+	"github.com/poolctl/poolctl/internal/cli"
 	"github.com/poolctl/poolctl/worker"
-	"github.com/redis/go-redis/v9"
 )
 
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
-
 func main() {
-	// poolctl reports Redis outages itself, once per outage.
-	redis.SetLogger(quietLogger{})
+	cli.QuietRedis()
 	err := worker.Command(context.Background(), "poolctl-worker", os.Args[1:], os.Stdout, os.Stderr)
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, worker.ErrUsage):
-		fmt.Fprintln(os.Stderr, "poolctl-worker:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "poolctl-worker:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.ExitCode(err, "poolctl-worker", os.Stderr, worker.ErrUsage))
 }

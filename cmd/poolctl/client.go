@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
@@ -30,31 +30,41 @@ type redisFlags struct {
 
 func addRedisFlags(fs *flag.FlagSet) redisFlags {
 	return redisFlags{
-		url:       fs.String("redis", "", "Redis `URL` (default: $REDIS_URL, then the running pool's, then "+redisconn.DefaultURL+")"),
+		url:       fs.String("redis", "", "Redis `URL` (default: the running pool's, then $REDIS_URL, then "+redisconn.DefaultURL+")"),
 		namespace: fs.String("namespace", "", "Redis key namespace (default: the pool's, else resque:)"),
-		name:      fs.String("name", "", "pool whose Redis to use when --redis is not given (default: the current directory's name)"),
+		name:      fs.String("name", "", "pool whose Redis to use when --redis is not given (default: the current directory's name, else the only pool running)"),
 	}
 }
 
-// open connects to the Redis given by the flags, else to the Redis of the
-// named pool when it runs on this host, else to the default URL.
-func (f redisFlags) open() (*queue.Client, func(), error) {
-	url, ns := *f.url, *f.namespace
-	if url == "" {
-		url = os.Getenv("REDIS_URL")
+// open connects to the Redis the shell would use for the named pool
+// (poolfs.Pool.RedisFor: --redis, the pool's running master's, $REDIS_URL),
+// else to the default URL. When none of --redis, --name and $REDIS_URL is
+// given and no pool of the default name runs, the pool is the only one
+// running (said on stderr); several running are a usage error. The
+// namespace is --namespace, else the pool's when its master's Redis is
+// used.
+func (f redisFlags) open(stderr io.Writer) (*queue.Client, func(), error) {
+	ns, name := *f.namespace, *f.name
+	if name == "" {
+		name = poolfs.DefaultPoolName()
 	}
-	if url == "" {
-		name := *f.name
-		if name == "" {
-			name = pool.DefaultPoolName()
+	p := poolfs.Open(name)
+	env := os.Getenv("REDIS_URL")
+	if *f.url == "" && *f.name == "" && env == "" && !p.Running() {
+		only, err := onlyRunningPool(p, stderr)
+		if err != nil {
+			return nil, nil, err
 		}
-		paths := pool.PathsFor(pool.BaseDir(), name)
-		if b, err := os.ReadFile(paths.RedisURL); err == nil && pool.MasterAlive(paths) {
-			url = strings.TrimSpace(string(b))
-			if st, err := pool.ReadState(paths.State); err == nil && ns == "" {
-				ns = st.Namespace
-			}
+		p, name = only, only.Name()
+	}
+	url, fromPool := p.RedisFor(*f.url, env, "")
+	if fromPool && ns == "" {
+		if st, err := poolfs.ReadState(p.Paths.State); err == nil {
+			ns = st.Namespace
 		}
+	}
+	if url == "" && (*f.url == poolfs.EmbeddedRedis || env == poolfs.EmbeddedRedis) {
+		return nil, nil, fmt.Errorf("pool %s is not running: its embedded Redis exists only while its master runs", name)
 	}
 	if url == "" {
 		url = redisconn.DefaultURL
@@ -64,6 +74,30 @@ func (f redisFlags) open() (*queue.Client, func(), error) {
 		return nil, nil, err
 	}
 	return queue.New(rdb, ns), func() { rdb.Close() }, nil
+}
+
+// onlyRunningPool is the pool the client commands use when the default
+// one, def, does not run: the only pool running on this host (said on
+// stderr), else def when none runs. Several running are a usage error
+// naming them.
+func onlyRunningPool(def poolfs.Pool, stderr io.Writer) (poolfs.Pool, error) {
+	pools, err := poolfs.Running(poolfs.BaseDir())
+	if err != nil {
+		return def, err
+	}
+	switch len(pools) {
+	case 0:
+		return def, nil
+	case 1:
+		fmt.Fprintf(stderr, "poolctl: using pool %s, the only one running\n", pools[0].Name())
+		return pools[0], nil
+	}
+	names := make([]string, len(pools))
+	for i, p := range pools {
+		names[i] = p.Name()
+	}
+	return def, fmt.Errorf("%w: no pool %s is running, and several pools are running (%s): name one with --name, or give --redis",
+		errUsage, def.Name(), strings.Join(names, ", "))
 }
 
 func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -104,7 +138,7 @@ func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	c, closeFn, err := rf.open()
+	c, closeFn, err := rf.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -191,7 +225,7 @@ func runQueues(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, closeFn, err := rf.open()
+	c, closeFn, err := rf.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -246,7 +280,7 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		return err
 	}
 	rest = fs.Args()
-	c, closeFn, err := rf.open()
+	c, closeFn, err := rf.open(stderr)
 	if err != nil {
 		return err
 	}

@@ -99,3 +99,49 @@ func TestFailedRetryAllRetriesOnlyPresentRecords(t *testing.T) {
 	cancel()
 	<-echoed
 }
+
+// Issue 10 A15: with no pool of the default name running, and no --redis,
+// --name or REDIS_URL, enqueue, queues and failed use the only pool that
+// runs and say so on stderr; with several running they name them and
+// exit 2. (Without the fallback they would try redis://127.0.0.1:6379.)
+func TestClientUsesTheOnlyRunningPool(t *testing.T) {
+	redis := redistest.Start(t)
+	rdb := redis.Client()
+	ctx := context.Background()
+	e := newShellEnv(t) // its runtime directory has no pool named after the working directory
+	e.reap("solo")
+	solo := e.startPiped(t, "--redis", redis.URL(), "--name", "solo")
+	solo.waitRunning(t, e.paths("solo"))
+
+	const note = "using pool solo, the only one running"
+	r := e.run("", "enqueue", "-q", "fallback", "Poolctl::Noop")
+	if r.code != 0 || !strings.Contains(r.stderr, note) {
+		t.Fatalf("enqueue: exit %d, stderr %q, want 0 and %q", r.code, r.stderr, note)
+	}
+	if n, err := rdb.LLen(ctx, "resque:queue:fallback").Result(); err != nil || n != 1 {
+		t.Errorf("queue fallback holds %d jobs (%v), want 1", n, err)
+	}
+	r = e.run("", "queues", "--json")
+	if r.code != 0 || !strings.Contains(r.stderr, note) || !strings.Contains(r.stdout, `"fallback":1`) {
+		t.Errorf("queues --json: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = e.run("", "failed", "list")
+	if r.code != 0 || !strings.Contains(r.stderr, note) {
+		t.Errorf("failed list: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	e.reap("duo")
+	duo := e.startPiped(t, "--redis", redis.URL(), "--name", "duo")
+	duo.waitRunning(t, e.paths("duo"))
+	r = e.run("", "queues")
+	if r.code != 2 || !strings.Contains(r.stderr, "several pools are running (duo, solo)") {
+		t.Errorf("queues with two pools: exit %d, stderr %q, want 2 and both names", r.code, r.stderr)
+	}
+	// Naming the pool picks it, without a note.
+	r = e.run("", "queues", "--name", "duo")
+	if r.code != 0 || r.stderr != "" {
+		t.Errorf("queues --name duo: exit %d, stderr %q", r.code, r.stderr)
+	}
+	solo.close(t)
+	duo.close(t)
+}

@@ -10,8 +10,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/poolctl/poolctl/internal/cli"
 	"github.com/poolctl/poolctl/worker"
-	"github.com/redis/go-redis/v9"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -21,15 +21,9 @@ var version = "dev"
 var errUsage = errors.New("usage error")
 
 func main() {
-	// go-redis logs every failed dial on its own; poolctl reports Redis
-	// outages itself, once per outage.
-	redis.SetLogger(quietLogger{})
+	cli.QuietRedis()
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
-
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
 
 type command struct {
 	name    string
@@ -73,19 +67,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return exitCode(runShell(ctx, args, stdin, stdout, stderr), stderr)
 }
 
+// exitCode prints err and maps it to poolctl's exit status (cli.ExitCode):
+// 2 for usage errors, the worker's included.
 func exitCode(err error, stderr io.Writer) int {
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage), errors.Is(err, worker.ErrUsage):
-		fmt.Fprintln(stderr, "poolctl:", err)
-		return 2
-	default:
-		fmt.Fprintln(stderr, "poolctl:", err)
-		return 1
-	}
+	return cli.ExitCode(err, "poolctl", stderr, errUsage, worker.ErrUsage)
 }
 
 func usage(w io.Writer) {

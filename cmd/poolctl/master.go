@@ -12,6 +12,7 @@ import (
 	"github.com/poolctl/poolctl/embedredis"
 	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/pool"
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
@@ -79,13 +80,13 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 // starts in the pool's runtime directory. The master reaps a private
 // redis-server (Redis.PID) and stops it last.
 func resolveRedis(ctx context.Context, configured string, paths pool.Paths, logf func(string, ...any)) (pool.Redis, error) {
-	if configured != "" && configured != embedredis.Embedded {
+	if configured != "" && configured != poolfs.EmbeddedRedis {
 		return pool.Redis{URL: configured}, nil
 	}
 	srv, err := embedredis.Start(ctx, embedredis.Options{
 		Dir:     paths.Dir,
 		Socket:  paths.Redis,
-		Private: configured == embedredis.Embedded,
+		Private: configured == poolfs.EmbeddedRedis,
 		Logf:    logf,
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/shell"
 	"github.com/poolctl/poolctl/spec"
@@ -138,7 +139,7 @@ func runList(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 // only make every worker crash-loop. "" and "embedded" (a private Redis)
 // are valid.
 func validateRedisURL(where, url string) error {
-	if url == "" || url == "embedded" {
+	if url == "" || url == poolfs.EmbeddedRedis {
 		return nil
 	}
 	if err := redisconn.Validate(url); err != nil {

@@ -70,6 +70,55 @@ func (p Pool) RedisURL() string {
 	return strings.TrimSpace(string(b))
 }
 
+// RedisSetting is the Redis a master restarting this pool should use:
+// EmbeddedRedis when the running master published the URL of its private
+// redis-server (which dies with it), else the URL it published, "" when
+// none is published.
+func (p Pool) RedisSetting() string {
+	u := p.RedisURL()
+	if u != "" && u == "unix://"+p.Paths.Redis {
+		return EmbeddedRedis
+	}
+	return u
+}
+
+// RedisFor picks the Redis URL that a client of the pool (the shell,
+// poolctl enqueue, queues and failed) talks to. The first that applies
+// wins:
+//
+//  1. explicit, the --redis flag, unless it is EmbeddedRedis;
+//  2. the URL published by the pool's running master (redis.url), where
+//     its workers are;
+//  3. env, $REDIS_URL, unless it is EmbeddedRedis;
+//  4. config, the config file's redis: setting, unless it is
+//     EmbeddedRedis (the master gives --redis and $REDIS_URL precedence
+//     over it too).
+//
+// EmbeddedRedis names a master's private Redis, which only a running
+// master has: when explicit, env or config says so, what comes after it
+// is not tried. "" means none applies (callers pick their own last
+// resort); fromPool says the URL is the running master's.
+func (p Pool) RedisFor(explicit, env, config string) (url string, fromPool bool) {
+	if explicit != "" && explicit != EmbeddedRedis {
+		return explicit, false
+	}
+	if p.Running() {
+		if u := p.RedisURL(); u != "" {
+			return u, true
+		}
+	}
+	for _, u := range []string{explicit, env, config} {
+		switch u {
+		case "":
+		case EmbeddedRedis:
+			return "", false
+		default:
+			return u, false
+		}
+	}
+	return "", false
+}
+
 // Running lists the pools under base whose master runs now.
 func Running(base string) ([]Pool, error) {
 	names, err := ListPools(base)

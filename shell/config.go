@@ -1,0 +1,227 @@
+package shell
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/poolctl/poolctl/pool/poolfs"
+	"github.com/poolctl/poolctl/spec"
+)
+
+// configSync is the configuration a session manages and where it stands
+// against the config file the master reads.
+type configSync struct {
+	cfg *spec.Config
+	// userFile is the config file given with -c: the source of truth,
+	// re-read by reload and start. overrides are the worker counts set
+	// from the shell (SPEC arguments, config), kept on top of it; counts
+	// of 0 (a queue list removed) included.
+	userFile   string
+	overrides  spec.Spec
+	configPath string    // the file the master reads
+	cfgStamp   time.Time // its modification time when last read or written
+}
+
+// stampConfig records the config file's modification time.
+func (c *configSync) stampConfig() {
+	if fi, err := os.Stat(c.configPath); err == nil {
+		c.cfgStamp = fi.ModTime()
+	}
+}
+
+// refreshConfig re-reads the config file when someone else (another
+// shell, an editor) changed it since this shell last wrote or read it, so
+// that merges start from what the master is told to run.
+func (s *Session) refreshConfig() {
+	fi, err := os.Stat(s.configPath)
+	if err != nil || !fi.ModTime().After(s.cfgStamp) {
+		return
+	}
+	if _, ok := s.pool().MasterPID(); !ok && s.configPath == s.paths.Config {
+		return // our own file of a stopped pool: the shell's copy rules
+	}
+	cfg, err := spec.LoadConfig(s.configPath, s.opts.Env)
+	if err != nil {
+		return
+	}
+	s.cfg = cfg
+	s.cfgStamp = fi.ModTime()
+}
+
+// writeConfig writes the shell's configuration to the master's config
+// file.
+func (s *Session) writeConfig() error {
+	if s.foreignConfig() {
+		return fmt.Errorf("the master reads %s, a config file poolctl did not write (it may hold comments and environment sections), so the shell does not rewrite it: edit it and use reload", s.configPath)
+	}
+	data, err := s.cfg.Marshal()
+	if err != nil {
+		return err
+	}
+	if s.configPath == s.paths.Config {
+		if err := s.paths.Ensure(); err != nil {
+			return err
+		}
+	}
+	if err := poolfs.WriteFileAtomic(s.configPath, data); err != nil {
+		return err
+	}
+	s.stampConfig()
+	return nil
+}
+
+// foreignConfig reports whether the master reads a config file other
+// than the pool's own copy (a master started by hand with -c FILE).
+func (s *Session) foreignConfig() bool { return s.configPath != s.paths.Config }
+
+// reload writes the config file and sends SIGHUP to the master.
+func (s *Session) reload() (int, error) {
+	pid, err := s.requireMaster()
+	if err != nil {
+		return 0, err
+	}
+	if s.foreignConfig() {
+		// Someone else's file: re-read it, never rewrite it.
+		cfg, err := spec.LoadConfig(s.configPath, s.opts.Env)
+		if err != nil {
+			return 0, err
+		}
+		s.cfg = cfg
+		s.stampConfig()
+	} else {
+		if err := s.rebase(); err != nil {
+			return 0, err
+		}
+		if err := s.writeConfig(); err != nil {
+			return 0, err
+		}
+	}
+	s.expect(s.cfg.Workers.String())
+	s.hupAt = time.Now()
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return 0, fmt.Errorf("signal master %d: %w", pid, err)
+	}
+	return pid, nil
+}
+
+// applyTimeout bounds how long config and reload wait for the master to
+// publish the state that includes the change.
+var applyTimeout = 3 * time.Second
+
+// awaitApplied waits, after a reload, until the master publishes a state
+// whose spec is the one asked for (the master spawns the new workers
+// before it publishes), so that the status that follows is not the table
+// from before the change. A master that has not applied it within
+// applyTimeout is reported, not an error: wait waits longer. A reload the
+// master rejected is an error.
+func (s *Session) awaitApplied(ctx context.Context, pid int) error {
+	deadline := time.NewTimer(applyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval / 5)
+	defer tick.Stop()
+	for {
+		if st, err := poolfs.ReadState(s.paths.State); err == nil && st.PID == pid {
+			if st.Spec == s.expectSpec {
+				s.expecting = false
+				return nil
+			}
+			if st.Error != "" && st.UpdatedAt.After(s.hupAt) {
+				return fmt.Errorf("the master rejected the configuration: %s", st.Error)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			fmt.Fprintf(s.info, "the master has not applied it yet (after %v); wait waits for it\n", applyTimeout)
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// rebase re-reads the -c file, the source of truth, and puts the shell's
+// overrides on top of it, so that edits of the file reach the master on
+// reload and start. A file that no longer loads changes nothing.
+func (s *Session) rebase() error {
+	if s.userFile == "" || s.opts.Attach {
+		return nil
+	}
+	c, err := spec.LoadConfig(s.userFile, s.opts.Env)
+	if err != nil {
+		return fmt.Errorf("re-read %s: %w", s.userFile, err)
+	}
+	c.Workers = c.Workers.Merge(s.overrides)
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("%s with the shell's overrides: %w", s.userFile, err)
+	}
+	s.cfg = c
+	return nil
+}
+
+// mergeOverrides sets the entries of upd in o, keeping counts of 0 (they
+// remove a queue list of the file).
+func mergeOverrides(o, upd spec.Spec) spec.Spec {
+	out := append(spec.Spec(nil), o...)
+next:
+	for _, e := range upd {
+		for i := range out {
+			if out[i].Queues == e.Queues {
+				out[i].Count = e.Count
+				continue next
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// formatOverrides formats overrides as a spec string, counts of 0
+// included ("foo=0:bar=2").
+func formatOverrides(o spec.Spec) string {
+	parts := make([]string, len(o))
+	for i, e := range o {
+		parts[i] = fmt.Sprintf("%s=%d", e.Queues, e.Count)
+	}
+	return strings.Join(parts, ":")
+}
+
+func cmdConfig(ctx context.Context, s *Session, args []string) error {
+	s.refreshConfig()
+	if len(args) == 0 {
+		fmt.Fprintln(s.out, s.cfg.Workers.Describe())
+		return nil
+	}
+	upd, err := spec.ParseArgs(args)
+	if err != nil {
+		return err
+	}
+	if _, running := s.pool().MasterPID(); running && s.foreignConfig() {
+		return fmt.Errorf("config: the master reads %s, a config file poolctl did not write (it may hold comments and environment sections), so the shell does not change it: edit it and use reload", s.configPath)
+	}
+	next := *s.cfg
+	next.Workers = s.cfg.Workers.Merge(upd)
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	prev, prevOverrides := s.cfg, s.overrides
+	s.cfg = &next
+	if s.userFile != "" {
+		s.overrides = mergeOverrides(s.overrides, upd)
+	}
+	if _, ok := s.pool().MasterPID(); ok {
+		pid, err := s.reload()
+		if err != nil {
+			s.cfg, s.overrides = prev, prevOverrides
+			return err
+		}
+		fmt.Fprintf(s.info, "%s\nReloading master %d configuration\n", s.cfg.Workers.Describe(), pid)
+		return s.awaitApplied(ctx, pid)
+	}
+	fmt.Fprintf(s.info, "%s\n", s.cfg.Workers.Describe())
+	return nil
+}
