@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/internal/testutil"
+	"github.com/poolctl/poolctl/pool/poolfs"
 )
 
 const twoSleepers = `
@@ -113,7 +114,7 @@ func testSecondMasterIsRefusedAfter(t *testing.T, remove func(Paths) error) {
 	if fmt.Sprint(pidsOf(after, "foo")) != fmt.Sprint(pidsOf(before, "foo")) {
 		t.Errorf("the first master's workers changed: %v -> %v", pidsOf(before, "foo"), pidsOf(after, "foo"))
 	}
-	testutil.Eventually(t, 5*time.Second, "shells to see the first master alive again", func() bool { return MasterAlive(tm.paths) })
+	testutil.Eventually(t, 5*time.Second, "shells to see the first master alive again", func() bool { return poolfs.MasterAlive(tm.paths) })
 }
 
 func TestSecondMasterIsRefusedAfterTheLockFileIsRemoved(t *testing.T) {
@@ -127,13 +128,13 @@ func TestSecondMasterIsRefusedAfterTheRuntimeDirIsRemoved(t *testing.T) {
 func TestMasterRetakesARemovedLockFile(t *testing.T) {
 	tm := startMaster(t, twoSleepers)
 	tm.waitState("2 workers", func(s *State) bool { return len(s.Workers) == 2 })
-	if !MasterAlive(tm.paths) {
+	if !poolfs.MasterAlive(tm.paths) {
 		t.Fatal("MasterAlive is false for a running master")
 	}
 	if err := os.Remove(tm.paths.Lock); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, "MasterAlive to be true again", func() bool { return MasterAlive(tm.paths) })
+	testutil.Eventually(t, 5*time.Second, "MasterAlive to be true again", func() bool { return poolfs.MasterAlive(tm.paths) })
 	tm.waitLog("lock file " + tm.paths.Lock + " was removed or replaced: recreated it")
 
 	// A replaced lock file (another inode) is taken over as well.
@@ -143,12 +144,12 @@ func TestMasterRetakesARemovedLockFile(t *testing.T) {
 	if err := os.WriteFile(tm.paths.Lock, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, "MasterAlive to be true on the replaced lock file", func() bool { return MasterAlive(tm.paths) })
+	testutil.Eventually(t, 5*time.Second, "MasterAlive to be true on the replaced lock file", func() bool { return poolfs.MasterAlive(tm.paths) })
 
 	// The master still stops cleanly and releases the pool.
 	tm.signal(syscall.SIGTERM)
 	tm.waitExit(10 * time.Second)
-	if MasterAlive(tm.paths) {
+	if poolfs.MasterAlive(tm.paths) {
 		t.Error("MasterAlive is true after the master exited")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/internal/testutil"
+	"github.com/poolctl/poolctl/pool/poolfs"
 )
 
 // The test binary doubles as the master: TestMain runs pool.Run when this
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) {
 	if cfg := os.Getenv(envTestMaster); cfg != "" {
 		opts := Options{
 			ConfigPath: cfg,
-			Paths:      PathsFor(BaseDir(), "test"),
+			Paths:      poolfs.PathsFor(poolfs.BaseDir(), "test"),
 			LogPath:    os.Getenv("POOLCTL_TEST_MASTER_LOG"),
 			Overrides:  os.Getenv("POOLCTL_TEST_MASTER_OVERRIDES"),
 		}
@@ -55,7 +56,7 @@ func startMasterWith(t *testing.T, config string, env ...string) *testMaster {
 	dir := t.TempDir()
 	tm := &testMaster{
 		t:      t,
-		paths:  PathsFor(filepath.Join(dir, "run"), "test"),
+		paths:  poolfs.PathsFor(filepath.Join(dir, "run"), "test"),
 		config: filepath.Join(dir, "pool.yml"),
 		log:    filepath.Join(dir, "pool.log"),
 	}
@@ -103,7 +104,7 @@ func (tm *testMaster) waitState(what string, cond func(*State) bool) *State {
 		default:
 		}
 		var err error
-		s, err = ReadState(tm.paths.State)
+		s, err = poolfs.ReadState(tm.paths.State)
 		return err == nil && cond(s)
 	})
 	return s

@@ -23,7 +23,7 @@ import (
 //     directory, bound for the master's life: nothing on disk can delete
 //     it, the kernel releases it when the master dies however it dies, and
 //     a second master's bind fails. This is what makes the master unique.
-//   - an exclusive flock on master.lock, which shells probe (MasterAlive)
+//   - an exclusive flock on master.lock, which shells probe (poolfs.MasterAlive)
 //     to tell whether the pool runs. A master re-creates and re-takes it
 //     when the file is removed or replaced (refresh).
 //
@@ -114,7 +114,7 @@ func claimHolderError(p Paths, name string) error {
 }
 
 // lockFile opens (creating it if needed) and flocks the lock file. At
-// start it retries for a moment, since a shell's probe (MasterAlive) may
+// start it retries for a moment, since a shell's probe (poolfs.MasterAlive) may
 // hold the file shortly.
 func (l *poolLock) lockFile(atStart bool) error {
 	p := l.paths

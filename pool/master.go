@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/spec"
 )
 
@@ -226,7 +227,7 @@ func (m *Master) run(ctx context.Context) error {
 	if err := becomeSubreaper(); err != nil {
 		m.log.Printf("warning: %v; orphaned job processes will be adopted by init", err)
 	}
-	if err := WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+	if err := poolfs.WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 		return fmt.Errorf("master cannot start: %w", err)
 	}
 	defer os.Remove(m.opts.PidFile)
@@ -256,7 +257,7 @@ func (m *Master) run(ctx context.Context) error {
 	}
 	m.redisURL = url
 	if url != "" {
-		if err := WriteFileAtomic(m.opts.Paths.RedisURL, []byte(url+"\n")); err != nil {
+		if err := poolfs.WriteFileAtomic(m.opts.Paths.RedisURL, []byte(url+"\n")); err != nil {
 			m.log.Printf("warning: %v", err)
 		}
 		defer os.Remove(m.opts.Paths.RedisURL)

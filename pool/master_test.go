@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/internal/testutil"
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"go.uber.org/goleak"
 )
 
@@ -317,7 +318,7 @@ func TestRunInProcessStopsOnCancelWithoutLeaks(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(sleepConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	paths := PathsFor(filepath.Join(dir, "run"), "inproc")
+	paths := poolfs.PathsFor(filepath.Join(dir, "run"), "inproc")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -326,7 +327,7 @@ func TestRunInProcessStopsOnCancelWithoutLeaks(t *testing.T) {
 	var s *State
 	testutil.Eventually(t, 10*time.Second, "5 workers", func() bool {
 		var err error
-		s, err = ReadState(paths.State)
+		s, err = poolfs.ReadState(paths.State)
 		return err == nil && len(s.Workers) == 5
 	})
 	cancel()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/internal/redact"
+	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/spec"
 )
 
@@ -41,12 +42,12 @@ func (m *Master) keepClaim() {
 		m.log.Printf("lock file %s was removed or replaced: recreated it", p.Lock)
 	}
 	if _, err := os.Stat(m.opts.PidFile); errors.Is(err, os.ErrNotExist) {
-		if err := WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		if err := poolfs.WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 			m.log.Printf("cannot re-create the pid file: %v", err)
 		}
 	}
 	if _, err := os.Stat(p.RedisURL); m.redisURL != "" && errors.Is(err, os.ErrNotExist) {
-		if err := WriteFileAtomic(p.RedisURL, []byte(m.redisURL+"\n")); err != nil {
+		if err := poolfs.WriteFileAtomic(p.RedisURL, []byte(m.redisURL+"\n")); err != nil {
 			m.log.Printf("cannot re-create %s: %v", p.RedisURL, err)
 		}
 	}
@@ -60,17 +61,17 @@ func (m *Master) flushState() {
 	}
 	m.keepClaim()
 	m.dirty = false
-	err := WriteState(m.opts.Paths.State, m.snapshot())
+	err := poolfs.WriteState(m.opts.Paths.State, m.snapshot())
 	if errors.Is(err, os.ErrNotExist) {
 		// Someone removed the runtime directory under a running pool:
 		// recreate it so shells can find the pool again.
 		if err = m.opts.Paths.Ensure(); err == nil {
 			m.log.Printf("runtime directory %s was removed: recreated it", m.opts.Paths.Dir)
-			_ = WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"))
+			_ = poolfs.WriteFileAtomic(m.opts.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"))
 			if m.redisURL != "" {
-				_ = WriteFileAtomic(m.opts.Paths.RedisURL, []byte(m.redisURL+"\n"))
+				_ = poolfs.WriteFileAtomic(m.opts.Paths.RedisURL, []byte(m.redisURL+"\n"))
 			}
-			err = WriteState(m.opts.Paths.State, m.snapshot())
+			err = poolfs.WriteState(m.opts.Paths.State, m.snapshot())
 		}
 	}
 	if err != nil {

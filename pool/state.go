@@ -23,8 +23,8 @@ const (
 	groupFatal   groupState = poolfs.GroupFatal
 )
 
-// The runtime directory's types and functions live in package poolfs,
-// the one client of the shell<->master protocol; these names keep the
+// The runtime directory's types live in package poolfs, the one home of
+// the shell<->master protocol (docs/protocol.md); these aliases keep the
 // master's code short.
 type (
 	// Paths is poolfs.Paths.
@@ -49,30 +49,3 @@ const (
 	MasterPaused   = poolfs.MasterPaused
 	MasterStopping = poolfs.MasterStopping
 )
-
-// PathsFor is poolfs.PathsFor.
-func PathsFor(base, name string) Paths { return poolfs.PathsFor(base, name) }
-
-// BaseDir is poolfs.BaseDir.
-func BaseDir() string { return poolfs.BaseDir() }
-
-// DefaultPoolName is poolfs.DefaultPoolName.
-func DefaultPoolName() string { return poolfs.DefaultPoolName() }
-
-// ValidatePoolName is poolfs.ValidatePoolName.
-func ValidatePoolName(name string) error { return poolfs.ValidatePoolName(name) }
-
-// ListPools is poolfs.ListPools.
-func ListPools(base string) ([]string, error) { return poolfs.ListPools(base) }
-
-// ReadState is poolfs.ReadState.
-func ReadState(path string) (*State, error) { return poolfs.ReadState(path) }
-
-// WriteState is poolfs.WriteState.
-func WriteState(path string, s *State) error { return poolfs.WriteState(path, s) }
-
-// WriteFileAtomic is poolfs.WriteFileAtomic.
-func WriteFileAtomic(path string, data []byte) error { return poolfs.WriteFileAtomic(path, data) }
-
-// MasterAlive is poolfs.MasterAlive.
-func MasterAlive(p Paths) bool { return poolfs.MasterAlive(p) }

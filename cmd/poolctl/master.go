@@ -44,9 +44,9 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	if *name == "" {
-		*name = pool.DefaultPoolName()
+		*name = poolfs.DefaultPoolName()
 	}
-	if err := pool.ValidatePoolName(*name); err != nil {
+	if err := poolfs.ValidatePoolName(*name); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if *env == "" {
@@ -60,7 +60,7 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 		ConfigPath: abs,
 		Overrides:  *overrides,
 		Env:        *env,
-		Paths:      pool.PathsFor(pool.BaseDir(), *name),
+		Paths:      poolfs.PathsFor(poolfs.BaseDir(), *name),
 		LogPath:    *logPath,
 		PidFile:    *pidFile,
 		RedisURL:   *redisURL,
