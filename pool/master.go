@@ -275,9 +275,12 @@ func (m *Master) run(ctx context.Context) error {
 		}
 	}
 	m.applyConfig(m.cfg)
-	m.log.Printf("started manager: %s", m.cfg.Workers.Describe())
 	m.reconcile()
+	// The state file first: a shell that sees the log line (or the lock)
+	// finds it.
+	m.dirty = true
 	m.flushState()
+	m.log.Printf("started manager: %s", m.cfg.Workers.Describe())
 
 	claimCheck := time.NewTicker(claimCheckInterval)
 	defer claimCheck.Stop()

@@ -104,6 +104,7 @@ func (m *Master) snapshot() *State {
 		Namespace:       m.cfg.Namespace,
 		Spec:            m.cfg.Workers.String(),
 		Overrides:       overridesString(m.overrides),
+		OverridesPath:   m.opts.Overrides,
 		Error:           m.lastError,
 		WorkersPausedAt: m.workersPausedAt,
 		Groups:          []GroupState{},

@@ -20,10 +20,14 @@ type configSync struct {
 	// re-read by reload and start. overrides are the worker counts set
 	// from the shell (SPEC arguments, config), kept on top of it; counts
 	// of 0 (a queue list removed) included.
-	userFile   string
-	overrides  spec.Spec
-	configPath string    // the file the master reads
-	cfgStamp   time.Time // its modification time when last read or written
+	userFile  string
+	overrides spec.Spec
+	// overridesPath, when set, is the overrides file of a master that
+	// runs from userFile itself (started by this shell, or found so at
+	// attach): the shell's changes go there, and a HUP re-reads userFile.
+	overridesPath string
+	configPath    string    // the file the master reads
+	cfgStamp      time.Time // its modification time when last read or written
 }
 
 // stampConfig records the config file's modification time.
@@ -44,6 +48,12 @@ func (s *Session) refreshConfig() {
 	if _, ok := s.pool().MasterPID(); !ok && s.configPath == s.paths.Config {
 		return // our own file of a stopped pool: the shell's copy rules
 	}
+	if s.ownsUserFile() {
+		if s.rebase() == nil { // the user edited FILE: it, under our overrides
+			s.cfgStamp = fi.ModTime()
+		}
+		return
+	}
 	cfg, err := spec.LoadConfig(s.configPath, s.opts.Env)
 	if err != nil {
 		return
@@ -52,9 +62,28 @@ func (s *Session) refreshConfig() {
 	s.cfgStamp = fi.ModTime()
 }
 
+// ownsUserFile reports whether the master runs from the user's -c FILE
+// with the shell's changes in an overrides file: then FILE stays the
+// user's and a HUP re-reads it.
+func (s *Session) ownsUserFile() bool {
+	return s.overridesPath != "" && s.userFile != "" && s.configPath == s.userFile
+}
+
+// writeOverrides writes the shell's overrides for a master that runs from
+// the user's file.
+func (s *Session) writeOverrides() error {
+	if err := s.paths.Ensure(); err != nil {
+		return err
+	}
+	return poolfs.WriteFileAtomic(s.overridesPath, []byte(formatOverrides(s.overrides)+"\n"))
+}
+
 // writeConfig writes the shell's configuration to the master's config
-// file.
+// file; for a master that runs from the user's file, only the overrides.
 func (s *Session) writeConfig() error {
+	if s.ownsUserFile() {
+		return s.writeOverrides()
+	}
 	if s.foreignConfig() {
 		return fmt.Errorf("the master reads %s, a config file poolctl did not write (it may hold comments and environment sections), so the shell does not rewrite it: edit it and use reload", s.configPath)
 	}
@@ -75,8 +104,11 @@ func (s *Session) writeConfig() error {
 }
 
 // foreignConfig reports whether the master reads a config file other
-// than the pool's own copy (a master started by hand with -c FILE).
-func (s *Session) foreignConfig() bool { return s.configPath != s.paths.Config }
+// than the pool's own copy or this shell's -c FILE (a master started by
+// hand with -c FILE).
+func (s *Session) foreignConfig() bool {
+	return s.configPath != s.paths.Config && !s.ownsUserFile()
+}
 
 // reload writes the config file and sends SIGHUP to the master.
 func (s *Session) reload() (int, error) {
@@ -148,7 +180,7 @@ func (s *Session) awaitApplied(ctx context.Context, pid int) error {
 // overrides on top of it, so that edits of the file reach the master on
 // reload and start. A file that no longer loads changes nothing.
 func (s *Session) rebase() error {
-	if s.userFile == "" || s.opts.Attach {
+	if s.userFile == "" || (s.opts.Attach && s.overridesPath == "") {
 		return nil
 	}
 	c, err := spec.LoadConfig(s.userFile, s.opts.Env)

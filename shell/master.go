@@ -109,7 +109,12 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	if pid, ok := s.pool().MasterPID(); ok {
 		return fmt.Errorf("pool %q is already running (master pid %d); use attach %s", s.paths.Name, pid, s.paths.Name)
 	}
-	if s.configPath != s.paths.Config {
+	switch {
+	case s.userFile != "" && (!s.opts.Attach || s.overridesPath != ""):
+		// Run from the user's file, the shell's changes on top of it in
+		// the overrides file: a HUP then re-reads the user's file.
+		s.configPath, s.overridesPath = s.userFile, s.paths.Overrides
+	case s.configPath != s.paths.Config:
 		// An attached pool that has stopped: run it from our copy.
 		s.configPath = s.paths.Config
 	}
@@ -131,6 +136,9 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	defer outFile.Close()
 	from := fileSize(s.logPath)
 	args := []string{"master", "-c", s.configPath, "--name", s.paths.Name, "--log", s.logPath}
+	if s.ownsUserFile() {
+		args = append(args, "--overrides", s.overridesPath)
+	}
 
 	if s.opts.Env != "" {
 		args = append(args, "--env", s.opts.Env)

@@ -1,8 +1,10 @@
 package shell
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -139,7 +141,7 @@ func (s *Session) setPool(name string) {
 	s.configPath = s.paths.Config
 	s.setLog(s.paths.Log)
 	s.forget()
-	s.userFile, s.overrides = "", nil // another pool: not this shell's -c file
+	s.userFile, s.overrides, s.overridesPath = "", nil, "" // another pool: not this shell's -c file
 }
 
 // setLog points the session at the log file path, its cursor at the
@@ -170,7 +172,13 @@ func (s *Session) attach(name string) error {
 	if !p.Running() {
 		return fmt.Errorf("pool %q is not running (poolctl list shows the running pools)", name)
 	}
+	// A master that is just starting holds the lock a moment before it
+	// writes its first state file.
 	st, err := poolfs.ReadState(p.Paths.State)
+	for deadline := time.Now().Add(2 * time.Second); errors.Is(err, os.ErrNotExist) && time.Now().Before(deadline) && p.Running(); {
+		time.Sleep(20 * time.Millisecond)
+		st, err = poolfs.ReadState(p.Paths.State)
+	}
 	if err != nil {
 		return fmt.Errorf("pool %q: %w", name, err)
 	}
@@ -185,7 +193,18 @@ func (s *Session) attach(name string) error {
 	if s.opts.Env == "" {
 		s.opts.Env = st.Env // read the file as the master does
 	}
+	if st.OverridesPath != "" {
+		// The master runs from the user's file with overrides: change
+		// counts as its starting shell did, in the overrides file.
+		s.userFile, s.overridesPath = s.configPath, st.OverridesPath
+		if o, perr := spec.Parse(st.Overrides); perr == nil {
+			s.overrides = o
+		}
+	}
 	cfg, err := spec.LoadConfig(s.configPath, s.opts.Env)
+	if err == nil && s.overridesPath != "" {
+		cfg.Workers = cfg.Workers.Merge(s.overrides)
+	}
 	if err != nil {
 		// The master keeps running what it last read: attach, show that,
 		// and say why the file is not shown.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,10 +28,18 @@ func TestShellFailedStartStopsScript(t *testing.T) {
 	e.reap("busy")
 	first := e.startPiped(t, "-c", cfg, "--name", "busy")
 	pid := first.waitRunning(t, p)
-	before, err := os.ReadFile(p.Config)
-	if err != nil {
-		t.Fatal(err)
+	// The pool runs from cfg, the shell's changes in its overrides file:
+	// neither may change, nor a copy in the runtime directory appear.
+	files := func() string {
+		var b bytes.Buffer
+		for _, f := range []string{cfg, p.Config, p.Overrides} {
+			c, _ := os.ReadFile(f)
+			b.Write(c)
+			b.WriteString("\x00")
+		}
+		return b.String()
 	}
+	before := files()
 	for _, tc := range []struct {
 		script string
 		args   []string
@@ -49,8 +58,8 @@ func TestShellFailedStartStopsScript(t *testing.T) {
 			!strings.Contains(r.stderr, "poolctl: start failed: script stopped") {
 			t.Errorf("%v: stderr:\n%s", tc.args, r.stderr)
 		}
-		if after, _ := os.ReadFile(p.Config); !bytes.Equal(before, after) {
-			t.Fatalf("%v: the script rewrote the running pool's config:\n%s", tc.args, after)
+		if after := files(); after != before {
+			t.Fatalf("%v: the script rewrote the running pool's config:\n%q", tc.args, after)
 		}
 	}
 	if !alive(pid) {
@@ -360,4 +369,42 @@ func TestShellReloadRereadsUserConfig(t *testing.T) {
 	if !strings.Contains(out, "overrides from the shell: bar=1 (on top of "+cfg+")") {
 		t.Errorf("status does not show the overrides:\n%s", out)
 	}
+}
+
+// With -c FILE, FILE stays the source of truth for the master itself: a
+// HUP sent to the master directly (not through the shell's reload)
+// re-reads FILE, and the shell's overrides stay on top (issue 10 A5).
+func TestHUPToTheMasterRereadsTheUserConfig(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	p := e.paths("hup")
+	e.reap("hup")
+	sh := e.startPiped(t, "-c", cfg, "--name", "hup", "--no-prompt")
+	sh.waitRunning(t, p)
+	if _, err := sh.stdin.WriteString("config bar=1\nwait 10\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the shell's wait to see config bar=1 applied", func() bool {
+		return strings.Contains(sh.out.String(), "settled")
+	})
+	st, err := poolfs.ReadState(p.State)
+	if err != nil || st.Spec != "foo=1:bar=1" {
+		t.Fatalf("state %+v, %v; want foo=1:bar=1", st, err)
+	}
+	pid := st.PID
+	data := "workers:\n  foo: 2\n  baz: 1\ncommand: [\"sleep\", \"1000\"]\nstart_secs: 200ms\nterm_timeout: 5s\n"
+	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the master to re-read FILE under the overrides", func() bool {
+		st, err := poolfs.ReadState(p.State)
+		return err == nil && st.Spec == "foo=2:baz=1:bar=1"
+	})
+	if b, _ := os.ReadFile(cfg); string(b) != data {
+		t.Errorf("the shell rewrote the user's file:\n%s", b)
+	}
+	sh.close(t)
 }

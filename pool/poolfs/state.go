@@ -47,10 +47,14 @@ type State struct {
 	Spec       string    `json:"spec"` // canonical spec string of the config in force
 	// Overrides is the overrides file's spec put on top of the config
 	// file (see Paths.Overrides); "" when none.
-	Overrides string        `json:"overrides,omitempty"`
-	Groups    []GroupState  `json:"groups"`
-	Workers   []WorkerState `json:"workers"`
-	Error     string        `json:"error,omitempty"` // last reload error, if the config file could not be applied
+	Overrides string `json:"overrides,omitempty"`
+	// OverridesPath is the overrides file the master reads at every load
+	// (--overrides), "" when none: a shell attaching to the pool changes
+	// counts there, leaving the config file the user's.
+	OverridesPath string        `json:"overrides_path,omitempty"`
+	Groups        []GroupState  `json:"groups"`
+	Workers       []WorkerState `json:"workers"`
+	Error         string        `json:"error,omitempty"` // last reload error, if the config file could not be applied
 	// WorkersPausedAt is when USR2 was last forwarded to the workers, zero
 	// after CONT: the workers started before it are paused (Resque's
 	// USR2), whoever sent the signal.
