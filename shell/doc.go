@@ -68,6 +68,7 @@
 //	failed        number   Resque's failed count, null when Redis is unavailable
 //	redis         string   Redis URL, password redacted; absent when none
 //	redis_error   string   why queue data is missing; absent when Redis answered
+//	workers_paused_at string when USR2 paused the workers (whoever sent it); absent when not paused
 //
 // Each worker:
 //

@@ -37,6 +37,9 @@ type Status struct {
 	Failed     *int64           `json:"failed"`
 	Redis      string           `json:"redis,omitempty"`
 	RedisError string           `json:"redis_error,omitempty"`
+	// WorkersPausedAt is when USR2 paused the workers, whoever sent it
+	// (the master records it); absent when they are not paused.
+	WorkersPausedAt *time.Time `json:"workers_paused_at,omitempty"`
 }
 
 // GroupStatus is one queue list of the configuration in force.
@@ -94,6 +97,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 		st.Overrides = formatOverrides(s.overrides)
 	}
 	var ps *poolfs.State
+	pausedAt := s.usr2At // what this shell sent, until the master says
 	if pid, ok := s.pool().MasterPID(); ok {
 		st.PID = pid
 		st.State = poolfs.MasterRunning
@@ -105,12 +109,16 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			t := x.StartedAt
 			st.StartedAt = &t
 			st.Error = x.Error
+			pausedAt = x.WorkersPausedAt // USR2 from anyone, cleared by CONT
+		}
+		if !pausedAt.IsZero() {
+			st.WorkersPausedAt = &pausedAt
 		}
 		switch {
 		case processStopped(pid):
 			st.State = stateSuspended
-		case st.State == poolfs.MasterRunning && !s.usr2At.IsZero():
-			st.State = poolfs.MasterPaused // its workers, by this shell's USR2
+		case st.State == poolfs.MasterRunning && !pausedAt.IsZero():
+			st.State = poolfs.MasterPaused // its workers, by USR2
 		}
 	}
 
@@ -188,7 +196,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			ws.Job = &JobStatus{Class: info.Job.Class(), Queue: info.Job.Queue, RunAt: info.Job.RunAt, Payload: info.Job.Payload}
 		}
 		ws.State = workerStateText(w, registered, info, now)
-		if ws.State == "Waiting for "+info.Queues && !s.usr2At.IsZero() && w.StartedAt.Before(s.usr2At) {
+		if ws.State == "Waiting for "+info.Queues && !pausedAt.IsZero() && w.StartedAt.Before(pausedAt) {
 			ws.State = "Paused (USR2)"
 		}
 		st.Workers = append(st.Workers, ws)
@@ -285,7 +293,7 @@ func (s *Session) printStatus(st *Status) {
 		switch {
 		case st.State == stateSuspended:
 			fmt.Fprintf(w, "pool %s: stopped by SIGSTOP or SIGTSTP (master pid %d%s); kill! CONT resumes it\n", st.Name, st.PID, up)
-		case st.State == poolfs.MasterPaused && !s.usr2At.IsZero():
+		case st.State == poolfs.MasterPaused && st.WorkersPausedAt != nil:
 			fmt.Fprintf(w, "pool %s: paused: workers paused by USR2 (master pid %d%s); kill! CONT resumes them\n", st.Name, st.PID, up)
 		default:
 			fmt.Fprintf(w, "pool %s: %s (master pid %d%s)\n", st.Name, st.State, st.PID, up)

@@ -408,3 +408,33 @@ func TestHUPToTheMasterRereadsTheUserConfig(t *testing.T) {
 	}
 	sh.close(t)
 }
+
+// A USR2 sent to the master from outside the shell (kill -USR2) pauses
+// the workers all the same: status must say so (issue 10 B10).
+func TestShellStatusShowsAPauseSentByAnotherProcess(t *testing.T) {
+	redis := redistest.Start(t)
+	e := newShellEnv(t)
+	p := e.paths("pz")
+	e.reap("pz")
+	sh := e.startPiped(t, "foo=1", "--redis", redis.URL(), "--name", "pz", "--no-prompt")
+	pid := sh.waitRunning(t, p)
+	if _, err := sh.stdin.WriteString("wait 10\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the shell's wait to settle", func() bool { return strings.Contains(sh.out.String(), "settled") })
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the master to record the pause", func() bool {
+		st, err := poolfs.ReadState(p.State)
+		return err == nil && !st.WorkersPausedAt.IsZero()
+	})
+	if _, err := sh.stdin.WriteString("status --json\nkill! CONT\n"); err != nil {
+		t.Fatal(err)
+	}
+	sh.close(t)
+	m := lastJSON(t, sh.out.String())
+	if m["state"] != "paused" || m["workers_paused_at"] == nil {
+		t.Errorf("after kill -USR2 of the master: state %v, workers_paused_at %v\n%s", m["state"], m["workers_paused_at"], sh.out.String())
+	}
+}
