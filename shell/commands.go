@@ -136,7 +136,7 @@ func printsValue(value func(s *Session) any) func(context.Context, *Session, []s
 func buildTable() []*Command {
 	return []*Command{
 		{
-			Name: "config", Args: "[QUEUES=COUNT ...]", MaxArgs: -1, Arg: argQueues,
+			Name: "config", Args: "[--save] [QUEUES=COUNT ...]", MaxArgs: -1, Arg: argQueues,
 			Summary: "show the worker counts, or change them and reload the master",
 			Help: `Without arguments, prints the pool's worker spec (queue list = count).
 
@@ -146,7 +146,11 @@ removes it. Each argument may hold several entries separated by ':'.
 If the master is running, the config file is rewritten and the master
 reloads it (SIGHUP); unchanged workers keep running. With -c FILE, FILE
 stays the source of truth: it is re-read, and these changes are kept on
-top of it as overrides (status shows them); FILE itself is not changed. Invalid input changes
+top of it as overrides (status shows them); FILE itself is not changed,
+unless you ask: --save writes the configuration with the overrides into
+FILE and clears them. It does so only when FILE loses nothing by it
+(poolctl's layout, no comments, no environments: sections, no anchors);
+otherwise it says why and changes nothing. Invalid input changes
 nothing and says which entry is wrong. Prints the resulting spec.
 
 It returns once the master runs the new configuration (at most a few

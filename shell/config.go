@@ -224,7 +224,25 @@ func formatOverrides(o spec.Spec) string {
 
 func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	s.refreshConfig()
+	save := false
+	var specArgs []string
+	for _, a := range args {
+		if a == "--save" {
+			save = true
+			continue
+		}
+		specArgs = append(specArgs, a)
+	}
+	args = specArgs
+	if save {
+		if err := s.checkSave(); err != nil {
+			return err
+		}
+	}
 	if len(args) == 0 {
+		if save {
+			return s.saveConfig(ctx)
+		}
 		fmt.Fprintln(s.out, s.cfg.Workers.Describe())
 		return nil
 	}
@@ -252,8 +270,72 @@ func cmdConfig(ctx context.Context, s *Session, args []string) error {
 			return err
 		}
 		fmt.Fprintf(s.info, "%s\nReloading master %d configuration\n", s.cfg.Workers.Describe(), pid)
-		return s.awaitApplied(ctx, pid)
+		if err := s.awaitApplied(ctx, pid); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(s.info, "%s\n", s.cfg.Workers.Describe())
 	}
-	fmt.Fprintf(s.info, "%s\n", s.cfg.Workers.Describe())
+	if save {
+		return s.saveConfig(ctx)
+	}
+	return nil
+}
+
+// checkSave says why config --save cannot write the user's file, if it
+// cannot: there must be one (-c FILE), and it must lose nothing by being
+// rewritten.
+func (s *Session) checkSave() error {
+	if s.userFile == "" {
+		return fmt.Errorf("config --save: there is no config file to save to (start the shell with -c FILE)")
+	}
+	data, err := os.ReadFile(s.userFile)
+	if err != nil {
+		return fmt.Errorf("config --save: %w", err)
+	}
+	if ok, why := spec.SafeToRewrite(data); !ok {
+		return fmt.Errorf("config --save: %s is not rewritten: %s; edit it by hand", s.userFile, why)
+	}
+	return nil
+}
+
+// saveConfig writes the configuration in force (the user's file with the
+// overrides) into the user's file, keeping its mode, and clears the
+// overrides.
+func (s *Session) saveConfig(ctx context.Context) error {
+	if err := s.rebase(); err != nil {
+		return err
+	}
+	data, err := s.cfg.Marshal()
+	if err != nil {
+		return err
+	}
+	mode := os.FileMode(0o600)
+	if fi, err := os.Stat(s.userFile); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	if err := poolfs.WriteFileAtomic(s.userFile, data); err != nil {
+		return fmt.Errorf("config --save: %w", err)
+	}
+	if err := os.Chmod(s.userFile, mode); err != nil {
+		return fmt.Errorf("config --save: %w", err)
+	}
+	s.overrides = nil
+	if s.ownsUserFile() {
+		if err := s.writeOverrides(); err != nil {
+			return err
+		}
+		if _, ok := s.pool().MasterPID(); ok {
+			pid, err := s.reload()
+			if err != nil {
+				return err
+			}
+			if err := s.awaitApplied(ctx, pid); err != nil {
+				return err
+			}
+		}
+	}
+	s.stampConfig()
+	fmt.Fprintf(s.info, "saved %s to %s\n", s.cfg.Workers.Describe(), s.userFile)
 	return nil
 }

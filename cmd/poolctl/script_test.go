@@ -16,6 +16,7 @@ import (
 
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool/poolfs"
+	"github.com/poolctl/poolctl/spec"
 )
 
 // A7: a script whose start failed stops there (exit 1): it must not go on
@@ -436,5 +437,36 @@ func TestShellStatusShowsAPauseSentByAnotherProcess(t *testing.T) {
 	m := lastJSON(t, sh.out.String())
 	if m["state"] != "paused" || m["workers_paused_at"] == nil {
 		t.Errorf("after kill -USR2 of the master: state %v, workers_paused_at %v\n%s", m["state"], m["workers_paused_at"], sh.out.String())
+	}
+}
+
+// config --save writes the counts into the user's file, only when the
+// file loses nothing by it, and only when asked (issue 10 A5).
+func TestConfigSaveWritesTheUserFileOnlyWhenSafe(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	e.reap("sv")
+	r := e.run("config bar=1 --save\nwait 10\nstatus --json\n", "-c", cfg, "--name", "sv")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	saved, err := spec.LoadConfig(cfg, "")
+	if err != nil || saved.Workers.String() != "foo=1:bar=1" {
+		t.Errorf("FILE after config --save: %v, %v; want foo=1:bar=1", saved, err)
+	}
+	if m := lastJSON(t, r.stdout); m["overrides"] != nil || m["spec"] != "foo=1:bar=1" {
+		t.Errorf("after --save: spec %v, overrides %v; want no overrides", m["spec"], m["overrides"])
+	}
+
+	// A file with comments is not rewritten: an error, and nothing changes.
+	commented := sleepConfig(t, "  foo: 1 # one\n")
+	before, _ := os.ReadFile(commented)
+	e.reap("sv2")
+	r = e.run("config bar=1 --save\nstatus --json\n", "-c", commented, "--name", "sv2")
+	if r.code != 1 || !strings.Contains(r.stderr, "it has comments, which saving would lose") {
+		t.Errorf("config --save on a commented file: exit %d\n%s", r.code, r.stderr)
+	}
+	if after, _ := os.ReadFile(commented); string(after) != string(before) {
+		t.Errorf("a commented file was rewritten:\n%s", after)
 	}
 }
