@@ -72,6 +72,9 @@ func reapLeftovers() (int, error) {
 	if ok, err := isSubreaper(); err != nil || !ok {
 		return 0, err
 	}
+	if !hasChildren() {
+		return 0, nil // the usual case: no /proc scan (a hundred workers stop at once)
+	}
 	self, ownGroup := os.Getpid(), syscall.Getpgrp()
 	deadline := time.Now().Add(sweepTimeout)
 	ended := 0
@@ -106,6 +109,14 @@ func reapLeftovers() (int, error) {
 		err = fmt.Errorf("%d processes left by jobs are still alive after %d rounds of killing", len(kids), maxSweepRounds)
 	}
 	return ended, err
+}
+
+// hasChildren reports whether this process has any child, live or a
+// zombie, without reaping one (waitid with WNOWAIT): ECHILD means none.
+func hasChildren() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err != unix.ECHILD
 }
 
 // reapBy waits for the killed child pid to end and reaps it, polling until
