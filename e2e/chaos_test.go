@@ -144,19 +144,24 @@ jobs:
 	inFlightAtMasterKill := 0
 	faults := []fault{
 		{0.10, "config through the shell", func() { send("config chaos=6 other,chaos=1") }},
-		{0.25, "HUP with changed counts", func() {
-			b, err := os.ReadFile(paths.Config)
+		{0.25, "edit the config file, HUP the master", func() {
+			// The master runs from the user's file (the shell's counts
+			// on top in overrides.spec): a HUP re-reads it.
+			b, err := os.ReadFile(cfgPath)
 			if err != nil {
 				t.Fatal(err)
 			}
-			changed := strings.Replace(string(b), "chaos: 6", "chaos: 3", 1)
+			changed := strings.Replace(string(b), `"other,chaos": 2}`, `"other,chaos": 2, "third,chaos": 1}`, 1)
 			if changed == string(b) {
-				t.Fatalf("config file does not hold chaos: 6:\n%s", b)
+				t.Fatalf("config file does not hold the workers line:\n%s", b)
 			}
-			if err := os.WriteFile(paths.Config, []byte(changed), 0o600); err != nil {
+			if err := os.WriteFile(cfgPath, []byte(changed), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			_ = syscall.Kill(state().PID, syscall.SIGHUP)
+			testutil.Eventually(t, 15*time.Second, "the master to run the edited file", func() bool {
+				return strings.Contains(state().Spec, "third,chaos=1")
+			})
 		}},
 		{0.40, "SIGKILL the master, start a new one", func() {
 			s := state()
