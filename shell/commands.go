@@ -182,6 +182,7 @@ Examples:
 			Name: "reload", Summary: "rewrite the config file and tell the master to reload it (SIGHUP)", MaxArgs: 0,
 			Help: "Rewrites the config file and sends SIGHUP to the master, which re-reads it, reopens\nits log and applies only the difference. With -c FILE, FILE is re-read first (the shell's\nconfig changes stay on top of it). Use wait to block until the workers match.",
 			Run: func(ctx context.Context, s *Session, _ []string) error {
+				s.syncOverrides()
 				pid, err := s.reload()
 				if err != nil {
 					return err

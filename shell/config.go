@@ -41,6 +41,7 @@ func (c *configSync) stampConfig() {
 // shell, an editor) changed it since this shell last wrote or read it, so
 // that merges start from what the master is told to run.
 func (s *Session) refreshConfig() {
+	s.syncOverrides()
 	fi, err := os.Stat(s.configPath)
 	if err != nil || !fi.ModTime().After(s.cfgStamp) {
 		return
@@ -67,6 +68,29 @@ func (s *Session) refreshConfig() {
 // user's and a HUP re-reads it.
 func (s *Session) ownsUserFile() bool {
 	return s.overridesPath != "" && s.userFile != "" && s.configPath == s.userFile
+}
+
+// syncOverrides takes the overrides from the overrides file when another
+// shell attached to the pool changed them, so that this shell's next
+// change builds on them instead of undoing them.
+func (s *Session) syncOverrides() {
+	if !s.ownsUserFile() {
+		return
+	}
+	b, err := os.ReadFile(s.overridesPath)
+	if err != nil {
+		return
+	}
+	text := strings.TrimSpace(string(b))
+	if text == formatOverrides(s.overrides) {
+		return
+	}
+	o, err := spec.Parse(text)
+	if err != nil {
+		return
+	}
+	s.overrides = o
+	_ = s.rebase()
 }
 
 // writeOverrides writes the shell's overrides for a master that runs from

@@ -215,6 +215,9 @@ func (s *Session) stopMaster(ctx context.Context, show bool) error {
 	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
 		return fmt.Errorf("signal master %d: %w", pid, err)
 	}
+	// A master stopped by SIGSTOP would hold its QUIT for ever, and the
+	// pool with it.
+	_ = syscall.Kill(pid, syscall.SIGCONT)
 	if !show {
 		fmt.Fprintf(s.info, "sent QUIT to master %d (graceful stop)\n", pid)
 		return nil

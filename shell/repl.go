@@ -114,6 +114,11 @@ func newREPL(ctx context.Context, s *Session) *repl {
 
 // close stops listening to signals and releases the terminal.
 func (r *repl) close() {
+	if !r.s.interactive {
+		// The last words (to a stderr that may be a closed pipe too)
+		// must fail with EPIPE, not kill the shell with SIGPIPE.
+		signal.Ignore(syscall.SIGPIPE)
+	}
 	signal.Stop(r.sigs)
 	r.cancel()
 	if r.guard != nil {

@@ -80,7 +80,11 @@ func cmdKill(_ context.Context, s *Session, args []string) error {
 	if s.owned != nil && s.owned.pid == pid {
 		select {
 		case <-s.owned.done:
-			fmt.Fprintf(s.info, "master %d exited (%v)\n", pid, s.owned.err)
+			how := "exit 0"
+			if s.owned.err != nil {
+				how = s.owned.err.Error()
+			}
+			fmt.Fprintf(s.info, "master %d exited (%s)\n", pid, how)
 		case <-time.After(time.Second):
 		}
 	} else if sig == syscall.SIGKILL {

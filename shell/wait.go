@@ -3,6 +3,7 @@ package shell
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -13,7 +14,7 @@ import (
 // ParseTimeout accepts seconds ("10", "2.5") or a Go duration ("1m30s").
 func ParseTimeout(s string) (time.Duration, error) {
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f < 0 || f > 1e6 {
+		if f < 0 || f > 1e6 || math.IsNaN(f) {
 			return 0, fmt.Errorf("timeout %q out of range", s)
 		}
 		return time.Duration(f * float64(time.Second)), nil
@@ -43,9 +44,14 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 	defer tick.Stop()
 	var last *poolfs.State
 	for {
-		_, alive := s.pool().MasterPID()
+		pid, alive := s.pool().MasterPID()
 		if !alive && (s.owned == nil || s.owned.exited()) {
 			return fmt.Errorf("wait: pool %s: %w", s.paths.Name, errNotRunning)
+		}
+		if alive && processStopped(pid) {
+			// A master stopped by SIGSTOP settles nothing: what its state
+			// file says is frozen.
+			return fmt.Errorf("wait: the master (pid %d) is stopped by SIGSTOP or SIGTSTP; kill! CONT resumes it", pid)
 		}
 		if alive {
 			if st, live, err := s.pool().State(); err == nil && live {
@@ -61,6 +67,10 @@ func cmdWait(ctx context.Context, s *Session, args []string) error {
 					return nil
 				}
 				if !s.expecting && !s.expectPaused && st.Status != poolfs.MasterStopping && st.Settled() && !anyStarting(st) {
+					if !st.WorkersPausedAt.IsZero() {
+						fmt.Fprintf(s.info, "paused in %.1fs: %d workers paused by USR2 (kill! CONT resumes them)\n", time.Since(start).Seconds(), len(st.Workers))
+						return nil
+					}
 					fmt.Fprintln(s.info, settledSummary(st, time.Since(start)))
 					if fatal := fatalGroups(st); fatal != "" {
 						return fmt.Errorf("wait: FATAL: %s (no more workers start for it until a reload or config change)", fatal)

@@ -257,7 +257,11 @@ func printSummary(w io.Writer, s *queue.Summary) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\n", q, s.Queues[q], on[q])
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "processed %d, failed %d (%d failure records), %d workers registered\n", s.Processed, s.Failed, s.FailedLen, len(s.Workers))
+	noun := "workers"
+	if len(s.Workers) == 1 {
+		noun = "worker"
+	}
+	fmt.Fprintf(w, "processed %d, failed %d (%d failure records), %d %s registered\n", s.Processed, s.Failed, s.FailedLen, len(s.Workers), noun)
 }
 
 func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -275,11 +279,20 @@ func runFailed(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if len(rest) > 0 {
 		action, rest = rest[0], rest[1:]
 	}
-	// Allow flags after the action too: `failed retry --all`.
-	if err := parseFlags(fs, rest); err != nil {
+	// Flags may come anywhere: `failed retry --all`, `failed retry 0 --remove`.
+	rest, err := parseFlagsAnywhere(fs, rest)
+	if err != nil {
 		return err
 	}
-	rest = fs.Args()
+	// Extra arguments are errors, never ignored: `failed clear 3` must not
+	// clear everything.
+	want := map[string]int{"list": 0, "clear": 0, "retry": 1}
+	if *all {
+		want["retry"] = 0
+	}
+	if n, ok := want[action]; ok && len(rest) > n {
+		return fmt.Errorf("%w: failed %s: unexpected argument %q", errUsage, action, rest[n])
+	}
 	c, closeFn, err := rf.open(stderr)
 	if err != nil {
 		return err

@@ -41,6 +41,10 @@ func runShell(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}
 	opts.Specs = specs
+	if opts.Env != "" && opts.ConfigFile == "" {
+		// A named section must exist, and without a file there is none.
+		return fmt.Errorf("%w: --env %s names a section of a config file: give the file with -c FILE", errUsage, opts.Env)
+	}
 	if err := selectEnv(&opts); err != nil {
 		return err
 	}

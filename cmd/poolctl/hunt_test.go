@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/poolctl/poolctl/internal/redistest"
+	"github.com/poolctl/poolctl/pool/poolfs"
+)
+
+// Faults a helper found by trying to break the shell; each test failed
+// before its fix.
+
+// A master stopped by SIGSTOP must not keep the pool alive at the end of
+// the script that started it.
+func TestScriptEndStopsASuspendedMaster(t *testing.T) {
+	e := newShellEnv(t)
+	e.reap("susp")
+	start := time.Now()
+	r := e.run("wait 10\nkill! STOP\nwait 2\n", "foo=1", "--name", "susp")
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the script took %s to end", took)
+	}
+	if !strings.Contains(r.stderr, "is stopped by SIGSTOP or SIGTSTP") {
+		t.Errorf("wait on a stopped master did not say so:\n%s", r.stderr)
+	}
+	p := e.paths("susp")
+	waitFor(t, 10*time.Second, "the pool to be gone", func() bool { return !poolfs.MasterAlive(p) })
+}
+
+// Extra arguments are errors, never ignored; flags may follow the index.
+func TestFailedRefusesExtraArgumentsAndTakesFlagsAnywhere(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	e := newShellEnv(t)
+	rec := `{"failed_at":"2026/11/22 08:58:20 UTC","payload":{"class":"A","args":[]},"exception":"E","error":"e","backtrace":[],"worker":"w","queue":"q"}`
+	rdb.RPush(context.Background(), "resque:failed", rec, rec)
+	r := e.run("", "failed", "clear", "3", "--redis", srv.URL())
+	if r.code != 2 || rdb.LLen(context.Background(), "resque:failed").Val() != 2 {
+		t.Errorf("failed clear 3: exit %d, %d records left; want exit 2 and both kept\n%s", r.code, rdb.LLen(context.Background(), "resque:failed").Val(), r.stderr)
+	}
+	r = e.run("", "failed", "retry", "0", "--remove", "--redis", srv.URL())
+	if r.code != 0 || rdb.LLen(context.Background(), "resque:failed").Val() != 1 || rdb.LLen(context.Background(), "resque:queue:q").Val() != 1 {
+		t.Errorf("failed retry 0 --remove: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// Bad input is a clear error up front.
+func TestShellRefusesNaNTimeoutsAndEnvWithoutAFile(t *testing.T) {
+	e := newShellEnv(t)
+	e.reap("nan")
+	r := e.run("wait NaN\n", "foo=1", "--name", "nan", "--no-start")
+	if r.code != 1 || !strings.Contains(r.stderr, `timeout "NaN" out of range`) {
+		t.Errorf("wait NaN: exit %d\n%s", r.code, r.stderr)
+	}
+	r = e.run("", "foo=1", "--env", "production", "--name", "nan", "--no-start")
+	if r.code != 2 || !strings.Contains(r.stderr, "give the file with -c FILE") {
+		t.Errorf("--env without -c: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// A second shell attached to a -c pool changes the overrides; the first
+// shell's next config must build on them, not undo them.
+func TestConfigFromTwoShellsOnAUserFilePoolAccumulates(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	p := e.paths("two")
+	e.reap("two")
+	sh := e.startPiped(t, "-c", cfg, "--name", "two", "--no-prompt")
+	sh.waitRunning(t, p)
+	if r := e.run("config qux=1\nwait 10\n", "attach", "two"); r.code != 0 {
+		t.Fatalf("second shell: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := sh.stdin.WriteString("config foo=2\nwait 10\nstatus --json\n"); err != nil {
+		t.Fatal(err)
+	}
+	sh.close(t)
+	m := lastJSON(t, sh.out.String())
+	if m["spec"] != "foo=2:qux=1" {
+		t.Errorf("after config qux=1 from another shell and config foo=2 here: spec %v, overrides %v\n%s", m["spec"], m["overrides"], sh.out.String())
+	}
+}
