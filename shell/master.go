@@ -106,6 +106,11 @@ func (s *Session) executable() (string, error) {
 // With wait it echoes the log until the master reports it is ready, exits,
 // or startTimeout passes.
 func (s *Session) startMaster(ctx context.Context, wait bool) error {
+	unlock, err := s.lockStart(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if pid, ok := s.pool().MasterPID(); ok {
 		return fmt.Errorf("pool %q is already running (master pid %d); use attach %s", s.paths.Name, pid, s.paths.Name)
 	}
@@ -172,6 +177,11 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	s.expect(s.cfg.Workers.String())
 	s.hupAt = time.Time{}
 	if !wait {
+		// Keep the start lock until the master holds the pool's lock, so
+		// no other shell takes the pool for stopped meanwhile.
+		for end := time.Now().Add(5 * time.Second); !s.pool().Running() && !c.exited() && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		s.log.SetOffset(from)
 		fmt.Fprintf(s.info, "started master %d (not waiting for it)\n", c.pid)
 		return nil
@@ -331,4 +341,34 @@ func withoutEnv(env []string, key string) []string {
 		}
 	}
 	return out
+}
+
+// lockStart takes the pool's start lock (see docs/protocol.md), waiting
+// while another shell starts the pool, until ctx ends or startTimeout
+// passes.
+func (s *Session) lockStart(ctx context.Context) (unlock func(), err error) {
+	if err := s.paths.Ensure(); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(s.paths.StartLock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("start lock: %w", err)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if err != syscall.EWOULDBLOCK || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("start lock %s: %w", s.paths.StartLock, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

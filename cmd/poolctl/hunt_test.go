@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,38 @@ func TestConfigFromTwoShellsOnAUserFilePoolAccumulates(t *testing.T) {
 	m := lastJSON(t, sh.out.String())
 	if m["spec"] != "foo=2:qux=1" {
 		t.Errorf("after config qux=1 from another shell and config foo=2 here: spec %v, overrides %v\n%s", m["spec"], m["overrides"], sh.out.String())
+	}
+}
+
+// Two shells starting one pool at once: one wins and runs its own spec;
+// the other stops with "already running" and writes nothing.
+func TestTwoShellsStartingOnePoolAtOnce(t *testing.T) {
+	e := newShellEnv(t)
+	for round := 0; round < 4; round++ {
+		name := fmt.Sprintf("race%d", round)
+		e.reap(name)
+		results := make(chan result, 2)
+		for _, spec := range []string{"foo=2", "foo=7"} {
+			go func() { results <- e.run("wait 10\nstatus --json\n", spec, "--name", name) }()
+		}
+		var won []result
+		for i := 0; i < 2; i++ {
+			if r := <-results; r.code == 0 {
+				won = append(won, r)
+			} else if !strings.Contains(r.stderr, "is already running") {
+				t.Errorf("round %d: the losing shell: exit %d\n%s", round, r.code, r.stderr)
+			}
+		}
+		if len(won) != 1 {
+			t.Fatalf("round %d: %d shells succeeded, want exactly 1", round, len(won))
+		}
+		m := lastJSON(t, won[0].stdout)
+		if cfg := m["config"].(map[string]any); m["spec"] != fmt.Sprintf("foo=%v", cfg["foo"]) {
+			t.Errorf("round %d: the winner's status: spec %v, config %v", round, m["spec"], cfg)
+		}
+		groups := m["groups"].([]any)
+		if g := groups[0].(map[string]any); fmt.Sprint(g["desired"]) != fmt.Sprint(m["config"].(map[string]any)["foo"]) {
+			t.Errorf("round %d: the master runs desired %v, the winner asked for %v", round, g["desired"], m["config"])
+		}
 	}
 }

@@ -20,6 +20,10 @@ type Paths struct {
 	State  string // JSON state, replaced atomically on every change
 	Log    string // default pool log
 	Lock   string // flock held by the running master
+	// StartLock is flocked by a shell while it starts the pool's master,
+	// so two shells starting one pool at once do not both write its
+	// configuration.
+	StartLock string
 	// Overrides holds a shell's worker counts on top of the user's config
 	// file (a spec string), for a master started with --overrides.
 	Overrides string
@@ -83,6 +87,7 @@ func PathsFor(base, name string) Paths {
 
 		RedisURL:  filepath.Join(dir, "redis.url"),
 		Overrides: filepath.Join(dir, "overrides.spec"),
+		StartLock: filepath.Join(dir, "start.lock"),
 	}
 }
 
