@@ -15,6 +15,7 @@ import (
 	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/pstree"
 	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/spec"
 )
 
 // Status is the document printed by status --json. See the package
@@ -110,6 +111,15 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			st.StartedAt = &t
 			st.Error = x.Error
 			pausedAt = x.WorkersPausedAt // USR2 from anyone, cleared by CONT
+			// What the master runs, not what this shell last asked for or
+			// a file edited since: status tells the truth.
+			if w, err := spec.Parse(x.Spec); err == nil {
+				st.Spec = x.Spec
+				clear(st.Config)
+				for _, e := range w {
+					st.Config[e.Queues] = e.Count
+				}
+			}
 		}
 		if !pausedAt.IsZero() {
 			st.WorkersPausedAt = &pausedAt
@@ -303,7 +313,11 @@ func (s *Session) printStatus(st *Status) {
 	for _, n := range st.Config {
 		total += n
 	}
-	fmt.Fprintf(w, "config: %s (%d worker%s)\n", s.cfg.Workers.Describe(), total, plural(total))
+	running, _ := spec.Parse(st.Spec)
+	fmt.Fprintf(w, "config: %s (%d worker%s)\n", running.Describe(), total, plural(total))
+	if st.PID != 0 && s.cfg.Workers.String() != st.Spec {
+		fmt.Fprintf(w, "not applied yet: %s (reload applies it)\n", s.cfg.Workers.Describe())
+	}
 	if st.Overrides != "" {
 		fmt.Fprintf(w, "overrides from the shell: %s (on top of %s)\n", st.Overrides, s.userFile)
 	}

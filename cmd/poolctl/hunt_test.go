@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,31 @@ func TestTwoShellsStartingOnePoolAtOnce(t *testing.T) {
 		if g := groups[0].(map[string]any); fmt.Sprint(g["desired"]) != fmt.Sprint(m["config"].(map[string]any)["foo"]) {
 			t.Errorf("round %d: the master runs desired %v, the winner asked for %v", round, g["desired"], m["config"])
 		}
+	}
+}
+
+// status shows what the master runs: an edit of the -c file that was not
+// reloaded yet is shown as such, not as the pool's spec.
+func TestStatusShowsWhatTheMasterRuns(t *testing.T) {
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 1\n")
+	p := e.paths("truth")
+	e.reap("truth")
+	sh := e.startPiped(t, "-c", cfg, "--name", "truth", "--no-prompt")
+	sh.waitRunning(t, p)
+	data := "workers:\n  foo: 1\n  bar: 4\ncommand: [\"sleep\", \"1000\"]\nstart_secs: 200ms\nterm_timeout: 5s\n"
+	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.stdin.WriteString("status --json\nstatus\n"); err != nil {
+		t.Fatal(err)
+	}
+	sh.close(t)
+	out := sh.out.String()
+	if m := lastJSON(t, out); m["spec"] != "foo=1" {
+		t.Errorf("status --json spec = %v, want the master's foo=1 (the file's edit is not applied)", m["spec"])
+	}
+	if !strings.Contains(out, "not applied yet: foo=1:bar=4") {
+		t.Errorf("status does not show the pending edit:\n%s", out)
 	}
 }
