@@ -26,8 +26,12 @@ type configSync struct {
 	// runs from userFile itself (started by this shell, or found so at
 	// attach): the shell's changes go there, and a HUP re-reads userFile.
 	overridesPath string
-	configPath    string    // the file the master reads
-	cfgStamp      time.Time // its modification time when last read or written
+	configPath    string // the file the master reads
+	// brokenConfig is why the attached pool's config file did not load:
+	// the session then shows only what the master ran, and cannot
+	// restart the pool from it.
+	brokenConfig error
+	cfgStamp     time.Time // its modification time when last read or written
 }
 
 // stampConfig records the config file's modification time.

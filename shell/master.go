@@ -114,6 +114,11 @@ func (s *Session) startMaster(ctx context.Context, wait bool) error {
 	if pid, ok := s.pool().MasterPID(); ok {
 		return fmt.Errorf("pool %q is already running (master pid %d); use attach %s", s.paths.Name, pid, s.paths.Name)
 	}
+	if s.brokenConfig != nil {
+		// Starting from what the master ran would drop its command,
+		// timeouts and the rest of its file.
+		return fmt.Errorf("pool %q: its config file %s does not load (%v): fix it, then start", s.paths.Name, s.configPath, s.brokenConfig)
+	}
 	switch {
 	case s.userFile != "" && (!s.opts.Attach || s.overridesPath != ""):
 		// Run from the user's file, the shell's changes on top of it in

@@ -209,6 +209,7 @@ func (s *Session) attach(name string) error {
 		// The master keeps running what it last read: attach, show that,
 		// and say why the file is not shown.
 		fmt.Fprintf(s.errw, "poolctl: warning: pool %s: %v; showing what the master runs (%s)\n", name, err, orNone(st.Spec))
+		s.brokenConfig = err
 		c := spec.DefaultConfig()
 		if w, perr := spec.Parse(st.Spec); perr == nil {
 			c.Workers = w
@@ -217,6 +218,9 @@ func (s *Session) attach(name string) error {
 			c.Namespace = st.Namespace
 		}
 		cfg = &c
+	}
+	if err == nil {
+		s.brokenConfig = nil
 	}
 	s.cfg = cfg
 	s.stampConfig()

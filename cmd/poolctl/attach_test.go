@@ -162,6 +162,16 @@ func TestShellAttachHandStartedMaster(t *testing.T) {
 			t.Errorf("status with a broken config file: %v", m)
 		}
 	}
+
+	// Restarting from what the master ran would drop the file's command
+	// (the pool would run built-in workers): start refuses until it loads.
+	r = e.run("stop\nstart\n", "attach", "hm")
+	if r.code != 1 || !strings.Contains(r.stderr, "does not load") {
+		t.Errorf("start with a broken config file: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	if poolfs.MasterAlive(e.paths("hm")) {
+		t.Errorf("a master was started from a broken config file")
+	}
 }
 
 // Issue 9 A7: a pool restarted from an attached shell keeps its Redis. A
