@@ -275,12 +275,9 @@ func (m *Master) run(ctx context.Context) error {
 		}
 	}
 	m.applyConfig(m.cfg)
-	m.reconcile()
-	// The state file first: a shell that sees the log line (or the lock)
-	// finds it.
-	m.dirty = true
-	m.flushState()
 	m.log.Printf("started manager: %s", m.cfg.Workers.Describe())
+	m.reconcile()
+	m.flushState()
 
 	claimCheck := time.NewTicker(claimCheckInterval)
 	defer claimCheck.Stop()
