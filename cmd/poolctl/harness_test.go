@@ -269,6 +269,27 @@ type pipedShell struct {
 	out   *syncBuffer
 }
 
+// startFilePool starts a piped shell on a pool called name run from a -c
+// FILE of sleep workers (workers as in sleepConfig), and waits until it
+// runs.
+func (e *shellEnv) startFilePool(t *testing.T, name, workers string) (sh *pipedShell, cfg string, p poolfs.Paths) {
+	t.Helper()
+	cfg = sleepConfig(t, workers)
+	p = e.paths(name)
+	e.reap(name)
+	sh = e.startPiped(t, "-c", cfg, "--name", name, "--no-prompt")
+	sh.waitRunning(t, p)
+	return sh, cfg, p
+}
+
+// send writes script lines to the shell.
+func (sh *pipedShell) send(t *testing.T, script string) {
+	t.Helper()
+	if _, err := sh.stdin.WriteString(script); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (e *shellEnv) startPiped(t *testing.T, args ...string) *pipedShell {
 	t.Helper()
 	r, w, err := os.Pipe()

@@ -67,17 +67,11 @@ func TestShellRefusesNaNTimeoutsAndEnvWithoutAFile(t *testing.T) {
 // shell's next config must build on them, not undo them.
 func TestConfigFromTwoShellsOnAUserFilePoolAccumulates(t *testing.T) {
 	e := newShellEnv(t)
-	cfg := sleepConfig(t, "  foo: 1\n")
-	p := e.paths("two")
-	e.reap("two")
-	sh := e.startPiped(t, "-c", cfg, "--name", "two", "--no-prompt")
-	sh.waitRunning(t, p)
+	sh, _, _ := e.startFilePool(t, "two", "  foo: 1\n")
 	if r := e.run("config qux=1\nwait 10\n", "attach", "two"); r.code != 0 {
 		t.Fatalf("second shell: exit %d\n%s", r.code, r.stderr)
 	}
-	if _, err := sh.stdin.WriteString("config foo=2\nwait 10\nstatus --json\n"); err != nil {
-		t.Fatal(err)
-	}
+	sh.send(t, "config foo=2\nwait 10\nstatus --json\n")
 	sh.close(t)
 	m := lastJSON(t, sh.out.String())
 	if m["spec"] != "foo=2:qux=1" {
@@ -122,18 +116,12 @@ func TestTwoShellsStartingOnePoolAtOnce(t *testing.T) {
 // reloaded yet is shown as such, not as the pool's spec.
 func TestStatusShowsWhatTheMasterRuns(t *testing.T) {
 	e := newShellEnv(t)
-	cfg := sleepConfig(t, "  foo: 1\n")
-	p := e.paths("truth")
-	e.reap("truth")
-	sh := e.startPiped(t, "-c", cfg, "--name", "truth", "--no-prompt")
-	sh.waitRunning(t, p)
+	sh, cfg, _ := e.startFilePool(t, "truth", "  foo: 1\n")
 	data := "workers:\n  foo: 1\n  bar: 4\ncommand: [\"sleep\", \"1000\"]\nstart_secs: 200ms\nterm_timeout: 5s\n"
 	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sh.stdin.WriteString("status --json\nstatus\n"); err != nil {
-		t.Fatal(err)
-	}
+	sh.send(t, "status --json\nstatus\n")
 	sh.close(t)
 	out := sh.out.String()
 	if m := lastJSON(t, out); m["spec"] != "foo=1" {

@@ -342,14 +342,8 @@ func TestShellStatusWrapsLongReason(t *testing.T) {
 // (and SPEC arguments) stay on top as overrides, which status shows.
 func TestShellReloadRereadsUserConfig(t *testing.T) {
 	e := newShellEnv(t)
-	cfg := sleepConfig(t, "  foo: 1\n")
-	p := e.paths("src")
-	e.reap("src")
-	sh := e.startPiped(t, "-c", cfg, "--name", "src", "--no-prompt")
-	sh.waitRunning(t, p)
-	if _, err := sh.stdin.WriteString("config bar=1\nwait 10\n"); err != nil {
-		t.Fatal(err)
-	}
+	sh, cfg, p := e.startFilePool(t, "src", "  foo: 1\n")
+	sh.send(t, "config bar=1\nwait 10\n")
 	waitFor(t, 30*time.Second, "config bar=1 to be applied", func() bool {
 		st, err := poolfs.ReadState(p.State)
 		return err == nil && st.Spec == "foo=1:bar=1"
@@ -359,9 +353,7 @@ func TestShellReloadRereadsUserConfig(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sh.stdin.WriteString("reload\nwait 10\nstatus --json\nstatus\n"); err != nil {
-		t.Fatal(err)
-	}
+	sh.send(t, "reload\nwait 10\nstatus --json\nstatus\n")
 	sh.close(t)
 	out := sh.out.String()
 	m := lastJSON(t, out)
@@ -378,14 +370,8 @@ func TestShellReloadRereadsUserConfig(t *testing.T) {
 // re-reads FILE, and the shell's overrides stay on top (issue 10 A5).
 func TestHUPToTheMasterRereadsTheUserConfig(t *testing.T) {
 	e := newShellEnv(t)
-	cfg := sleepConfig(t, "  foo: 1\n")
-	p := e.paths("hup")
-	e.reap("hup")
-	sh := e.startPiped(t, "-c", cfg, "--name", "hup", "--no-prompt")
-	sh.waitRunning(t, p)
-	if _, err := sh.stdin.WriteString("config bar=1\nwait 10\n"); err != nil {
-		t.Fatal(err)
-	}
+	sh, cfg, p := e.startFilePool(t, "hup", "  foo: 1\n")
+	sh.send(t, "config bar=1\nwait 10\n")
 	waitFor(t, 30*time.Second, "the shell's wait to see config bar=1 applied", func() bool {
 		return strings.Contains(sh.out.String(), "settled")
 	})
@@ -420,9 +406,7 @@ func TestShellStatusShowsAPauseSentByAnotherProcess(t *testing.T) {
 	e.reap("pz")
 	sh := e.startPiped(t, "foo=1", "--redis", redis.URL(), "--name", "pz", "--no-prompt")
 	pid := sh.waitRunning(t, p)
-	if _, err := sh.stdin.WriteString("wait 10\n"); err != nil {
-		t.Fatal(err)
-	}
+	sh.send(t, "wait 10\n")
 	waitFor(t, 15*time.Second, "the shell's wait to settle", func() bool { return strings.Contains(sh.out.String(), "settled") })
 	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
@@ -431,9 +415,7 @@ func TestShellStatusShowsAPauseSentByAnotherProcess(t *testing.T) {
 		st, err := poolfs.ReadState(p.State)
 		return err == nil && !st.WorkersPausedAt.IsZero()
 	})
-	if _, err := sh.stdin.WriteString("status --json\nkill! CONT\n"); err != nil {
-		t.Fatal(err)
-	}
+	sh.send(t, "status --json\nkill! CONT\n")
 	sh.close(t)
 	m := lastJSON(t, sh.out.String())
 	if m["state"] != "paused" || m["workers_paused_at"] == nil {
