@@ -10,6 +10,7 @@ import (
 
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool/poolfs"
+	"github.com/poolctl/poolctl/spec"
 )
 
 // Faults a helper found by trying to break the shell; each test failed
@@ -129,5 +130,36 @@ func TestStatusShowsWhatTheMasterRuns(t *testing.T) {
 	}
 	if !strings.Contains(out, "not applied yet: foo=1:bar=4") {
 		t.Errorf("status does not show the pending edit:\n%s", out)
+	}
+}
+
+// The README's tour lines for config run as written (the shell takes a
+// trailing # comment), on a pool started from a -c file, and config
+// --save writes the counts into that file.
+func TestReadmeTourConfigLinesRunAsWritten(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var script strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, ">> config ") {
+			script.WriteString(strings.TrimPrefix(line, ">> ") + "\n")
+		}
+	}
+	if !strings.Contains(script.String(), "config --save") {
+		t.Fatalf("the README's tour has no config --save line:\n%s", script.String())
+	}
+	script.WriteString("wait 10\n")
+	e := newShellEnv(t)
+	cfg := sleepConfig(t, "  foo: 2\n")
+	e.reap("tour")
+	r := e.run(script.String(), "-c", cfg, "--name", "tour")
+	if r.code != 0 {
+		t.Fatalf("the tour's config lines: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	saved, err := spec.LoadConfig(cfg, "")
+	if err != nil || saved.Workers.String() != "foo=1:bar=2" {
+		t.Errorf("FILE after the tour's config --save: %v, %v; want foo=1:bar=2", saved, err)
 	}
 }
