@@ -5,12 +5,10 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/poolctl/poolctl/internal/redact"
 	"github.com/poolctl/poolctl/pool/poolfs"
-	"github.com/poolctl/poolctl/spec"
 )
 
 // claimCheckInterval is how often the master checks that its lock file (and
@@ -103,7 +101,7 @@ func (m *Master) snapshot() *State {
 		Redis:           redact.URL(m.redisURL),
 		Namespace:       m.cfg.Namespace,
 		Spec:            m.cfg.Workers.String(),
-		Overrides:       overridesString(m.overrides),
+		Overrides:       m.overrides.UpdateString(),
 		OverridesPath:   m.opts.Overrides,
 		Error:           m.lastError,
 		WorkersPausedAt: m.workersPausedAt,
@@ -139,14 +137,4 @@ func (m *Master) snapshot() *State {
 		s.Groups = append(s.Groups, gs)
 	}
 	return s
-}
-
-// overridesString formats overrides as a spec string, keeping counts of 0
-// (they remove a queue list of the config file).
-func overridesString(o spec.Spec) string {
-	parts := make([]string, len(o))
-	for i, e := range o {
-		parts[i] = e.Queues + "=" + strconv.Itoa(e.Count)
-	}
-	return strings.Join(parts, ":")
 }

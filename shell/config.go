@@ -86,7 +86,7 @@ func (s *Session) syncOverrides() {
 		return
 	}
 	text := strings.TrimSpace(string(b))
-	if text == formatOverrides(s.overrides) {
+	if text == s.overrides.UpdateString() {
 		return
 	}
 	o, err := spec.Parse(text)
@@ -103,7 +103,7 @@ func (s *Session) writeOverrides() error {
 	if err := s.paths.Ensure(); err != nil {
 		return err
 	}
-	return poolfs.WriteFileAtomic(s.overridesPath, []byte(formatOverrides(s.overrides)+"\n"))
+	return poolfs.WriteFileAtomic(s.overridesPath, []byte(s.overrides.UpdateString()+"\n"))
 }
 
 // writeConfig writes the shell's configuration to the master's config
@@ -238,16 +238,6 @@ next:
 		out = append(out, e)
 	}
 	return out
-}
-
-// formatOverrides formats overrides as a spec string, counts of 0
-// included ("foo=0:bar=2").
-func formatOverrides(o spec.Spec) string {
-	parts := make([]string, len(o))
-	for i, e := range o {
-		parts[i] = fmt.Sprintf("%s=%d", e.Queues, e.Count)
-	}
-	return strings.Join(parts, ":")
 }
 
 func cmdConfig(ctx context.Context, s *Session, args []string) error {

@@ -95,7 +95,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 		st.Config[e.Queues] = e.Count
 	}
 	if s.userFile != "" {
-		st.Overrides = formatOverrides(s.overrides)
+		st.Overrides = s.overrides.UpdateString()
 	}
 	var ps *poolfs.State
 	pausedAt := s.usr2At // what this shell sent, until the master says

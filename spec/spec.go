@@ -290,10 +290,17 @@ func (s Spec) Merge(updates Spec) Spec {
 
 // String formats canonically: "foo=2:bar=4:baz,quux=5" (no spaces, order
 // kept). Entries with count 0 (or less) are omitted. Empty spec -> "".
-func (s Spec) String() string {
+func (s Spec) String() string { return s.format(false) }
+
+// UpdateString formats s like String but keeps counts of 0, which remove
+// a queue list when s is merged as an update (overrides on top of a
+// config file, say): "foo=0:bar=2".
+func (s Spec) UpdateString() string { return s.format(true) }
+
+func (s Spec) format(zeros bool) string {
 	var b strings.Builder
 	for _, e := range s {
-		if e.Count <= 0 {
+		if e.Count <= 0 && !(zeros && e.Count == 0) {
 			continue
 		}
 		if b.Len() > 0 {

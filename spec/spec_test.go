@@ -437,3 +437,17 @@ func TestDescribeNamesAnEmptySpec(t *testing.T) {
 		}
 	}
 }
+
+func TestUpdateStringKeepsZeros(t *testing.T) {
+	s := Spec{{"foo", 0}, {"bar", 2}}
+	if got := s.UpdateString(); got != "foo=0:bar=2" {
+		t.Errorf("UpdateString = %q, want foo=0:bar=2", got)
+	}
+	if got := s.String(); got != "bar=2" {
+		t.Errorf("String = %q, want bar=2", got)
+	}
+	back, err := Parse(s.UpdateString())
+	if err != nil || len(back) != 2 || back[0].Count != 0 {
+		t.Errorf("Parse(UpdateString) = %v, %v", back, err)
+	}
+}
