@@ -3,8 +3,10 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +25,9 @@ const (
 	DefaultHeartbeatInterval = 10 * time.Second
 	DefaultHeartbeatExpiry   = 5 * time.Minute
 	DefaultRecoveryInterval  = 30 * time.Second
+
+	DefaultSampleInterval = time.Second
+	DefaultStalledAfter   = 10 * time.Second
 )
 
 // Config is a pool configuration file.
@@ -49,6 +54,16 @@ type Config struct {
 	// RecoveryInterval is how often the master looks for dead workers
 	// (default 30s).
 	RecoveryInterval time.Duration
+
+	// SampleInterval is how often the master samples queues, workers and
+	// the host for the cockpit (default 1s).
+	SampleInterval time.Duration
+	// StalledAfter is how long a queue with jobs waiting may go without a
+	// job finishing before it shows as stalled (default 10s).
+	StalledAfter time.Duration
+	// Metrics is the address the master serves Prometheus /metrics and
+	// /healthz on ("" = off); a bare ":PORT" binds loopback only.
+	Metrics string
 }
 
 // ConfigError is an error in a configuration file, located by file and line.
@@ -84,6 +99,8 @@ func DefaultConfig() Config {
 		HeartbeatInterval: DefaultHeartbeatInterval,
 		HeartbeatExpiry:   DefaultHeartbeatExpiry,
 		RecoveryInterval:  DefaultRecoveryInterval,
+		SampleInterval:    DefaultSampleInterval,
+		StalledAfter:      DefaultStalledAfter,
 	}
 }
 
@@ -171,6 +188,11 @@ func (c *Config) Validate() error {
 		}
 		seen[e.Queues] = struct{}{}
 	}
+	if c.Metrics != "" {
+		if _, err := MetricsListenAddr(c.Metrics); err != nil {
+			return fmt.Errorf("spec: config: metrics: %w", err)
+		}
+	}
 	for i, arg := range c.Command {
 		if arg == "" {
 			return fmt.Errorf("spec: config: command: argument %d must be a non-empty string", i+1)
@@ -227,7 +249,26 @@ func (c *Config) durations() []durationSetting {
 		{"heartbeat_interval", &c.HeartbeatInterval, true},
 		{"heartbeat_expiry", &c.HeartbeatExpiry, true},
 		{"recovery_interval", &c.RecoveryInterval, true},
+		{"sample_interval", &c.SampleInterval, true},
+		{"stalled_after", &c.StalledAfter, true},
 	}
+}
+
+// MetricsListenAddr checks a metrics address (HOST:PORT, or :PORT) and
+// returns the address to listen on: a bare ":PORT" binds loopback only, so
+// that metrics are never exposed to the network by accident.
+func MetricsListenAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%q is not HOST:PORT or :PORT", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 // sortedKeys returns the keys of m in sorted order.

@@ -106,6 +106,7 @@ func isSettingKey(key string) bool {
 	case "workers", "command", "jobs", "redis", "namespace",
 		"term_timeout", "start_secs", "start_retries", "backoff_max", "job_timeout",
 		"heartbeat_interval", "heartbeat_expiry", "recovery_interval",
+		"sample_interval", "stalled_after", "metrics",
 		"environments":
 		return true
 	}
@@ -247,6 +248,8 @@ func (d *decoder) section(m *yaml.Node, path, env string, c *Config) error {
 			c.Redis, err = d.str(v, prefix)
 		case "namespace":
 			c.Namespace, err = d.str(v, prefix)
+		case "metrics":
+			c.Metrics, err = d.str(v, prefix)
 		case "start_retries":
 			c.StartRetries, err = d.startRetries(v, prefix)
 		case "environments":

@@ -51,6 +51,9 @@ func (c *Config) Marshal() ([]byte, error) {
 	if c.Namespace != def.Namespace {
 		add("namespace", strNode(c.Namespace))
 	}
+	if c.Metrics != def.Metrics {
+		add("metrics", strNode(c.Metrics))
+	}
 	defs := def.durations()
 	for i, d := range c.durations() {
 		if *d.ptr != *defs[i].ptr {

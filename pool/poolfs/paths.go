@@ -32,6 +32,9 @@ type Paths struct {
 	// local clients (the shell); mode 0600 in a 0700 directory. The state
 	// file carries only the redacted form.
 	RedisURL string
+	// Sample holds the master's latest cockpit sample with a short
+	// history (stats.Sample, depth history included), replaced atomically every sample interval.
+	Sample string
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -88,6 +91,7 @@ func PathsFor(base, name string) Paths {
 		RedisURL:  filepath.Join(dir, "redis.url"),
 		Overrides: filepath.Join(dir, "overrides.spec"),
 		StartLock: filepath.Join(dir, "start.lock"),
+		Sample:    filepath.Join(dir, "sample.json"),
 	}
 }
 
