@@ -41,6 +41,19 @@ type Janitor interface {
 	Close() error
 }
 
+// Cockpit watches the pool for its operator: it samples queues, workers
+// and the host (package stats) and may serve /metrics. The master starts
+// it once its Redis is known and hands it every state it publishes.
+type Cockpit interface {
+	// Observe receives each state the master publishes. It must not
+	// block, and must not modify s (the master never does after the call).
+	Observe(s *State)
+	// MetricsAddr is the address /metrics is served on, "" when none.
+	MetricsAddr() string
+	// Close stops the cockpit and releases its resources.
+	Close() error
+}
+
 // Options configures a master.
 type Options struct {
 	ConfigPath string
@@ -64,6 +77,10 @@ type Options struct {
 	ShellPID int
 	// Janitor, when set, is told about every reaped built-in worker.
 	Janitor func(redisURL string, cfg *spec.Config, log *Logger) (Janitor, error)
+	// Cockpit, when set, is started once Redis is known (cfg is the
+	// configuration at start: its sample_interval, stalled_after and
+	// metrics settings apply until the master restarts).
+	Cockpit func(redisURL string, cfg *spec.Config, paths Paths, log *Logger) (Cockpit, error)
 	// RedisResolver, when set, decides the Redis from the configured URL
 	// (e.g. by starting a private server when none is configured). The
 	// master calls it once, before any worker starts, on its own goroutine,
@@ -109,6 +126,7 @@ type group struct {
 	fingerprint  string
 	failures     int
 	restarts     int
+	spawns       int // workers started, all told
 	backoffUntil time.Time
 	fatal        bool
 	reason       string
@@ -136,6 +154,9 @@ type Master struct {
 	cfg      *spec.Config
 	redisURL string
 	janitor  Janitor
+	cockpit  Cockpit
+	// metricsAddr is where the cockpit serves /metrics, "" when it does not.
+	metricsAddr string
 
 	groups  map[string]*group
 	order   []string
@@ -272,6 +293,15 @@ func (m *Master) run(ctx context.Context) error {
 		} else {
 			m.janitor = j
 			defer j.Close()
+		}
+	}
+	if m.opts.Cockpit != nil {
+		c, err := m.opts.Cockpit(url, m.cfg, m.opts.Paths, m.log)
+		if err != nil {
+			m.log.Printf("warning: cockpit disabled: %v", err)
+		} else {
+			m.cockpit, m.metricsAddr = c, c.MetricsAddr()
+			defer c.Close()
 		}
 	}
 	m.applyConfig(m.cfg)

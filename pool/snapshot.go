@@ -59,7 +59,11 @@ func (m *Master) flushState() {
 	}
 	m.keepClaim()
 	m.dirty = false
-	err := poolfs.WriteState(m.opts.Paths.State, m.snapshot())
+	snap := m.snapshot()
+	if m.cockpit != nil {
+		m.cockpit.Observe(snap)
+	}
+	err := poolfs.WriteState(m.opts.Paths.State, snap)
 	if errors.Is(err, os.ErrNotExist) {
 		// Someone removed the runtime directory under a running pool:
 		// recreate it so shells can find the pool again.
@@ -104,6 +108,7 @@ func (m *Master) snapshot() *State {
 		Overrides:       m.overrides.UpdateString(),
 		OverridesPath:   m.opts.Overrides,
 		Error:           m.lastError,
+		Metrics:         m.metricsAddr,
 		WorkersPausedAt: m.workersPausedAt,
 		Groups:          []GroupState{},
 		Workers:         []WorkerState{},
@@ -120,7 +125,7 @@ func (m *Master) snapshot() *State {
 		if w.state != workerStopping && g != nil && g.fingerprint == w.fingerprint {
 			liveCount[w.queues]++
 		}
-		ws := WorkerState{PID: w.pid, Queues: w.queues, State: string(w.state), StartedAt: w.started, Identity: w.identity, Restarts: w.restarts}
+		ws := WorkerState{PID: w.pid, Queues: w.queues, State: string(w.state), StartedAt: w.started, Identity: w.identity, Builtin: w.builtin, Restarts: w.restarts}
 		if g != nil {
 			ws.LastExit = g.lastExit
 		}
@@ -130,7 +135,7 @@ func (m *Master) snapshot() *State {
 	for _, q := range m.order {
 		g := m.groups[q]
 		st := g.state(now)
-		gs := GroupState{Queues: q, Desired: g.desired, Live: liveCount[q], State: string(st), Failures: g.failures, Reason: g.reason}
+		gs := GroupState{Queues: q, Desired: g.desired, Live: liveCount[q], State: string(st), Failures: g.failures, Reason: g.reason, Spawns: g.spawns, Restarts: g.restarts}
 		if st == groupBackoff {
 			gs.BackoffUntil = g.backoffUntil
 		}

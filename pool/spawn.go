@@ -38,6 +38,7 @@ func (m *Master) spawn(g *group) {
 		return
 	}
 	m.workers[w.pid] = w
+	g.spawns++
 	m.dirty = true
 	m.log.Printf("Starting worker[%d] queues: %s", w.pid, g.queues)
 	pid := w.pid

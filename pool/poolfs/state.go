@@ -59,6 +59,8 @@ type State struct {
 	// after CONT: the workers started before it are paused (Resque's
 	// USR2), whoever sent the signal.
 	WorkersPausedAt time.Time `json:"workers_paused_at,omitzero"`
+	// Metrics is the address /metrics is served on, "" when off.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // GroupState is one queue list of the configuration in force.
@@ -70,6 +72,8 @@ type GroupState struct {
 	Failures     int       `json:"failures"` // consecutive failed starts
 	BackoffUntil time.Time `json:"backoff_until,omitzero"`
 	Reason       string    `json:"reason,omitempty"` // why it is backing off or fatal
+	Spawns       int       `json:"spawns"`           // workers started for this queue list since the master started
+	Restarts     int       `json:"restarts"`         // workers that exited unasked and were replaced
 }
 
 // WorkerState is one live worker process.
@@ -82,7 +86,8 @@ type WorkerState struct {
 	// with it a tool can tell this worker from a later process that
 	// reuses its pid, whatever the clock did.
 	Identity string `json:"identity,omitempty"`
-	Restarts int    `json:"restarts"` // workers of this queue list replaced so far
+	Builtin  bool   `json:"builtin,omitempty"` // a built-in worker, registered in Redis as HOST:PID:QUEUES
+	Restarts int    `json:"restarts"`          // workers of this queue list replaced so far
 	LastExit string `json:"last_exit,omitempty"`
 }
 
