@@ -296,13 +296,16 @@ func (m *Master) run(ctx context.Context) error {
 		}
 	}
 	if m.opts.Cockpit != nil {
+		// A cockpit that cannot start (e.g. its metrics address is
+		// taken) stops the master: a service whose metrics silently
+		// vanish is worse than one that says why it will not start.
 		c, err := m.opts.Cockpit(url, m.cfg, m.opts.Paths, m.log)
 		if err != nil {
-			m.log.Printf("warning: cockpit disabled: %v", err)
-		} else {
-			m.cockpit, m.metricsAddr = c, c.MetricsAddr()
-			defer c.Close()
+			m.log.Printf("cannot start the cockpit: %v", err)
+			return fmt.Errorf("master cannot start: %w", err)
 		}
+		m.cockpit, m.metricsAddr = c, c.MetricsAddr()
+		defer c.Close()
 	}
 	m.applyConfig(m.cfg)
 	m.log.Printf("started manager: %s", m.cfg.Workers.Describe())

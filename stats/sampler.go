@@ -90,3 +90,29 @@ func (s *Sampler) Recent(d time.Duration) []*Sample {
 	}
 	return out
 }
+
+// Start starts sampling on a goroutine of its own.
+func (s *Sampler) Start() { go s.loop() }
+
+// Stop stops sampling and waits for the goroutine to end.
+func (s *Sampler) Stop() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+}
+
+func (s *Sampler) loop() {
+	defer close(s.done)
+	t := time.NewTicker(s.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}

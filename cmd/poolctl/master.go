@@ -16,6 +16,7 @@ import (
 	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
+	"github.com/poolctl/poolctl/stats"
 )
 
 func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
@@ -67,6 +68,7 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 
 		RedisResolver: resolveRedis,
 		Janitor:       newRecoverer,
+		Cockpit:       newCockpit,
 	}
 	if pid, err := strconv.Atoi(os.Getenv("POOLCTL_SHELL_PID")); err == nil {
 		opts.ShellPID = pid
@@ -147,4 +149,52 @@ func (m *masterRecoverer) WorkerExited(pid int, queues string, _ time.Time) {
 func (m *masterRecoverer) Close() error {
 	m.Stop()
 	return m.rdb.Close()
+}
+
+// newCockpit starts the master's sampler (package stats), which publishes
+// the pool's figures in the runtime directory every sample_interval.
+func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger) (pool.Cockpit, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("host name: %w", err)
+	}
+	c := &cockpit{}
+	opts := stats.SamplerOptions{
+		Pool:         paths.Name,
+		Host:         host,
+		Interval:     cfg.SampleInterval,
+		StalledAfter: cfg.StalledAfter,
+		Path:         paths.Sample,
+		Logf:         log.Printf,
+	}
+	if url != "" {
+		rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-sampler", PoolSize: 1, ReadTimeout: time.Second})
+		if err != nil {
+			return nil, err
+		}
+		c.rdb = rdb
+		opts.Queue = queue.New(rdb, cfg.Namespace)
+	}
+	c.sampler = stats.NewSampler(opts)
+	c.sampler.Start()
+	return c, nil
+}
+
+// cockpit adapts the sampler (and the metrics server, when one is
+// configured) to pool.Cockpit.
+type cockpit struct {
+	sampler *stats.Sampler
+	rdb     interface{ Close() error }
+	metrics string
+}
+
+func (c *cockpit) Observe(s *pool.State) { c.sampler.Observe(s) }
+func (c *cockpit) MetricsAddr() string   { return c.metrics }
+
+func (c *cockpit) Close() error {
+	c.sampler.Stop()
+	if c.rdb != nil {
+		return c.rdb.Close()
+	}
+	return nil
 }
