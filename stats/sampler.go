@@ -57,8 +57,8 @@ type Sampler struct {
 	redisErr string        // the Redis error last logged
 	// lastReport is the other trouble last logged.
 	lastReport string
-	timings  []timingMark  // per-queue run-time histograms, one every timingStep
-	prevAt   time.Time
+	timings    []timingMark // per-queue run-time histograms, one every timingStep
+	prevAt     time.Time
 
 	stop chan struct{}
 	done chan struct{}

@@ -17,11 +17,11 @@ const ClockTicks = 100
 
 // Stat is what poolctl reads of /proc/PID/stat.
 type Stat struct {
-	PID        int
-	PPID       int
-	PGID       int
-	State      byte   // 'R', 'S', 'D', 'T', 'Z', ...
-	CPUTicks   uint64 // user + system time
+	PID      int
+	PPID     int
+	PGID     int
+	State    byte   // 'R', 'S', 'D', 'T', 'Z', ...
+	CPUTicks uint64 // user + system time
 	// ChildTicks is the user + system time of its children that it has
 	// waited for (a worker's finished job processes).
 	ChildTicks uint64
