@@ -70,6 +70,7 @@ func (m *Master) reload() {
 	m.lastError = ""
 	old := m.cfg.Workers
 	m.cfg, m.overrides = cfg, over
+	m.readAutoscaleOff()
 	m.paused = false
 	m.applyConfig(cfg)
 	m.log.Printf("reloaded configuration: %s -> %s", old.Describe(), cfg.Workers.Describe())
@@ -94,6 +95,7 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 			m.groups[e.Queues] = g
 		}
 		g.desired = e.Count
+		m.applyAutoscale(g, cfg.Groups[e.Queues].Autoscale, e.Count)
 		g.argv = cfg.WorkerArgv(e.Queues)
 		g.builtin = g.argv == nil
 		if g.builtin {

@@ -144,7 +144,10 @@ func (d *decoder) group(n *yaml.Node, queues, prefix string) (count int, g Group
 		if g.Autoscale == nil {
 			return 0, g, d.errorf(n, "%sneeds count: N (or autoscale:)", prefix)
 		}
-		count = g.Autoscale.Min
+		// Start at min, but at least one worker: a count of 0 removes a
+		// queue list, while the autoscaler may still take it down to a
+		// min of 0 when idle.
+		count = max(g.Autoscale.Min, 1)
 	}
 	if a := g.Autoscale; a != nil && (count < a.Min || count > a.Max) {
 		return 0, g, d.errorf(n, "%scount %d is outside autoscale's bounds %d..%d", prefix, count, a.Min, a.Max)

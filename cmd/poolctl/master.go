@@ -153,7 +153,7 @@ func (m *masterRecoverer) Close() error {
 
 // newCockpit starts the master's sampler (package stats), which publishes
 // the pool's figures in the runtime directory every sample_interval.
-func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger) (pool.Cockpit, error) {
+func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger, ctl pool.Control) (pool.Cockpit, error) {
 	host, err := os.Hostname()
 	if err != nil {
 		return nil, fmt.Errorf("host name: %w", err)
