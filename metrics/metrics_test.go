@@ -591,3 +591,34 @@ func TestScrapesRaceWithNewSamples(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// Scrapers that hang up mid-response leave the server serving, with a
+// sample big enough that the response outgrows the socket buffers.
+func TestScrapersHangingUpEarly(t *testing.T) {
+	s, st := fixture(time.Now())
+	s.Queues = nil
+	for i := 0; i < 1000; i++ {
+		s.Queues = append(s.Queues, stats.QueueSample{Name: fmt.Sprintf("q%05d:%s", i, strings.Repeat("x", 40)), Depth: int64(i), State: stats.QueueBusy})
+	}
+	src := &fakeSource{}
+	src.set(s, st)
+	srv := startServer(t, src)
+	for i := 0; i < 5; i++ {
+		c, err := net.Dial("tcp", srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, err := io.ReadFull(c, make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	fams := scrape(t, srv.Addr())
+	if n := len(fams["poolctl_queue_depth"].GetMetric()); n != 1000 {
+		t.Errorf("%d depth series, want 1000", n)
+	}
+	if n := len(fams["poolctl_queue_state"].GetMetric()); n != 1000*len(queueStates) {
+		t.Errorf("%d state series, want %d", n, 1000*len(queueStates))
+	}
+}
