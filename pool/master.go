@@ -126,7 +126,8 @@ type group struct {
 	fingerprint  string
 	failures     int
 	restarts     int
-	spawns       int // workers started, all told
+	spawns       int           // workers started, all told
+	jobTimeout   time.Duration // the group's job_timeout (its own, else the config's)
 	backoffUntil time.Time
 	fatal        bool
 	reason       string

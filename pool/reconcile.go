@@ -110,7 +110,8 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 		}
 		// Everything that reaches the worker's argv or environment: a
 		// change means its workers must be replaced.
-		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), cfg.JobTimeout.String()})
+		g.jobTimeout = *cfg.Group(e.Queues).JobTimeout
+		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), g.jobTimeout.String()})
 		g.fingerprint = string(fp)
 		g.failures, g.fatal, g.reason, g.backoffUntil = 0, false, "", time.Time{}
 		if g.timer != nil {
