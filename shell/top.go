@@ -131,7 +131,8 @@ func parseTopArgs(args []string) (o topOptions, rest []string, err error) {
 			}
 			o.count = n
 		default:
-			return o, nil, fmt.Errorf("unknown flag %q (top takes --json, --interval D, --count N)", a)
+			bare, _, _ := strings.Cut(a, "=")
+			return o, nil, fmt.Errorf("unknown flag %q (top takes --json, --interval D, --count N)", bare)
 		}
 	}
 	return o, rest, nil
@@ -194,16 +195,13 @@ func RunTop(ctx context.Context, opts Options, args []string) error {
 		s.interactive = true
 		tty.Close()
 	}
-	screen := s.interactive && !o.json
-	// "attached to pool ..." is not a result: never on standard output.
-	s.info = s.errw
-	if screen {
-		s.info = io.Discard
-	}
+	// "attached to pool ..." says nothing here (its warnings go to
+	// standard error).
+	s.info = io.Discard
 	if err := s.attach(opts.Name); err != nil {
 		return err
 	}
-	if screen {
+	if s.interactive && !o.json {
 		return s.topScreen(ctx, o)
 	}
 	// With SIGPIPE notified, a write to a pipe whose reader is gone fails
