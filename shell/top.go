@@ -38,8 +38,8 @@ sample intervals is shown as such, not as current figures.
 
 Keys: up/down select a queue list; + and - change its count by one, as
 config QUEUES=N does (- stops at 1: config QUEUES=0 removes a queue list);
-p pauses the selected list's workers (USR2), or resumes them (CONT) when
-some are paused; r reloads (as reload); q, Esc or Ctrl-C return to the
+p pauses the selected list's workers (USR2; those still starting once
+they run), or resumes them (CONT) when some are paused; r reloads (as reload); q, Esc or Ctrl-C return to the
 prompt.
 
 In a script, or with --json, prints the master's sample as one JSON object
@@ -389,7 +389,7 @@ func (s *Session) topAct(ctx context.Context, a topAction) (string, error) {
 	case "-":
 		return s.topScale(ctx, a.list, -1)
 	case "p":
-		return s.topPause(a.list)
+		return s.topPause(ctx, a.list)
 	case "r":
 		return s.captured(ctx, func(ctx context.Context) error { return Lookup("reload").Run(ctx, s, nil) })
 	}
@@ -421,25 +421,66 @@ func (s *Session) topScale(ctx context.Context, list string, delta int) (string,
 	return s.captured(ctx, func(ctx context.Context) error { return cmdConfig(ctx, s, []string{arg}) })
 }
 
+// startingWait bounds how long p waits for workers that are starting.
+var startingWait = 10 * time.Second
+
+// catches reports whether process pid has a handler for sig (SigCgt in
+// /proc/PID/status); false when it cannot tell.
+func catches(pid int, sig syscall.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return false
+}
+
 // topPause pauses the workers of queue list (USR2), or resumes them
-// (CONT) when some of them are paused.
-func (s *Session) topPause(list string) (string, error) {
-	st, live, err := s.pool().State()
-	if err != nil || !live {
-		return "", fmt.Errorf("pool %s: %w", s.paths.Name, errNotRunning)
+// (CONT) when some of them are paused. A USR2 must not reach a worker
+// before it handles it: a process that does not catch USR2 dies of it
+// (a worker that is still starting, or a command that ignores Resque's
+// signals), and a Go worker that has not yet asked for it drops it. So p
+// waits for the list's starting workers to run and catch USR2, and
+// leaves alone, and names, those that never do.
+func (s *Session) topPause(ctx context.Context, list string) (string, error) {
+	var st *poolfs.State
+	var targets []poolfs.WorkerState
+	for deadline := time.Now().Add(startingWait); ; {
+		x, live, err := s.pool().State()
+		if err != nil || !live {
+			return "", fmt.Errorf("pool %s: %w", s.paths.Name, errNotRunning)
+		}
+		st, targets = x, nil
+		notReady := false
+		for _, w := range st.Workers {
+			if w.Queues == list && w.State != poolfs.WorkerStopping {
+				targets = append(targets, w)
+				notReady = notReady || w.State == poolfs.WorkerStarting || !catches(w.PID, syscall.SIGUSR2)
+			}
+		}
+		if !notReady || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(pollInterval):
+		}
 	}
 	if s.top.marks == nil {
 		s.top.marks = map[int]pauseMark{}
 	}
 	alive := map[int]bool{}
-	var targets []poolfs.WorkerState
-	anyPaused := false
 	for _, w := range st.Workers {
 		alive[w.PID] = true
-		if w.Queues != list || w.State == poolfs.WorkerStopping {
-			continue
-		}
-		targets = append(targets, w)
+	}
+	anyPaused := false
+	for _, w := range targets {
 		anyPaused = anyPaused || workerPaused(w, st, s.top.marks)
 	}
 	for pid := range s.top.marks {
@@ -460,6 +501,10 @@ func (s *Session) topPause(list string) (string, error) {
 		if !procid.Alive(w.PID, w.Identity) {
 			continue // exited since the state was written
 		}
+		if sig == syscall.SIGUSR2 && !catches(w.PID, sig) {
+			failed = append(failed, fmt.Sprintf("%d does not catch USR2 (it would die of it)", w.PID))
+			continue
+		}
 		if err := syscall.Kill(w.PID, sig); err != nil {
 			failed = append(failed, fmt.Sprintf("%d: %v", w.PID, err))
 			continue
@@ -469,7 +514,7 @@ func (s *Session) topPause(list string) (string, error) {
 	}
 	msg := fmt.Sprintf("%s %d worker%s of %s (%s to %s)", verb, len(pids), plural(len(pids)), list, sigName(sig), strings.Join(pids, " "))
 	if len(failed) > 0 {
-		return msg, fmt.Errorf("%s; could not signal %s", msg, strings.Join(failed, ", "))
+		return msg, fmt.Errorf("%s; not signalled: %s", msg, strings.Join(failed, "; "))
 	}
 	return msg, nil
 }

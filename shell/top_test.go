@@ -273,7 +273,7 @@ func TestTopPause(t *testing.T) {
 	fakeMaster(t, s, st)
 	signals := func(log string) string { b, _ := os.ReadFile(log); return string(b) }
 
-	msg, err := s.topPause("foo")
+	msg, err := s.topPause(context.Background(), "foo")
 	if err != nil || !strings.HasPrefix(msg, "paused 2 workers of foo (SIGUSR2 to ") {
 		t.Fatalf("p: %q, %v", msg, err)
 	}
@@ -284,7 +284,7 @@ func TestTopPause(t *testing.T) {
 	if got := pausedWorkers(st, s.top.marks); !got[w1] || !got[w2] || got[w3] {
 		t.Errorf("paused = %v", got)
 	}
-	msg, err = s.topPause("foo")
+	msg, err = s.topPause(context.Background(), "foo")
 	if err != nil || !strings.HasPrefix(msg, "resumed 2 workers of foo (SIGCONT to ") {
 		t.Fatalf("p again: %q, %v", msg, err)
 	}
@@ -307,13 +307,76 @@ func TestTopPause(t *testing.T) {
 	if err := poolfs.WriteState(s.paths.State, st); err != nil {
 		t.Fatal(err)
 	}
-	if msg, err := s.topPause("bar"); err != nil || !strings.HasPrefix(msg, "resumed 1 worker of bar (SIGCONT") {
+	if msg, err := s.topPause(context.Background(), "bar"); err != nil || !strings.HasPrefix(msg, "resumed 1 worker of bar (SIGCONT") {
 		t.Errorf("p on a list paused by the master: %q, %v", msg, err)
 	}
 	if got := pausedWorkers(st, s.top.marks); got[w3] || !got[w1] {
 		t.Errorf("bar resumed by top, foo paused by the master: paused = %v", got)
 	}
-	if _, err := s.topPause("nosuch"); err == nil || !strings.Contains(err.Error(), "no running workers") {
+	if _, err := s.topPause(context.Background(), "nosuch"); err == nil || !strings.Contains(err.Error(), "no running workers") {
 		t.Errorf("p on a list without workers: %v", err)
+	}
+}
+
+// p waits for a starting worker to run before it signals it: a USR2 that
+// beats the worker's signal handling is lost.
+func TestTopPauseWaitsForStartingWorkers(t *testing.T) {
+	s, _ := newTestSession(t, "foo=1")
+	w, id, log := signalRecorder(t)
+	st := &poolfs.State{Workers: []poolfs.WorkerState{{PID: w, Queues: "foo", State: poolfs.WorkerStarting, Identity: id, StartedAt: time.Now()}}}
+	fakeMaster(t, s, st)
+	type result struct {
+		msg string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		msg, err := s.topPause(context.Background(), "foo")
+		done <- result{msg, err}
+	}()
+	time.Sleep(4 * pollInterval) // p polls the state meanwhile; nothing to wait for
+	if b, _ := os.ReadFile(log); len(b) > 0 {
+		t.Fatalf("a starting worker was signalled: %q", b)
+	}
+	st.Workers[0].State = poolfs.WorkerRunning
+	if err := poolfs.WriteState(s.paths.State, st); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || !strings.HasPrefix(r.msg, "paused 1 worker of foo") {
+			t.Fatalf("p: %q, %v", r.msg, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("p did not go on once the worker ran")
+	}
+	testutil.Eventually(t, 5*time.Second, "USR2 delivered", func() bool { b, _ := os.ReadFile(log); return string(b) == "USR2\n" })
+}
+
+// p never sends USR2 to a process that does not catch it (a command
+// worker that ignores Resque's signals, a worker not yet started): it
+// would die of it.
+func TestTopPauseSparesWorkersWithoutHandler(t *testing.T) {
+	prev := startingWait
+	startingWait = 300 * time.Millisecond
+	t.Cleanup(func() { startingWait = prev })
+	s, _ := newTestSession(t, "baz=2")
+	sleeper := testutil.StartProcess(t, exec.Command("sleep", "1000"), time.Second)
+	rec, recID, log := signalRecorder(t)
+	id, err := procid.Of(sleeper.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeMaster(t, s, &poolfs.State{Workers: []poolfs.WorkerState{
+		{PID: sleeper.PID(), Queues: "baz", State: poolfs.WorkerRunning, Identity: id.String()},
+		{PID: rec, Queues: "baz", State: poolfs.WorkerRunning, Identity: recID},
+	}})
+	msg, err := s.topPause(context.Background(), "baz")
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d does not catch USR2", sleeper.PID())) || !strings.HasPrefix(msg, "paused 1 worker of baz") {
+		t.Fatalf("p: %q, %v", msg, err)
+	}
+	testutil.Eventually(t, 5*time.Second, "USR2 to the worker that catches it", func() bool { b, _ := os.ReadFile(log); return string(b) == "USR2\n" })
+	if sleeper.Exited() {
+		t.Fatal("p killed a worker that does not catch USR2")
 	}
 }
