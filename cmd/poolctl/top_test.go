@@ -503,6 +503,9 @@ func TestTopPTY(t *testing.T) {
 		n, err := rdb.LLen(context.Background(), "resque:queue:foo").Result()
 		return err == nil && n == 0
 	})
+	// r reloads, as the reload command does.
+	sh.typeSlowly("r")
+	sh.waitScreen(fmt.Sprintf("Reloading master %d configuration", master), 10*time.Second)
 	sh.typeSlowly("q")
 	closedTop("q")
 

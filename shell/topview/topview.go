@@ -267,8 +267,8 @@ func header(in Input) []Line {
 	case in.Sample.RedisError != "":
 		lines = append(lines, Line{Text: "Redis unavailable: " + in.Sample.RedisError + " (queue figures are the last known)", Style: Warning})
 	default:
-		lines = append(lines, Line{Text: fmt.Sprintf("sample %s · every %s", in.Sample.TS.Local().Format("15:04:05"),
-			HumanDuration(time.Duration(in.Sample.Interval*float64(time.Second))))})
+		every := time.Duration(in.Sample.Interval * float64(time.Second)).Round(time.Millisecond)
+		lines = append(lines, Line{Text: fmt.Sprintf("sample %s · every %s", in.Sample.TS.Local().Format("15:04:05"), every)})
 	}
 	return lines
 }

@@ -113,7 +113,7 @@ func TestRenderPool(t *testing.T) {
 	if l, _ := find(lines, "> foo"); l.Style != Selected {
 		t.Errorf("selected queue list drawn as %v", l.Style)
 	}
-	if l, _ := find(lines, "sample 11:19:35"); l.Style != Plain {
+	if l, _ := find(lines, "sample "+in.Sample.TS.Local().Format("15:04:05")+" · every 1s"); l.Style != Plain || l.Text == "" {
 		t.Errorf("a fresh sample is shown as %+v", l)
 	}
 	// Depth history, newest at the right, scaled to the largest shown.
@@ -340,5 +340,14 @@ func TestFormats(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
 		}
+	}
+}
+
+func TestRenderSampleInterval(t *testing.T) {
+	in := pool()
+	in.Sample.Interval = 0.2
+	in.Sample.TS = t0.Add(-100 * time.Millisecond)
+	if _, ok := find(Render(in), " · every 200ms"); !ok {
+		t.Errorf("interval not shown:\n%s", texts(Render(in)))
 	}
 }
