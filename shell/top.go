@@ -248,7 +248,10 @@ func readTopData(p poolfs.Pool, logPath string, logN int) topData {
 			d.state = st
 		}
 	}
-	// Read once, decode that: the file may be replaced between two reads.
+	// Ask the master to publish (it does only while someone reads), then
+	// read once and decode that: the file may be replaced between two
+	// reads.
+	stats.Want(p.Paths.Sample)
 	raw, err := os.ReadFile(p.Paths.Sample)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -298,12 +301,15 @@ func (s *Session) topJSON(ctx context.Context, o topOptions) error {
 	said := ""
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
+	since := time.Now()
+	stop := keepWanting(s.paths.Sample, o.interval)
+	defer stop()
 	for {
 		d := readTopData(s.pool(), "", 0)
 		if d.masterPID == 0 {
 			return fmt.Errorf("top: pool %s: %w", s.paths.Name, errNotRunning)
 		}
-		fresh, why := topview.Freshness(d.sample, d.masterPID, time.Now())
+		fresh, why := topview.Freshness(d.sample, d.masterPID, time.Now(), since)
 		if d.sampleErr != "" {
 			fresh, why = false, "sample unreadable: "+d.sampleErr
 		}
@@ -331,6 +337,32 @@ func (s *Session) topJSON(ctx context.Context, o topOptions) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// keepWanting keeps the master publishing the sample at path while top
+// waits longer than stats.WantedFor between reads (every read asks too);
+// stop ends it.
+func keepWanting(path string, interval time.Duration) (stop func()) {
+	every := stats.WantedFor / 3
+	if interval < every {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				stats.Want(path)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // pauseMark is a pause (USR2) or resume (CONT) top sent to one worker.

@@ -114,7 +114,7 @@ func (m *topModel) apply(d topData) tea.Cmd {
 	m.in.MasterPID, m.in.State, m.in.Sample, m.in.SampleErr, m.in.Log = d.masterPID, d.state, d.sample, d.sampleErr, d.log
 	m.in.Paused = pausedWorkers(d.state, m.marks)
 	m.in.Selected = m.selection(0)
-	if fresh, _ := topview.Freshness(d.sample, d.masterPID, m.in.Now); fresh && d.sample.TS.After(m.lastTS) {
+	if fresh, _ := topview.Freshness(d.sample, d.masterPID, m.in.Now, m.in.WatchingSince); fresh && d.sample.TS.After(m.lastTS) {
 		m.lastTS = d.sample.TS
 		if m.frames++; m.count > 0 && m.frames >= m.count {
 			cmds = append(cmds, tea.Quit)
@@ -228,8 +228,9 @@ func (s *Session) topScreen(ctx context.Context, o topOptions) error {
 	m := &topModel{
 		pool: s.pool(), logPath: s.logPath, interval: o.interval, count: o.count,
 		marks: s.marksCopy(), actions: actions,
-		in: topview.Input{Pool: s.paths.Name, Now: time.Now()},
+		in: topview.Input{Pool: s.paths.Name, Now: time.Now(), WatchingSince: time.Now()},
 	}
+	defer keepWanting(s.paths.Sample, o.interval)()
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(in), tea.WithOutput(out),
 		// The shell owns the signals: SIGINT cannot come from a raw
 		// terminal (Ctrl-C is a key), and SIGTERM/SIGHUP end the command's

@@ -138,6 +138,10 @@ func TestTopJSONFrames(t *testing.T) {
 	}()
 
 	testutil.Eventually(t, 5*time.Second, "no sample yet", func() bool { return strings.Contains(errw.String(), "top: no sample yet\n") })
+	// It asks the master to publish (the master does only while asked).
+	if fi, err := os.Stat(s.paths.Sample + ".wanted"); err != nil || time.Since(fi.ModTime()) > time.Second {
+		t.Errorf("top does not ask for samples: %v", err)
+	}
 	writeSample(t, s.paths.Sample, time.Now().Add(-10*time.Second), 1, "")
 	testutil.Eventually(t, 5*time.Second, "stale sample", func() bool {
 		return strings.Contains(errw.String(), "s old: is the master stopped?\n")

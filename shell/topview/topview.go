@@ -59,6 +59,9 @@ type Input struct {
 	Paused    map[int]bool // workers known to be paused (USR2)
 	Log       []string     // the last lines of the pool log, oldest first
 	Message   string       // the result of the last key's action
+	// WatchingSince is when the screen started asking the master for
+	// samples (see Freshness).
+	WatchingSince time.Time
 	Error     bool         // Message is an error
 	Width     int          // terminal columns; <= 0 means 80
 	Height    int          // terminal rows; <= 0 means 24
@@ -77,8 +80,11 @@ const StaleAfter = 3
 // Freshness says whether s is a current sample of the master masterPID
 // (0: not known) at now, and if not, why, in the words the screen and
 // top --json use: "no sample yet", "sample 12s old: is the master
-// stopped?".
-func Freshness(s *stats.Sample, masterPID int, now time.Time) (fresh bool, why string) {
+// stopped?". since is when the reader started asking for samples (zero:
+// long ago): a master publishes only while someone reads, so within
+// StaleAfter intervals of since an old sample means only that the first
+// one is on its way.
+func Freshness(s *stats.Sample, masterPID int, now, since time.Time) (fresh bool, why string) {
 	if s == nil || s.TS.IsZero() {
 		return false, "no sample yet"
 	}
@@ -90,10 +96,14 @@ func Freshness(s *stats.Sample, masterPID int, now time.Time) (fresh bool, why s
 	if interval <= 0 {
 		interval = time.Second
 	}
-	if age := now.Sub(s.TS); age > StaleAfter*interval {
-		return false, fmt.Sprintf("sample %s old: is the master stopped?", HumanDuration(age))
+	age := now.Sub(s.TS)
+	switch {
+	case age <= StaleAfter*interval:
+		return true, ""
+	case now.Sub(since) <= StaleAfter*interval:
+		return false, "no sample yet"
 	}
-	return true, ""
+	return false, fmt.Sprintf("sample %s old: is the master stopped?", HumanDuration(age))
 }
 
 // Keys is the key help at the bottom of the screen.
@@ -256,7 +266,7 @@ func header(in Input) []Line {
 	host.WriteString(redis)
 	lines = append(lines, Line{Text: host.String()})
 
-	fresh, why := Freshness(in.Sample, in.MasterPID, in.Now)
+	fresh, why := Freshness(in.Sample, in.MasterPID, in.Now, in.WatchingSince)
 	switch {
 	case in.MasterPID == 0:
 		lines = append(lines, Line{Text: "the master is not running: start it, or attach to a running pool", Style: Warning})
@@ -415,6 +425,13 @@ func workerLines(in Input, w int) (lines []Line, selAt int) {
 				t.WriteString("  backoff")
 			case poolfs.GroupFatal:
 				t.WriteString("  FATAL")
+			}
+			if a := x.g.Autoscale; a != nil {
+				if a.Mode == poolfs.AutoscaleOff {
+					fmt.Fprintf(&t, "  autoscale off (pinned at %d)", a.Configured)
+				} else {
+					fmt.Fprintf(&t, "  autoscale %d..%d", a.Min, a.Max)
+				}
 			}
 			if x.g.Reason != "" && x.g.State != poolfs.GroupOK {
 				t.WriteString(": " + x.g.Reason)

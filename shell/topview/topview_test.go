@@ -140,6 +140,14 @@ func TestRenderStaleAndMissingSample(t *testing.T) {
 			in.Sample.Interval = 5
 			in.Sample.TS = t0.Add(-16 * time.Second)
 		}, "sample 16s old: is the master stopped?"},
+		{"an old sample, top just started", func(in *Input) {
+			in.Sample.TS = t0.Add(-45 * time.Second) // the master was not publishing: nobody read
+			in.WatchingSince = t0.Add(-2 * time.Second)
+		}, "no sample yet"},
+		{"an old sample, top started a while ago", func(in *Input) {
+			in.Sample.TS = t0.Add(-45 * time.Second)
+			in.WatchingSince = t0.Add(-4 * time.Second)
+		}, "sample 45s old: is the master stopped?"},
 		{"undecodable", func(in *Input) { in.Sample, in.SampleErr = nil, "decode sample.json: unexpected end of JSON input" }, "sample unreadable: decode sample.json"},
 		{"master gone", func(in *Input) { in.MasterPID, in.State = 0, nil }, "the master is not running"},
 	}
@@ -166,10 +174,10 @@ func TestRenderStaleAndMissingSample(t *testing.T) {
 	// Within three intervals a sample is current.
 	in := pool()
 	in.Sample.TS = t0.Add(-2900 * time.Millisecond)
-	if fresh, why := Freshness(in.Sample, 4242, t0); !fresh {
+	if fresh, why := Freshness(in.Sample, 4242, t0, time.Time{}); !fresh {
 		t.Errorf("a sample 2.9 intervals old is stale: %s", why)
 	}
-	if fresh, _ := Freshness(in.Sample, 4242, t0.Add(200*time.Millisecond)); fresh {
+	if fresh, _ := Freshness(in.Sample, 4242, t0.Add(200*time.Millisecond), time.Time{}); fresh {
 		t.Error("a sample 3.1 intervals old is fresh")
 	}
 }
@@ -349,5 +357,17 @@ func TestRenderSampleInterval(t *testing.T) {
 	in.Sample.TS = t0.Add(-100 * time.Millisecond)
 	if _, ok := find(Render(in), " · every 200ms"); !ok {
 		t.Errorf("interval not shown:\n%s", texts(Render(in)))
+	}
+}
+
+func TestRenderAutoscale(t *testing.T) {
+	in := pool()
+	in.State.Groups[0].Autoscale = &poolfs.AutoscaleState{Mode: poolfs.AutoscaleOn, Min: 1, Max: 16}
+	in.State.Groups[1].Autoscale = &poolfs.AutoscaleState{Mode: poolfs.AutoscaleOff, Min: 1, Max: 4, Configured: 1}
+	out := texts(Render(in))
+	for _, want := range []string{"> foo  2/2 workers  autoscale 1..16", "  bar,baz  1/1 worker  autoscale off (pinned at 1)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q:\n%s", want, out)
+		}
 	}
 }
