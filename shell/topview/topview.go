@@ -62,9 +62,9 @@ type Input struct {
 	// WatchingSince is when the screen started asking the master for
 	// samples (see Freshness).
 	WatchingSince time.Time
-	Error     bool         // Message is an error
-	Width     int          // terminal columns; <= 0 means 80
-	Height    int          // terminal rows; <= 0 means 24
+	Error         bool // Message is an error
+	Width         int  // terminal columns; <= 0 means 80
+	Height        int  // terminal rows; <= 0 means 24
 }
 
 // Default size of a terminal that did not say.
