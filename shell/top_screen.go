@@ -63,7 +63,8 @@ type topModel struct {
 	data    topData
 	marks   map[int]pauseMark
 	actions chan<- topAction
-	pending int // actions asked for and not finished
+	pending int     // actions asked for and not finished
+	first   tea.Cmd // what the reading before the first screen asked for
 }
 
 func (m *topModel) fetch() tea.Cmd {
@@ -76,7 +77,7 @@ func (m *topModel) tick() tea.Cmd {
 }
 
 // Init implements tea.Model.
-func (m *topModel) Init() tea.Cmd { return tea.Batch(m.fetch(), m.tick()) }
+func (m *topModel) Init() tea.Cmd { return tea.Batch(m.first, m.fetch(), m.tick()) }
 
 // Update implements tea.Model.
 func (m *topModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -231,6 +232,7 @@ func (s *Session) topScreen(ctx context.Context, o topOptions) error {
 		in: topview.Input{Pool: s.paths.Name, Now: time.Now(), WatchingSince: time.Now()},
 	}
 	defer keepWanting(s.paths.Sample, o.interval)()
+	m.first = m.apply(readTopData(m.pool, m.logPath, topLogLines)) // the first screen shows the pool, not an empty one
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(in), tea.WithOutput(out),
 		// The shell owns the signals: SIGINT cannot come from a raw
 		// terminal (Ctrl-C is a key), and SIGTERM/SIGHUP end the command's
