@@ -254,6 +254,7 @@ Examples:
   status --json`,
 			Run: cmdStatus,
 		},
+		topCommand(),
 		{
 			Name: "pstree", Summary: "show the process tree under the master with CPU and memory", MaxArgs: 0,
 			Help: "Shows every process under the master, grandchildren (job processes) included,\nwith command line, CPU% since the previous sample and resident memory.",

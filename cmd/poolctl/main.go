@@ -39,6 +39,7 @@ func commands() []command {
 		{"queues", "show queue depths, stats and workers", runQueues},
 		{"failed", "list, retry or clear failure records: poolctl failed [list|retry N|retry --all|clear]", runFailed},
 		{"attach", "attach a shell to a running pool: poolctl attach [NAME]", runAttach},
+		{"top", "watch a running pool live: poolctl top [NAME] [--json] [--interval D] [--count N]", runTop},
 		{"list", "list the pools running on this host", runList},
 		{"version", "print the version", func(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "poolctl", version)
