@@ -168,7 +168,7 @@ func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger
 		Logf:         log.Printf,
 	}
 	if url != "" {
-		rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-sampler", PoolSize: 1, ReadTimeout: time.Second})
+		rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-sampler", PoolSize: 1, NoRetry: true, ReadTimeout: time.Second})
 		if err != nil {
 			return nil, err
 		}

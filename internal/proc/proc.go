@@ -17,12 +17,16 @@ const ClockTicks = 100
 
 // Stat is what poolctl reads of /proc/PID/stat.
 type Stat struct {
-	PID        int
-	PPID       int
-	PGID       int
-	State      byte   // 'R', 'S', 'D', 'T', 'Z', ...
-	CPUTicks   uint64 // user + system time
+	PID      int
+	PPID     int
+	PGID     int
+	State    byte   // 'R', 'S', 'D', 'T', 'Z', ...
+	CPUTicks uint64 // user + system time
+	// ChildTicks is the user + system time of its children that it has
+	// waited for (a worker's finished job processes).
+	ChildTicks uint64
 	StartTicks uint64 // start time after boot
+	RSSPages   uint64 // resident set size in pages
 }
 
 // Dead reports whether the process has exited (a zombie waiting to be
@@ -48,7 +52,7 @@ func ParseStat(pid int, b []byte) (Stat, error) {
 		return Stat{}, fmt.Errorf("process %d: malformed stat", pid)
 	}
 	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 || len(f[0]) == 0 {
+	if len(f) < 22 || len(f[0]) == 0 {
 		return Stat{}, fmt.Errorf("process %d: malformed stat", pid)
 	}
 	num := func(k int) uint64 { n, _ := strconv.ParseUint(string(f[k]), 10, 64); return n }
@@ -58,7 +62,7 @@ func ParseStat(pid int, b []byte) (Stat, error) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return Stat{}, fmt.Errorf("process %d: malformed stat", pid)
 	}
-	return Stat{PID: pid, PPID: ppid, PGID: pgid, State: f[0][0], CPUTicks: num(11) + num(12), StartTicks: start}, nil
+	return Stat{PID: pid, PPID: ppid, PGID: pgid, State: f[0][0], CPUTicks: num(11) + num(12), ChildTicks: num(13) + num(14), StartTicks: start, RSSPages: num(21)}, nil
 }
 
 // Children lists the processes whose parent is ppid, from one pass over
