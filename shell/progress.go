@@ -74,8 +74,22 @@ func (q *batchQueue) drained() bool {
 	return q.missed == 0 && q.last.Depth == 0 && q.last.InFlight == 0
 }
 
-// enqueued is how many jobs arrived during the batch, as far as seen.
-func (q *batchQueue) enqueued() int64 { return q.total - q.total0 }
+// figures are the queue's progress: how many of its total jobs are
+// neither queued nor in flight any more. Until it drains that is read
+// from the queue's depth, so that it moves even for workers that keep no
+// per-queue counters (not poolctl's built-in ones). Once it has drained,
+// its total is what the counters say it did (the mark's jobs and every
+// one that arrived since), so that a job a sample caught in two places
+// at once does not outlive the batch; if they say less than the mark
+// held, the rest left uncounted.
+func (q *batchQueue) figures() (progressed, total int64, drained bool) {
+	if q.drained() {
+		total = max(q.total0, q.done)
+		return total, total, true
+	}
+	left := q.last.Depth + q.last.InFlight
+	return min(max(q.total-left, 0), q.total), q.total, false
+}
 
 // batch is the jobs of some queues from a mark on.
 type batch struct {
@@ -203,6 +217,10 @@ type BatchSummary struct {
 	Done     int64 `json:"done"`   // jobs finished, failures included
 	Failed   int64 `json:"failed"` // of Done
 	Enqueued int64 `json:"enqueued"`
+	// Uncounted is the jobs that left the queues without being counted
+	// as done: run by workers that keep no per-queue counters (not
+	// poolctl's built-in ones), or deleted.
+	Uncounted int64 `json:"uncounted"`
 	// Drained is false when progress gave up (--timeout).
 	Drained         bool            `json:"drained"`
 	StartedAt       time.Time       `json:"started_at"`
@@ -220,15 +238,13 @@ type BatchQueueSummary struct {
 	Done       int64           `json:"done"`
 	Failed     int64           `json:"failed"`
 	Enqueued   int64           `json:"enqueued"`
+	Uncounted  int64           `json:"uncounted"`
 	Depth      int64           `json:"depth"`
 	InFlight   int64           `json:"in_flight"`
 	JobSeconds stats.Quantiles `json:"job_seconds"`
 }
 
-// summary sums the batch up. A drained queue's total is what it did: the
-// jobs of the mark and every one that arrived since (all done now), so
-// the figures of samples that caught a job in two places at once do not
-// outlive the batch.
+// summary sums the batch up (see figures for a drained queue's total).
 func (b *batch) summary() BatchSummary {
 	end := b.last
 	if b.done() {
@@ -237,19 +253,21 @@ func (b *batch) summary() BatchSummary {
 	sum := BatchSummary{Drained: b.done(), StartedAt: b.start, EndedAt: end, PeakWorkers: b.peakWorkers}
 	var all stats.Histogram
 	for _, q := range b.queues {
-		total, enq := q.total, q.enqueued()
-		if sum.Drained {
-			total = max(q.total0, q.done)
-			enq = total - q.total0
+		progressed, total, _ := q.figures()
+		qs := BatchQueueSummary{
+			Name: q.name, Total: total, Done: q.done, Failed: q.failed, Enqueued: total - q.total0,
+			Uncounted: max(progressed-q.done, 0),
+			Depth:     q.last.Depth, InFlight: q.last.InFlight, JobSeconds: q.timing.Quantiles(),
 		}
-		sum.Queues = append(sum.Queues, BatchQueueSummary{
-			Name: q.name, Total: total, Done: q.done, Failed: q.failed, Enqueued: enq,
-			Depth: q.last.Depth, InFlight: q.last.InFlight, JobSeconds: q.timing.Quantiles(),
-		})
+		if !sum.Drained {
+			qs.Uncounted = 0 // not known before the end
+		}
+		sum.Queues = append(sum.Queues, qs)
 		sum.Total += total
 		sum.Done += q.done
 		sum.Failed += q.failed
-		sum.Enqueued += enq
+		sum.Enqueued += qs.Enqueued
+		sum.Uncounted += qs.Uncounted
 		all.Add(q.timing)
 	}
 	sum.DurationSeconds = end.Sub(b.start).Seconds()
@@ -273,6 +291,9 @@ func (sum BatchSummary) Text() string {
 		fmt.Fprintf(&b, " (%d enqueued during the batch)", sum.Enqueued)
 	}
 	fmt.Fprintf(&b, ", %d failed, %s jobs/s\n", sum.Failed, rate(sum.Throughput))
+	if sum.Uncounted > 0 {
+		fmt.Fprintf(&b, "%d jobs left the queues without being counted as done: run by workers that keep no per-queue counters (not poolctl's built-in ones), or deleted\n", sum.Uncounted)
+	}
 	fmt.Fprintf(&b, "job time: %s\n", quantilesText(sum.JobSeconds))
 	fmt.Fprintf(&b, "peak workers: %d\n", sum.PeakWorkers)
 	if len(sum.Queues) > 1 {
@@ -383,14 +404,11 @@ func (q *batchQueue) outlook() string {
 }
 
 // statusWords is a queue's figures after its name: "1234/4000 30%
-// 398/s ETA 7.0s (+12 enqueued during the batch)".
+// 398/s ETA 7.0s (+12 enqueued during the batch)", where 1234 are the
+// jobs no longer queued or in flight.
 func (q *batchQueue) statusWords() string {
-	drained := q.drained()
-	total := q.total
-	if drained {
-		total = max(q.total0, q.done)
-	}
-	s := fmt.Sprintf("%d/%d %d%% %s/s %s", q.done, total, percent(q.done, total, drained), rate(q.last.OutRate), q.outlook())
+	progressed, total, drained := q.figures()
+	s := fmt.Sprintf("%d/%d %d%% %s/s %s", progressed, total, percent(progressed, total, drained), rate(q.last.OutRate), q.outlook())
 	if q.failed > 0 {
 		s += fmt.Sprintf(", %d failed", q.failed)
 	}
@@ -428,12 +446,8 @@ func (b *batch) bars(width int, stale time.Duration) []string {
 	nameW = min(nameW, 24)
 	var lines []string
 	for _, q := range b.queues {
-		drained := q.drained()
-		total := q.total
-		if drained {
-			total = max(q.total0, q.done)
-		}
-		p := percent(q.done, total, drained)
+		progressed, total, drained := q.figures()
+		p := percent(progressed, total, drained)
 		name := padRight(truncate(printable(q.name), nameW), nameW)
 		words := q.statusWords()
 		barW := min(30, width-nameW-displayWidth(words)-5)

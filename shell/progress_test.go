@@ -53,8 +53,8 @@ func TestBatchFigures(t *testing.T) {
 	a.Timing.Add(hist(60, 40*time.Millisecond))
 	b.update(sample(t0.Add(2*time.Second), a))
 	q := b.queues[0]
-	if q.done != 60 || q.failed != 2 || q.total != 114 || q.enqueued() != 10 {
-		t.Fatalf("after 2s: done %d failed %d total %d enqueued %d", q.done, q.failed, q.total, q.enqueued())
+	if q.done != 60 || q.failed != 2 || q.total != 114 || q.total-q.total0 != 10 {
+		t.Fatalf("after 2s: done %d failed %d total %d enqueued %d", q.done, q.failed, q.total, q.total-q.total0)
 	}
 	if got, want := b.line(), "progress 2.0s: a:b/ü 60/114 52% 30/s ETA 1.7s, 2 failed (+10 enqueued during the batch)"; got != want {
 		t.Errorf("line = %q\nwant   %q", got, want)
@@ -85,6 +85,26 @@ func TestBatchFigures(t *testing.T) {
 	}
 	if !strings.HasPrefix(sum.Text(), "batch drained in 4.0s: 114 of 114 jobs done (10 enqueued during the batch), 2 failed, 28.5 jobs/s\njob time: p50 ") {
 		t.Errorf("text:\n%s", sum.Text())
+	}
+}
+
+// Workers that keep no per-queue counters (a command: worker) still move
+// the bar, by the queue's depth; the summary says their jobs went
+// uncounted.
+func TestBatchUncountedWorkers(t *testing.T) {
+	t0 := time.Now()
+	b, err := newBatch(sample(t0, qs("php", 40, 0, 0, 0, stats.QueueBusy)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.update(sample(t0.Add(time.Second), qs("php", 30, 0, 0, 0, stats.QueueStalled)))
+	if !strings.Contains(b.line(), "php 10/40 25%") {
+		t.Errorf("line %q", b.line())
+	}
+	b.update(sample(t0.Add(2*time.Second), qs("php", 0, 0, 0, 0, stats.QueueEmpty)))
+	sum := b.summary()
+	if !sum.Drained || sum.Total != 40 || sum.Done != 0 || sum.Uncounted != 40 || !strings.Contains(sum.Text(), "40 jobs left the queues without being counted as done") {
+		t.Errorf("summary %+v\n%s", sum, sum.Text())
 	}
 }
 
