@@ -60,6 +60,20 @@ func (e *shellEnv) startJobPool(t *testing.T, srv *redistest.Server, name, worke
 		_, err := os.Stat(p.Sample)
 		return err == nil
 	})
+	// Every worker registered: a USR2 now pauses them all (one that has
+	// not set up its signals yet would die of it, and its replacement
+	// would not be paused).
+	st, err := poolfs.ReadState(p.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, g := range st.Groups {
+		want += g.Desired
+	}
+	waitFor(t, 10*time.Second, "every worker to register", func() bool {
+		return rdb.SCard(context.Background(), "resque:workers").Val() == int64(want)
+	})
 	return jp
 }
 
@@ -228,7 +242,7 @@ func TestProgressDrainsABatch(t *testing.T) {
 	waitFor(t, 10*time.Second, "progress to show the stalled queue", func() bool {
 		return strings.Contains(bp.stderr.String(), fmt.Sprintf("foo 0/%d 0%% 0/s stalled", queued))
 	})
-	if strings.Contains(bp.stderr.String(), "ETA") {
+	if regexp.MustCompile(`ETA \d`).MatchString(bp.stderr.String()) {
 		t.Errorf("an ETA for a stalled queue:\n%s", bp.stderr.String())
 	}
 	jp.resume(t)
@@ -474,8 +488,8 @@ func TestProgressInScript(t *testing.T) {
 		t.Errorf("stdout:\n%s\nerrors:\n%s", r.stdout, errs)
 	}
 
-	r = e.pipeline(t, "script3", `poolctl enqueue -q -n 100 foo Poolctl::Sleep 1000 && printf 'progress --timeout 1\nstatus --json\n' | poolctl foo=1`, env)
-	if fmt.Sprint(r.status) != "[0 1]" || !strings.Contains(errorLines(r.stderr), "poolctl: line 1: progress: timed out after 1s: foo ") {
+	r = e.pipeline(t, "script3", `poolctl enqueue -q -n 100 foo Poolctl::Sleep 1000 && printf 'progress --timeout 2.5\nstatus --json\n' | poolctl foo=1`, env)
+	if fmt.Sprint(r.status) != "[0 1]" || !strings.Contains(errorLines(r.stderr), "poolctl: line 1: progress: timed out after 2.5s: foo ") {
 		t.Errorf("timeout: exit statuses %v\nstderr:\n%s", r.status, r.stderr)
 	}
 	if !strings.HasPrefix(r.stdout, "batch not drained in ") || !strings.Contains(r.stdout, `"name":"script3"`) {
