@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sys/unix"
 
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool/poolfs"
@@ -40,29 +41,43 @@ type jobPool struct {
 
 func (e *shellEnv) startJobPool(t *testing.T, srv *redistest.Server, name, workers string) *jobPool {
 	t.Helper()
+	cfg := jobConfig(t, srv, workers)
+	e.reap(name)
+	sh := e.startPiped(t, "-c", cfg, "--name", name, "--no-prompt")
+	sh.waitRunning(t, e.paths(name))
+	jp := e.jobPoolOf(t, srv, name)
+	jp.sh = sh
+	return jp
+}
+
+// jobConfig writes the config of a pool of built-in workers on srv.
+func jobConfig(t *testing.T, srv *redistest.Server, workers string) string {
+	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "pool.yml")
 	data := "workers:\n" + workers + "redis: " + srv.URL() + "\nsample_interval: 200ms\nstalled_after: 1s\nstart_secs: 200ms\nterm_timeout: 5s\n"
 	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// jobPoolOf waits until the running pool name has published a sample and
+// every one of its workers has registered in Redis (a USR2 then pauses
+// them all: one that has not set up its signals yet would die of it, and
+// its replacement would not be paused).
+func (e *shellEnv) jobPoolOf(t *testing.T, srv *redistest.Server, name string) *jobPool {
+	t.Helper()
 	p := e.paths(name)
-	e.reap(name)
-	sh := e.startPiped(t, "-c", cfg, "--name", name, "--no-prompt")
-	sh.waitRunning(t, p)
 	opt, err := redis.ParseURL(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
-	jp := &jobPool{e: e, name: name, url: srv.URL(), sh: sh, paths: p, rdb: rdb}
 	waitFor(t, 10*time.Second, "the first sample", func() bool {
 		_, err := os.Stat(p.Sample)
 		return err == nil
 	})
-	// Every worker registered: a USR2 now pauses them all (one that has
-	// not set up its signals yet would die of it, and its replacement
-	// would not be paused).
 	st, err := poolfs.ReadState(p.State)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +89,7 @@ func (e *shellEnv) startJobPool(t *testing.T, srv *redistest.Server, name, worke
 	waitFor(t, 10*time.Second, "every worker to register", func() bool {
 		return rdb.SCard(context.Background(), "resque:workers").Val() == int64(want)
 	})
-	return jp
+	return &jobPool{e: e, name: name, url: srv.URL(), paths: p, rdb: rdb}
 }
 
 // enqueue pushes n jobs of class with args on q.
@@ -91,6 +106,11 @@ func (jp *jobPool) enqueue(t *testing.T, n int, q, class string, args ...string)
 func (jp *jobPool) pause(t *testing.T) {
 	t.Helper()
 	jp.sh.send(t, "kill! USR2\n")
+	jp.waitPaused(t)
+}
+
+func (jp *jobPool) waitPaused(t *testing.T) {
+	t.Helper()
 	waitFor(t, 10*time.Second, "the workers to pause", func() bool {
 		st, err := poolfs.ReadState(jp.paths.State)
 		return err == nil && !st.WorkersPausedAt.IsZero()
@@ -494,5 +514,54 @@ func TestProgressInScript(t *testing.T) {
 	}
 	if !strings.HasPrefix(r.stdout, "batch not drained in ") || !strings.Contains(r.stdout, `"name":"script3"`) {
 		t.Errorf("timeout: stdout, want the summary so far, then the status (the script went on):\n%s", r.stdout)
+	}
+}
+
+// At a terminal the bars are redrawn in place, with the terminal in
+// cooked mode; Ctrl-C stops watching and gives the prompt back, the batch
+// and the pool running on; the terminal is as it was when the shell
+// leaves.
+func TestProgressPTY(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newShellEnv(t)
+	const name = "ptyprog"
+	e.reap(name)
+	sh := e.startPTY(t, "-c", jobConfig(t, srv, "  foo: 2\n"), "--name", name)
+	before := termiosOf(t, sh.tty)
+	sh.expect("started manager", 30*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	jp := e.jobPoolOf(t, srv, name)
+	sh.typeSlowly("kill! USR2\r")
+	jp.waitPaused(t)
+	sh.expect(">> ", 10*time.Second)
+	jp.enqueue(t, 100, "foo", "Poolctl::Sleep", "1")
+
+	sh.typeSlowly("batch\r")
+	sh.expect("foo [", 10*time.Second)
+	sh.expect("0/100 0% 0/s", 10*time.Second)
+	sh.expect("\x1b[2A", 10*time.Second) // back over the bar and its footer: redrawn in place
+	sh.expect("stalled", 10*time.Second)
+	waitFor(t, 5*time.Second, "cooked mode during progress", func() bool {
+		return termiosOf(t, sh.tty).Lflag&unix.ISIG != 0
+	})
+	sh.typeSlowly("\x03")
+	sh.expect("stopped watching at 0 of 100 jobs; the batch runs on in the pool", 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	if master := readPid(jp.paths.Pid); !alive(master) || jp.depth(t, "foo") != 100 {
+		t.Fatalf("Ctrl-C reached the pool: master alive %v, depth %d", alive(master), jp.depth(t, "foo"))
+	}
+
+	sh.typeSlowly("kill! CONT\r")
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("progress\r")
+	sh.expect("batch drained in ", 30*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	sh.typeSlowly("exit\r")
+	sh.expect("manager stopped", 30*time.Second)
+	if err := sh.waitExit(); err != nil {
+		t.Errorf("shell exit: %v", err)
+	}
+	if after := termiosOf(t, sh.tty); before != after {
+		t.Errorf("terminal state not restored:\nbefore %+v\nafter  %+v", before, after)
 	}
 }
