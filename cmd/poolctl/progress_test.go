@@ -101,6 +101,18 @@ func (jp *jobPool) enqueue(t *testing.T, n int, q, class string, args ...string)
 	}
 }
 
+// enqueuePaused pushes n jobs while the workers are paused, and waits
+// until they are all in the queue: a worker that was blocked waiting for
+// a job when it was paused takes one and gives it back.
+func (jp *jobPool) enqueuePaused(t *testing.T, n int, q, class string, args ...string) {
+	t.Helper()
+	before := jp.depth(t, q)
+	jp.enqueue(t, n, q, class, args...)
+	waitFor(t, 10*time.Second, "the jobs taken during the pause to come back", func() bool {
+		return jp.depth(t, q) == before+int64(n)
+	})
+}
+
 // pause pauses the workers (USR2 through the master) and waits until the
 // master says they are.
 func (jp *jobPool) pause(t *testing.T) {
@@ -207,6 +219,18 @@ func (e *shellEnv) startProgress(t *testing.T, args ...string) *bgProgress {
 	return bp
 }
 
+// waitFor waits for progress to show want.
+func (bp *bgProgress) waitFor(t *testing.T, what, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(bp.stderr.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s (%q); stderr:\n%s", what, want, testTail(bp.stderr.String(), 10))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // wait waits for progress to exit and returns its exit status.
 func (bp *bgProgress) wait(t *testing.T, timeout time.Duration) int {
 	t.Helper()
@@ -256,12 +280,10 @@ func TestProgressDrainsABatch(t *testing.T) {
 	e := newShellEnv(t)
 	jp := e.startJobPool(t, srv, "batch", "  foo: 4\n")
 	jp.pause(t)
-	jp.enqueue(t, 2000, "foo", "Poolctl::Sleep", "5")
+	jp.enqueuePaused(t, 2000, "foo", "Poolctl::Sleep", "5")
 	queued := jp.depth(t, "foo")
 	bp := e.startProgress(t, "--name", "batch", "--json")
-	waitFor(t, 10*time.Second, "progress to show the stalled queue", func() bool {
-		return strings.Contains(bp.stderr.String(), fmt.Sprintf("foo 0/%d 0%% 0/s stalled", queued))
-	})
+	bp.waitFor(t, "progress to show the stalled queue", fmt.Sprintf("foo 0/%d 0%% 0/s stalled", queued))
 	if regexp.MustCompile(`ETA \d`).MatchString(bp.stderr.String()) {
 		t.Errorf("an ETA for a stalled queue:\n%s", bp.stderr.String())
 	}
@@ -296,10 +318,10 @@ func TestProgressTotalGrows(t *testing.T) {
 	const q = "q:ü/1"
 	jp := e.startJobPool(t, srv, "grow", "  \""+q+"\": 4\n  other: 1\n")
 	jp.pause(t)
-	jp.enqueue(t, 500, q, "Poolctl::Sleep", "2")
+	jp.enqueuePaused(t, 500, q, "Poolctl::Sleep", "2")
 	bp := e.startProgress(t, "--name", "grow", "--json", q)
-	waitFor(t, 10*time.Second, "the mark", func() bool { return strings.Contains(bp.stderr.String(), q+" 0/500 0%") })
-	jp.enqueue(t, 300, q, "Poolctl::Sleep", "2")
+	bp.waitFor(t, "the mark", q+" 0/500 0%")
+	jp.enqueuePaused(t, 300, q, "Poolctl::Sleep", "2")
 	waitFor(t, 10*time.Second, "the grown total", func() bool {
 		return strings.Contains(bp.stderr.String(), q+" 0/800 0%") && strings.Contains(bp.stderr.String(), "(+300 enqueued during the batch)")
 	})
@@ -343,8 +365,8 @@ func TestProgressFailuresUnknownQueueTimeout(t *testing.T) {
 	}
 
 	jp.pause(t)
-	jp.enqueue(t, 50, "foo", "Poolctl::Sleep", "1")
-	jp.enqueue(t, 20, "foo", "Poolctl::Fail", "boom")
+	jp.enqueuePaused(t, 50, "foo", "Poolctl::Sleep", "1")
+	jp.enqueuePaused(t, 20, "foo", "Poolctl::Fail", "boom")
 	r = e.run("", "progress", "--name", "fails", "--json", "--timeout", "1.5")
 	if r.code != 3 || !strings.Contains(r.stderr, "poolctl: progress: timed out after 1.5s: foo 70 queued, 0 in flight (stalled") {
 		t.Errorf("timeout: exit %d, stderr:\n%s", r.code, r.stderr)
@@ -354,7 +376,7 @@ func TestProgressFailuresUnknownQueueTimeout(t *testing.T) {
 	}
 
 	bp := e.startProgress(t, "--name", "fails")
-	waitFor(t, 10*time.Second, "the mark", func() bool { return strings.Contains(bp.stderr.String(), "foo 0/70") })
+	bp.waitFor(t, "the mark", "foo 0/70")
 	jp.resume(t)
 	if code := bp.wait(t, 60*time.Second); code != 1 {
 		t.Errorf("progress with failed jobs: exit %d, want 1", code)
@@ -378,9 +400,9 @@ func TestProgressETA(t *testing.T) {
 	e := newShellEnv(t)
 	jp := e.startJobPool(t, srv, "eta", "  foo: 4\n")
 	jp.pause(t)
-	jp.enqueue(t, 4000, "foo", "Poolctl::Sleep", "10")
+	jp.enqueuePaused(t, 4000, "foo", "Poolctl::Sleep", "10")
 	bp := e.startProgress(t, "--name", "eta")
-	waitFor(t, 10*time.Second, "the mark", func() bool { return strings.Contains(bp.stderr.String(), "foo 0/4000") })
+	bp.waitFor(t, "the mark", "foo 0/4000")
 	jp.resume(t)
 	started := time.Now()
 	var emptied time.Time
@@ -438,7 +460,7 @@ func TestProgressEarlyClose(t *testing.T) {
 	const name = "early"
 	jp := e.startJobPool(t, srv, name, "  foo: 2\n")
 	jp.pause(t)
-	jp.enqueue(t, 100, "foo", "Poolctl::Sleep", "1")
+	jp.enqueuePaused(t, 100, "foo", "Poolctl::Sleep", "1")
 	master := readPid(jp.paths.Pid)
 	for _, tc := range []struct {
 		cmdline string
@@ -534,7 +556,7 @@ func TestProgressPTY(t *testing.T) {
 	sh.typeSlowly("kill! USR2\r")
 	jp.waitPaused(t)
 	sh.expect(">> ", 10*time.Second)
-	jp.enqueue(t, 100, "foo", "Poolctl::Sleep", "1")
+	jp.enqueuePaused(t, 100, "foo", "Poolctl::Sleep", "1")
 
 	sh.typeSlowly("batch\r")
 	sh.expect("foo [", 10*time.Second)
