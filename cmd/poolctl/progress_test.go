@@ -587,3 +587,44 @@ func TestProgressPTY(t *testing.T) {
 		t.Errorf("terminal state not restored:\nbefore %+v\nafter  %+v", before, after)
 	}
 }
+
+// A Redis that stalls mid-batch (SIGSTOP) gives samples without fresh
+// figures: progress says so and does not call the batch over on them;
+// once Redis is back the batch drains and the summary is whole.
+func TestProgressRedisStall(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newShellEnv(t)
+	jp := e.startJobPool(t, srv, "stall", "  foo: 2\n")
+	jp.pause(t)
+	jp.enqueuePaused(t, 200, "foo", "Poolctl::Sleep", "1")
+	bp := e.startProgress(t, "--name", "stall", "--json")
+	bp.waitFor(t, "the mark", "foo 0/200 0%")
+	if err := srv.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	defer func() {
+		if !thawed {
+			_ = srv.Thaw()
+		}
+	}()
+	bp.waitFor(t, "the Redis error", "(figures as last read)")
+	select {
+	case <-bp.done:
+		t.Fatalf("progress ended while Redis was stalled:\n%s", bp.stderr.String())
+	default:
+	}
+	if err := srv.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	jp.resume(t)
+	if code := bp.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("progress exit %d\n%s", code, testTail(bp.stderr.String(), 5))
+	}
+	m := summaryOf(t, bp.stdout.String())
+	if num(m, "total") != 200 || num(m, "done") != 200 || m["drained"] != true {
+		t.Errorf("summary %s", bp.stdout.String())
+	}
+	jp.sh.close(t)
+}
