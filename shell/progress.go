@@ -436,16 +436,33 @@ func (b *batch) line() string {
 	return sb.String()
 }
 
-// bars draws the batch for a terminal: a bar per queue, width columns at
-// most each (lines never wrap, so that they can be redrawn in place).
-func (b *batch) bars(width int, stale time.Duration) []string {
+// bars draws the batch for a terminal: a bar per queue and a footer,
+// width columns at most each and height lines at most (lines never wrap
+// and never scroll, so that they can be redrawn in place). When the
+// queues do not fit, the drained ones go first, then the last ones, and
+// a line says how many are not shown.
+func (b *batch) bars(width, height int, stale time.Duration) []string {
+	shown := b.queues
+	var hidden []*batchQueue
+	if room := max(height-2, 1); len(shown) > room && len(shown)+1 > height {
+		var busy, drained []*batchQueue
+		for _, q := range b.queues {
+			if q.drained() {
+				drained = append(drained, q)
+			} else {
+				busy = append(busy, q)
+			}
+		}
+		ordered := append(busy, drained...)
+		shown, hidden = ordered[:room], ordered[room:]
+	}
 	nameW := 0
-	for _, q := range b.queues {
+	for _, q := range shown {
 		nameW = max(nameW, displayWidth(printable(q.name)))
 	}
 	nameW = min(nameW, 24)
 	var lines []string
-	for _, q := range b.queues {
+	for _, q := range shown {
 		progressed, total, drained := q.figures()
 		p := percent(progressed, total, drained)
 		name := padRight(truncate(printable(q.name), nameW), nameW)
@@ -458,6 +475,13 @@ func (b *batch) bars(width int, stale time.Duration) []string {
 		} else {
 			lines = append(lines, truncate(name+" "+words, width))
 		}
+	}
+	if len(hidden) > 0 {
+		var left int64
+		for _, q := range hidden {
+			left += q.last.Depth + q.last.InFlight
+		}
+		lines = append(lines, truncate(fmt.Sprintf("… and %d more queues, %d jobs left in them", len(hidden), left), width))
 	}
 	foot := fmt.Sprintf("%s elapsed", humanSeconds(b.last.Sub(b.start)))
 	if b.peakWorkers > 0 {

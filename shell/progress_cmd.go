@@ -62,7 +62,7 @@ type ProgressOptions struct {
 	// place when Terminal, else one line per sample.
 	Out, UI  io.Writer
 	Terminal bool
-	Width    func() int // the terminal's columns; nil = 80
+	Size     func() (cols, rows int) // the terminal's; nil = 80x24
 }
 
 // ProgressArgs are the arguments of progress: [--json] [--timeout D]
@@ -125,21 +125,21 @@ func cmdProgress(ctx context.Context, s *Session, args []string) error {
 	}
 	if s.interactive {
 		o.UI = s.out
-		o.Width = terminalWidth(s.opts.Stdout)
+		o.Size = terminalSize(s.opts.Stdout)
 	}
 	_, err = Progress(ctx, o)
 	return err
 }
 
-// terminalWidth returns the columns of w when it is a terminal, else 80.
-func terminalWidth(w io.Writer) func() int {
-	return func() int {
+// terminalSize returns the size of w when it is a terminal, else 80x24.
+func terminalSize(w io.Writer) func() (cols, rows int) {
+	return func() (int, int) {
 		if f, ok := w.(*os.File); ok {
-			if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
-				return cols
+			if cols, rows, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 && rows > 0 {
+				return cols, rows
 			}
 		}
-		return 80
+		return 80, 24
 	}
 }
 
@@ -185,7 +185,7 @@ func (c ProgressCommand) Run(ctx context.Context) error {
 	}()
 	o := ProgressOptions{Pool: p, Queues: c.Queues, JSON: c.JSON, Timeout: c.Timeout, Out: out, UI: c.Stderr}
 	if f, ok := c.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb" {
-		o.Terminal, o.Width = true, terminalWidth(f)
+		o.Terminal, o.Size = true, terminalSize(f)
 	}
 	_, err = Progress(ctx, o)
 	if gone := out.Err(); gone != nil {
@@ -329,11 +329,11 @@ func followBatch(ctx context.Context, src sampleSource, o ProgressOptions) (*Bat
 		defer t.Stop()
 		timeout = t.C
 	}
-	width := o.Width
-	if width == nil {
-		width = func() int { return 80 }
+	size := o.Size
+	if size == nil {
+		size = func() (int, int) { return 80, 24 }
 	}
-	d := &progressDisplay{w: o.UI, terminal: o.Terminal, width: width}
+	d := &progressDisplay{w: o.UI, terminal: o.Terminal, size: size}
 
 	// The mark: the first sample taken after we started.
 	first, err := firstSample(ctx, src, begun, timeout, o)
@@ -493,7 +493,7 @@ func printSummary(o ProgressOptions, sum BatchSummary) error {
 type progressDisplay struct {
 	w        io.Writer
 	terminal bool
-	width    func() int
+	size     func() (cols, rows int)
 	drawn    int       // lines of the block drawn last
 	staleAt  time.Time // when a stale footer was drawn last
 }
@@ -511,7 +511,10 @@ func (d *progressDisplay) show(b *batch, stale time.Duration) error {
 	if d.drawn > 0 {
 		fmt.Fprintf(&sb, "\x1b[%dA", d.drawn) // back to the block's first line
 	}
-	lines := b.bars(d.width()-1, stale)
+	// One column and one row to spare: the cursor never wraps, and the
+	// block never scrolls the line it must come back to off the screen.
+	cols, rows := d.size()
+	lines := b.bars(cols-1, rows-1, stale)
 	for _, l := range lines {
 		sb.WriteString("\r\x1b[2K")
 		sb.WriteString(l)

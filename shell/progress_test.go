@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -144,7 +145,7 @@ func TestBatchBars(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, width := range []int{20, 40, 79, 200} {
-		for _, l := range b.bars(width, 5*time.Second) {
+		for _, l := range b.bars(width, 24, 5*time.Second) {
 			if n := len([]rune(l)); n > width {
 				t.Errorf("width %d: line of %d columns: %q", width, n, l)
 			}
@@ -153,9 +154,34 @@ func TestBatchBars(t *testing.T) {
 			}
 		}
 	}
-	lines := b.bars(120, 0)
+	lines := b.bars(120, 24, 0)
 	if !strings.Contains(lines[1], `"evil\x1b[2J"`) || !strings.Contains(lines[0], "[") || !strings.Contains(lines[2], "ü") {
 		t.Errorf("bars:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// More queues than the terminal has rows: the busy ones are shown, the
+// rest summed up in a line, and the block fits.
+func TestBatchBarsHeight(t *testing.T) {
+	var queues []stats.QueueSample
+	for i := range 30 {
+		depth := int64(0)
+		if i%3 == 0 {
+			depth = int64(i + 1)
+		}
+		queues = append(queues, qs(fmt.Sprintf("q%02d", i), depth, 0, 0, 0, stats.QueueBusy))
+	}
+	b, err := newBatch(sample(time.Now(), queues...), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := b.bars(80, 8, 0)
+	if len(lines) != 8 || !strings.HasPrefix(lines[0], "q00 ") || !strings.HasPrefix(lines[1], "q03 ") ||
+		lines[6] != "… and 24 more queues, 94 jobs left in them" {
+		t.Errorf("bars:\n%s", strings.Join(lines, "\n"))
+	}
+	if got := b.bars(80, 40, 0); len(got) != 31 {
+		t.Errorf("%d lines on 40 rows, want every queue and the footer", len(got))
 	}
 }
 
@@ -405,7 +431,7 @@ func TestFollowBatchEndings(t *testing.T) {
 func TestFollowBatchTerminal(t *testing.T) {
 	f := &fakePool{}
 	var out, ui testutil.Buffer
-	res := follow(context.Background(), f, ProgressOptions{Out: &out, UI: &ui, Terminal: true, Width: func() int { return 60 }})
+	res := follow(context.Background(), f, ProgressOptions{Out: &out, UI: &ui, Terminal: true, Size: func() (int, int) { return 60, 24 }})
 	f.started(t)
 	f.publish(qs("foo", 4, 0, 0, 0, stats.QueueBusy), qs("bar", 2, 0, 0, 0, stats.QueueBusy))
 	testutil.Eventually(t, 5*time.Second, "the first block", func() bool { return strings.Contains(ui.String(), "foo") })
