@@ -79,6 +79,7 @@ type procKey struct {
 // process's CPU ticks between reads (keyed by pid and start time, as pids
 // are reused) for CPU % since the last read.
 type treeReader struct {
+	r        proc.Reader
 	pageSize uint64
 	prev     map[procKey]uint64 // CPU ticks (own + reaped children) at the last read
 	// scanEvery is how many reads pass between full /proc scans that find
@@ -89,7 +90,7 @@ type treeReader struct {
 }
 
 func newTreeReader() *treeReader {
-	return &treeReader{pageSize: uint64(os.Getpagesize()), prev: map[procKey]uint64{}, scanEvery: 5, kids: map[int][]int{}}
+	return &treeReader{pageSize: uint64(os.Getpagesize()), prev: map[procKey]uint64{}, scanEvery: 10, kids: map[int][]int{}}
 }
 
 // usage is one process tree's resource use.
@@ -112,7 +113,7 @@ func (t *treeReader) read(roots []int, dt float64) map[int]usage {
 	for _, root := range roots {
 		var u usage
 		for i, pid := range append([]int{root}, t.kids[root]...) {
-			s, err := proc.ReadStat(pid)
+			s, err := t.r.Stat(pid)
 			if err != nil || s.Dead() {
 				continue
 			}
@@ -132,6 +133,7 @@ func (t *treeReader) read(roots []int, dt float64) map[int]usage {
 		out[root] = u
 	}
 	t.prev = next
+	t.r.Sweep()
 	return out
 }
 

@@ -54,11 +54,15 @@ func readRedis(ctx context.Context, q *queue.Client, names []string, workers []w
 		lens[i] = pipe.LLen(ctx, k.Queue(n))
 		hashes[i] = pipe.HGetAll(ctx, k.Stats(n))
 	}
-	jobs := make([]*redis.StringCmd, len(workers))
-	done := make([]*redis.StringCmd, len(workers))
-	for i, w := range workers {
-		jobs[i] = pipe.Get(ctx, k.Worker(w.id))
-		done[i] = pipe.Get(ctx, k.ProcessedBy(w.id))
+	// Two MGETs rather than two GETs per worker: a tenth of the client's
+	// work for a hundred workers.
+	var jobs, done *redis.SliceCmd
+	if len(workers) > 0 {
+		jk, dk := make([]string, len(workers)), make([]string, len(workers))
+		for i, w := range workers {
+			jk[i], dk[i] = k.Worker(w.id), k.ProcessedBy(w.id)
+		}
+		jobs, done = pipe.MGet(ctx, jk...), pipe.MGet(ctx, dk...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, err
@@ -71,8 +75,10 @@ func readRedis(ctx context.Context, q *queue.Client, names []string, workers []w
 	}
 	for i, w := range workers {
 		wr := workerReading{}
-		wr.done, _ = strconv.ParseInt(done[i].Val(), 10, 64)
-		if rec := jobs[i].Val(); rec != "" {
+		if v, ok := done.Val()[i].(string); ok {
+			wr.done, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if rec, ok := jobs.Val()[i].(string); ok && rec != "" {
 			wr.job, wr.queue, wr.runAt = parseWorkerRecord(rec)
 		}
 		r.workers[w.pid] = wr

@@ -126,6 +126,7 @@ func (s *Sampler) Stop() {
 
 func (s *Sampler) loop() {
 	defer close(s.done)
+	defer s.tree.r.Close()
 	t := time.NewTicker(s.opts.Interval)
 	defer t.Stop()
 	for {
@@ -190,7 +191,7 @@ func (s *Sampler) sampleOnce(now time.Time) {
 	smp.History = s.depthHistory(now)
 	s.mu.Unlock()
 
-	if s.opts.Path != "" {
+	if s.opts.Path != "" && wanted(s.opts.Path, time.Now()) {
 		if err := WriteFile(s.opts.Path, smp); err != nil {
 			s.report("cannot publish the cockpit sample: " + err.Error())
 		}
@@ -270,6 +271,9 @@ func (s *Sampler) take(now time.Time, st *poolfs.State) *Sample {
 			s.queues[r.name] = t
 		}
 		qs := t.observe(r, inFlight[r.name], now, s.opts.StalledAfter)
+		if qs.Timing.Count == 0 {
+			qs.Timing.Counts = nil // an idle queue's empty buckets are not worth publishing
+		}
 		recent := r.timing
 		if h, ok := old[r.name]; ok {
 			if d := r.timing.Sub(h); d.Count > 0 {

@@ -18,7 +18,7 @@ import (
 
 // samplerFor returns a sampler over a real redis-server that the test
 // drives by hand (sampleOnce at chosen times), publishing to a file.
-func samplerFor(t *testing.T, groups ...string) (*Sampler, *queue.Client, *redistest.Server) {
+func samplerFor(t testing.TB, groups ...string) (*Sampler, *queue.Client, *redistest.Server) {
 	t.Helper()
 	srv := redistest.Start(t)
 	// Opened as the master opens it (context deadlines honoured, no
@@ -72,6 +72,10 @@ func TestSamplerReadsQueuesAndExpandsGlobs(t *testing.T) {
 	}
 	now := time.Unix(2000, 0)
 	s.sampleOnce(now)
+	if _, err := os.Stat(s.opts.Path); !os.IsNotExist(err) {
+		t.Fatalf("the sample was published before anyone asked for it: %v", err)
+	}
+	Want(s.opts.Path)
 	s.sampleOnce(now.Add(time.Second))
 	smp, _ := s.Latest()
 	if got := queueOf(t, smp, odd).Depth; got != 7 {
