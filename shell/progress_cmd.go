@@ -259,12 +259,19 @@ type poolFiles struct {
 
 	sampleStamp fileStamp
 	sample      *stats.Sample
+	wantedAt    time.Time // when we last told the master we read samples
 	stateStamp  fileStamp
 	state       *poolfs.State
 }
 
 func (f *poolFiles) Sample() (*stats.Sample, error) {
 	path := f.pool.Paths.Sample
+	if time.Since(f.wantedAt) > time.Second {
+		// The master publishes only while someone reads (stats.Want);
+		// reading again only what changed, say so ourselves.
+		stats.Want(path)
+		f.wantedAt = time.Now()
+	}
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return f.sample, nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -468,5 +469,47 @@ func TestProgressCommand(t *testing.T) {
 	b.WriteString(HelpText(Lookup("batch")))
 	if !strings.Contains(b.String(), "aliases: batch") || !strings.Contains(b.String(), "3 timeout") {
 		t.Errorf("help:\n%s", b.String())
+	}
+}
+
+// progress reads the runtime directory's files, each again only when it
+// was replaced, and keeps asking the master to publish samples (it does
+// only while someone reads them).
+func TestPoolFilesSamples(t *testing.T) {
+	p := poolfs.At(t.TempDir(), "files")
+	if err := p.Paths.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	f := &poolFiles{pool: p}
+	if s, err := f.Sample(); s != nil || err != nil {
+		t.Fatalf("no sample file: %v, %v", s, err)
+	}
+	if _, err := os.Stat(p.Paths.Sample + ".wanted"); err != nil {
+		t.Fatalf("the master was not asked for samples: %v", err)
+	}
+	t0 := time.Now().UTC()
+	for i := range 3 {
+		if err := stats.WriteFile(p.Paths.Sample, sample(t0.Add(time.Duration(i)*time.Second), qs("foo", int64(i), 0, 0, 0, stats.QueueBusy))); err != nil {
+			t.Fatal(err)
+		}
+		s, err := f.Sample()
+		if err != nil || s == nil || s.Queues[0].Depth != int64(i) {
+			t.Fatalf("sample %d: %+v, %v", i, s, err)
+		}
+	}
+	if err := os.WriteFile(p.Paths.Sample, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Sample(); err == nil || !strings.Contains(err.Error(), "decode sample") {
+		t.Errorf("a corrupt sample: %v", err)
+	}
+	if st := f.State(); st != nil {
+		t.Errorf("state without a state file: %+v", st)
+	}
+	if err := poolfs.WriteState(p.Paths.State, &poolfs.State{PID: 42}); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.State(); st == nil || st.PID != 42 {
+		t.Errorf("state %+v", st)
 	}
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool/poolfs"
+	"github.com/poolctl/poolctl/stats"
 )
 
 // jobPool is a pool of built-in workers on a test's redis-server, run by a
@@ -75,6 +76,7 @@ func (e *shellEnv) jobPoolOf(t *testing.T, srv *redistest.Server, name string) *
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
 	waitFor(t, 10*time.Second, "the first sample", func() bool {
+		stats.Want(p.Sample) // the master publishes samples only while someone reads them
 		_, err := os.Stat(p.Sample)
 		return err == nil
 	})
