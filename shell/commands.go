@@ -36,6 +36,7 @@ const (
 	argCommand
 	argPool
 	argStatusFlags
+	argAutoscale
 )
 
 // Usage is the command's synopsis, e.g. "log.tail [N]".
@@ -254,6 +255,7 @@ Examples:
   status --json`,
 			Run: cmdStatus,
 		},
+		autoscaleCommand(),
 		{
 			Name: "pstree", Summary: "show the process tree under the master with CPU and memory", MaxArgs: 0,
 			Help: "Shows every process under the master, grandchildren (job processes) included,\nwith command line, CPU% since the previous sample and resident memory.",
