@@ -62,13 +62,15 @@ func cmdAutoscale(ctx context.Context, s *Session, args []string) error {
 	if len(args) > 0 && (args[0] == "on" || args[0] == "off" || args[0] == "explain") {
 		sub, args = args[0], args[1:]
 	}
-	asJSON := false
+	asJSON, opts := false, true
 	var names []string
 	for _, a := range args {
 		switch {
-		case a == "--json" && sub != "on" && sub != "off":
+		case opts && a == "--":
+			opts = false // the rest are queue lists, even "-high"
+		case opts && a == "--json" && sub != "on" && sub != "off":
 			asJSON = true
-		case strings.HasPrefix(a, "-"):
+		case opts && strings.HasPrefix(a, "-"):
 			return &UsageError{Lookup("autoscale"), fmt.Sprintf("unknown option %q", a)}
 		case sub == "":
 			return &UsageError{Lookup("autoscale"), fmt.Sprintf("unknown sub-command %q (want on, off or explain)", a)}
@@ -287,7 +289,7 @@ func printAutoscale(w io.Writer, r *AutoscaleReport) {
 	for _, g := range r.Groups {
 		mode := "autoscale on"
 		if g.Mode == poolfs.AutoscaleOff {
-			mode = fmt.Sprintf("autoscale off (pinned at %d; autoscale on %s resumes)", g.Configured, Quote(g.Queues))
+			mode = fmt.Sprintf("autoscale off (pinned at %d; `autoscale on %s` resumes)", g.Configured, Quote(g.Queues))
 		}
 		fmt.Fprintf(w, "%s: %s, %d..%d, target wait %s, down after %s, configured %d\n",
 			g.Queues, mode, g.Min, g.Max, fmtSecs(g.TargetWait), fmtSecs(g.DownAfter), g.Configured)
@@ -724,10 +726,11 @@ func printExplanation(w io.Writer, queues, mode string, e autoscale.Explanation,
 	default:
 		verdict = fmt.Sprintf("stay at %d", e.Current)
 	}
+	policy := "policy"
 	if mode == poolfs.AutoscaleOff {
-		verdict += " (if it were on: it is pinned)"
+		policy = "policy if on (pinned now)"
 	}
-	fmt.Fprint(w, wrap(fmt.Sprintf("policy: %s: %s", verdict, e.Reason), reasonWidth, "  ", "    "))
+	fmt.Fprint(w, wrap(fmt.Sprintf("%s: %s: %s", policy, verdict, e.Reason), reasonWidth, "  ", "    "))
 }
 
 // writeStartPins writes this shell's pins for a master about to start

@@ -156,6 +156,9 @@ func TestConfigPinsAutoscaledLists(t *testing.T) {
 	if err := s.Exec(ctx, "autoscale off work"); err == nil || !strings.Contains(err.Error(), `"work" is not an autoscaled queue list`) {
 		t.Errorf("work is removed: err = %v", err)
 	}
+	if err := s.Exec(ctx, "autoscale off -- -x"); err == nil || !strings.Contains(err.Error(), `"-x" is not an autoscaled queue list`) {
+		t.Errorf("after --: err = %v", err)
+	}
 	if err := s.Exec(ctx, "autoscale off"); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +285,7 @@ func TestAutoscaleReport(t *testing.T) {
 		"  workers: desired 9, live 8 (2 idle)\n",
 		"  inputs: backlog 5400, in 310/s, job 28ms, out 292/s; host cpu 61%, free memory 3.0 GiB\n",
 		"  last decision 3s ago: backlog 5400",
-		"ü: autoscale off (pinned at 3; autoscale on ü resumes), 0..8, target wait 2s, down after 5s, configured 3\n",
+		"ü: autoscale off (pinned at 3; `autoscale on ü` resumes), 0..8, target wait 2s, down after 5s, configured 3\n",
 		"  last decision: none yet\n",
 	} {
 		if !strings.Contains(out.String(), want) {
