@@ -259,7 +259,7 @@ func TestAutoscalePinFromAnAttachedShell(t *testing.T) {
 	}
 
 	mark := len(sh.out.String())
-	sh.send(t, "autoscale --json\nautoscale explain work\nstatus\nautoscale\n")
+	sh.send(t, "autoscale --json\nautoscale explain work\nstatus\nstatus --json\nautoscale\n")
 	waitFor(t, 15*time.Second, "autoscale, explain and status", func() bool {
 		return strings.Contains(sh.out.String()[mark:], "  workers: desired 3, live 3")
 	})
@@ -285,6 +285,17 @@ func TestAutoscalePinFromAnAttachedShell(t *testing.T) {
 	if rep.Pool != "pin" || len(rep.Groups) != 1 || rep.Groups[0].Queues != "work" || rep.Groups[0].Mode != "off" ||
 		rep.Groups[0].Configured != 3 || rep.Groups[0].Desired != 3 || rep.Groups[0].Inputs == nil || rep.Groups[0].Inputs.Backlog == 0 {
 		t.Errorf("autoscale --json: %s", line)
+	}
+	status := lastJSON(t, out[:strings.LastIndex(out, "\nwork: autoscale off")])
+	checkStatusSchema(t, status)
+	var as map[string]any
+	for _, g := range status["groups"].([]any) {
+		if g := g.(map[string]any); g["queues"] == "work" {
+			as, _ = g["autoscale"].(map[string]any)
+		}
+	}
+	if as == nil || as["mode"] != "off" || as["configured"] != 3.0 || as["min"] != 1.0 || as["max"] != 16.0 || as["target_wait_seconds"] != 2.0 {
+		t.Errorf("status --json's autoscale of work: %v", as)
 	}
 	for _, want := range []string{"λ·S + B·S/T", "B backlog", "policy if on (pinned now): scale up 3→",
 		"work: autoscale off (pinned at 3; `autoscale on work` resumes) 1..16 (target wait 2s)"} {
