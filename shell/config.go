@@ -337,8 +337,10 @@ func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	} else {
 		fmt.Fprintf(s.info, "%s\n", s.cfg.Workers.Describe())
 	}
+	// On standard error in a script (info), and in top's status line
+	// when top's + and - run this.
 	for _, e := range pin {
-		fmt.Fprintf(s.errw, "%s: autoscale off, pinned at %d; `autoscale on %s` to resume\n", e.Queues, e.Count, Quote(e.Queues))
+		fmt.Fprintf(s.info, "%s: autoscale off, pinned at %d; `autoscale on %s` to resume\n", e.Queues, e.Count, Quote(e.Queues))
 	}
 	if save {
 		return s.saveConfig(ctx)
