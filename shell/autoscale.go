@@ -617,12 +617,9 @@ func pinChanges(next *spec.Config, upd spec.Spec, pins map[string]bool) (pin []s
 
 // explainAutoscale is autoscale explain [QUEUES...].
 func (s *Session) explainAutoscale(ctx context.Context, names []string, asJSON bool) error {
-	v, err := s.readAutoscaleView(ctx, s.sampleWait())
+	v, err := s.readAutoscaleView(ctx, 0)
 	if err != nil {
 		return err
-	}
-	if st, live, err := s.pool().State(); err == nil && live {
-		v.state = st
 	}
 	var lists []string
 	for _, g := range v.state.Groups {
@@ -633,6 +630,12 @@ func (s *Session) explainAutoscale(ctx context.Context, names []string, asJSON b
 	picked, err := pickAutoscaled(s.paths.Name, names, lists)
 	if err != nil {
 		return err
+	}
+	if v.sample == nil {
+		v.sample = s.recentSample(ctx, v.pid, s.sampleWait())
+		if st, live, err := s.pool().State(); err == nil && live {
+			v.state = st // the state the sample goes with
+		}
 	}
 	if v.sample == nil {
 		return fmt.Errorf("pool %s: no recent sample from the master (it samples every %s); try again", s.paths.Name, s.cfg.SampleInterval)
