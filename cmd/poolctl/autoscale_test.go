@@ -130,16 +130,7 @@ func autoscaleLines(p poolfs.Paths) string {
 // CPU-bound jobs on this 2-core machine: adding workers beyond the cores
 // does not raise throughput, so the no-gain rule takes the group back and
 // holds it at no more than 4 workers while the backlog lasts.
-//
-// It fails against the policy as it stands (2026-11-29), so it is skipped
-// until the policy is fixed: the first decision takes the group 1→16 (with
-// the timings branch: "backlog 19994, in 1980/s, job 21ms"; without it,
-// no job time is ever known and it doubles 1→2→4→8→16 within 0.5 s) while
-// the sample's out rate is still 0, so no step is recorded, nothing is
-// measured, and the group sits at 16 for the whole 60 s with no "no gain"
-// line. Remove the skip with the fix.
 func TestAutoscaleNoGainHoldsCPUBoundJobs(t *testing.T) {
-	t.Skip("the no-gain rule never measures the first step up: see the comment")
 	_, p, q := autoscalePool(t, "cpu", `  work:
     autoscale: {min: 1, max: 16, target_wait: 2s, down_after: 30s}
 `)
