@@ -60,6 +60,10 @@ func rows(z sizes) []row {
 		{key: "master_idle_cpu", label: fmt.Sprintf("master, %d idle workers, %s: CPU", n, z.MasterIdle), unit: "%", target: "≤ 0.1 %", limit: 0.1, zeroOK: true},
 		{key: "master_idle_rss", label: "  … master RSS", unit: "MiB", target: "≤ 15 MB", limit: 15},
 		{key: "master_idle_anon", label: "  … of which anonymous (RssAnon)", unit: "MiB", info: true},
+		{key: "cockpit_cpu", label: fmt.Sprintf("master sampling every 1 s, nobody watching: %d idle workers, 50 queues: CPU", n), unit: "%", target: "≤ 0.5 %", limit: 0.5, zeroOK: true},
+		{key: "cockpit_cpu_watched", label: "  … with a shell reading sample.json every second (published)", unit: "%", target: "≤ 0.75 %", limit: 0.75, zeroOK: true},
+		{key: "cockpit_cpu_off", label: "  … same pool, sample_interval: 1h (baseline)", unit: "%", info: true, zeroOK: true},
+		{key: "cockpit_sample_kb", label: "  … sample.json written each second", unit: "KiB", info: true},
 		{key: "worker_idle_rss", label: "built-in worker idle: RSS (median)", unit: "MiB", target: "≤ 10 MB", limit: 10},
 		{key: "worker_idle_anon", label: "  … of which anonymous (RssAnon; the rest is shared binary pages)", unit: "MiB", info: true},
 		{key: "worker_idle_cpu", label: fmt.Sprintf("  … CPU (mean over %d workers, %s)", n, z.WorkerIdle), unit: "%", target: "~0 (≤ 0.05 %)", limit: 0.05, zeroOK: true},
@@ -99,7 +103,7 @@ type Report struct {
 func main() {
 	bin := flag.String("bin", "bin/poolctl", "poolctl `binary` to measure")
 	out := flag.String("out", "bench/results.json", "write the results as JSON to `FILE` (\"\" = don't)")
-	only := flag.String("only", "", "run only the scenarios whose name matches `REGEXP` (lifecycle, spawn-sleep, scale-down, hup-grow, drain-N, ceiling, latency, status, enqueue)")
+	only := flag.String("only", "", "run only the scenarios whose name matches `REGEXP` (lifecycle, spawn-sleep, scale-down, hup-grow, drain-N, ceiling, latency, status, enqueue, cockpit)")
 	smoke := flag.Bool("smoke", false, "run every scenario once at tiny scale")
 	flag.Parse()
 	z := fullSizes

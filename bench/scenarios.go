@@ -75,6 +75,7 @@ func scenarios() []scenario {
 		scenario{"latency", slow, latency},
 		scenario{"status", func(sizes) int { return 1 }, status},
 		scenario{"enqueue", fast, enqueue},
+		scenario{"cockpit", func(sizes) int { return 1 }, cockpit},
 	)
 	return ss
 }

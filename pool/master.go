@@ -80,7 +80,8 @@ type Options struct {
 	// Cockpit, when set, is started once Redis is known (cfg is the
 	// configuration at start: its sample_interval, stalled_after and
 	// metrics settings apply until the master restarts).
-	Cockpit func(redisURL string, cfg *spec.Config, paths Paths, log *Logger) (Cockpit, error)
+	// ctl lets it act on the pool (the autoscaler).
+	Cockpit func(redisURL string, cfg *spec.Config, paths Paths, log *Logger, ctl Control) (Cockpit, error)
 	// RedisResolver, when set, decides the Redis from the configured URL
 	// (e.g. by starting a private server when none is configured). The
 	// master calls it once, before any worker starts, on its own goroutine,
@@ -126,7 +127,9 @@ type group struct {
 	fingerprint  string
 	failures     int
 	restarts     int
-	spawns       int // workers started, all told
+	spawns       int           // workers started, all told
+	jobTimeout   time.Duration // the group's job_timeout (its own, else the config's)
+	autoscale    autoscaleState
 	backoffUntil time.Time
 	fatal        bool
 	reason       string
@@ -182,7 +185,10 @@ type Master struct {
 	orphanRound   int
 	orphansKilled map[int]bool
 	stateErr      bool
-	lockErr       bool // the last attempt to re-take the lock file failed
+	// autoscaleOff holds the autoscaled queue lists a shell pinned
+	// (Paths.AutoscaleOff), read at every load.
+	autoscaleOff map[string]bool
+	lockErr      bool // the last attempt to re-take the lock file failed
 }
 
 // Run loads the config and runs the master until it is told to stop (by
@@ -299,7 +305,7 @@ func (m *Master) run(ctx context.Context) error {
 		// A cockpit that cannot start (e.g. its metrics address is
 		// taken) stops the master: a service whose metrics silently
 		// vanish is worse than one that says why it will not start.
-		c, err := m.opts.Cockpit(url, m.cfg, m.opts.Paths, m.log)
+		c, err := m.opts.Cockpit(url, m.cfg, m.opts.Paths, m.log, m)
 		if err != nil {
 			m.log.Printf("cannot start the cockpit: %v", err)
 			return fmt.Errorf("master cannot start: %w", err)
@@ -307,6 +313,7 @@ func (m *Master) run(ctx context.Context) error {
 		m.cockpit, m.metricsAddr = c, c.MetricsAddr()
 		defer c.Close()
 	}
+	m.readAutoscaleOff()
 	m.applyConfig(m.cfg)
 	m.log.Printf("started manager: %s", m.cfg.Workers.Describe())
 	m.reconcile()

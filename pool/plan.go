@@ -89,7 +89,14 @@ func plan(w world) []action {
 		g := w.groups[q]
 		ws := live[q]
 		if n := len(ws) - g.desired; n > 0 {
-			sort.SliceStable(ws, func(i, j int) bool { return ws[i].started.Before(ws[j].started) })
+			// The autoscaler's idle workers first, then the oldest.
+			sort.SliceStable(ws, func(i, j int) bool {
+				pi, pj := g.autoscale.prefer[ws[i].pid], g.autoscale.prefer[ws[j].pid]
+				if pi != pj {
+					return pi
+				}
+				return ws[i].started.Before(ws[j].started)
+			})
 			for _, wk := range ws[:n] {
 				acts = append(acts, stopAction(wk))
 			}

@@ -70,6 +70,7 @@ func (m *Master) reload() {
 	m.lastError = ""
 	old := m.cfg.Workers
 	m.cfg, m.overrides = cfg, over
+	m.readAutoscaleOff()
 	m.paused = false
 	m.applyConfig(cfg)
 	m.log.Printf("reloaded configuration: %s -> %s", old.Describe(), cfg.Workers.Describe())
@@ -94,6 +95,7 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 			m.groups[e.Queues] = g
 		}
 		g.desired = e.Count
+		m.applyAutoscale(g, cfg.Groups[e.Queues].Autoscale, e.Count)
 		g.argv = cfg.WorkerArgv(e.Queues)
 		g.builtin = g.argv == nil
 		if g.builtin {
@@ -110,7 +112,8 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 		}
 		// Everything that reaches the worker's argv or environment: a
 		// change means its workers must be replaced.
-		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), cfg.JobTimeout.String()})
+		g.jobTimeout = *cfg.Group(e.Queues).JobTimeout
+		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), g.jobTimeout.String()})
 		g.fingerprint = string(fp)
 		g.failures, g.fatal, g.reason, g.backoffUntil = 0, false, "", time.Time{}
 		if g.timer != nil {

@@ -109,6 +109,7 @@ func (m *Master) snapshot() *State {
 		OverridesPath:   m.opts.Overrides,
 		Error:           m.lastError,
 		Metrics:         m.metricsAddr,
+		Limits:          publishedLimits(m.cfg.Limits),
 		WorkersPausedAt: m.workersPausedAt,
 		Groups:          []GroupState{},
 		Workers:         []WorkerState{},
@@ -135,7 +136,8 @@ func (m *Master) snapshot() *State {
 	for _, q := range m.order {
 		g := m.groups[q]
 		st := g.state(now)
-		gs := GroupState{Queues: q, Desired: g.desired, Live: liveCount[q], State: string(st), Failures: g.failures, Reason: g.reason, Spawns: g.spawns, Restarts: g.restarts}
+		gs := GroupState{Queues: q, Desired: g.desired, Live: liveCount[q], State: string(st), Failures: g.failures, Reason: g.reason, Spawns: g.spawns, Restarts: g.restarts,
+			Autoscale: g.autoscale.published()}
 		if st == groupBackoff {
 			gs.BackoffUntil = g.backoffUntil
 		}

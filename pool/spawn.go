@@ -74,7 +74,7 @@ func (m *Master) workerEnv(g *group) []string {
 		workerenv.Pool+"="+m.opts.Paths.Name,
 		workerenv.MasterPID+"="+strconv.Itoa(os.Getpid()),
 		workerenv.Jobs+"="+string(jobs),
-		workerenv.JobTimeout+"="+m.cfg.JobTimeout.String(),
+		workerenv.JobTimeout+"="+g.jobTimeout.String(),
 		workerenv.HeartbeatInterval+"="+m.cfg.HeartbeatInterval.String(),
 	)
 	if m.redisURL != "" {

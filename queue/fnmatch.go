@@ -1,5 +1,7 @@
 package queue
 
+import "sort"
+
 // fnmatch reports whether name matches pattern the way Ruby's
 // File.fnmatch?(pattern, name) does with no flags, which is how Resque
 // expands queue globs: '*' matches any run of characters, '/' included;
@@ -105,4 +107,32 @@ func matchClass(p []rune, i int, r rune) (matched bool, next int, valid bool) {
 		return false, 0, false
 	}
 	return matched != negate, j + 1, true
+}
+
+// ExpandNames resolves a queue list against the known queue names (the
+// queues set) as Expand does: plain names stay, "*" and other globs become
+// their matches in known (sorted), each name once, at its first position.
+func ExpandNames(patterns, known []string) []string {
+	out := make([]string, 0, len(patterns))
+	seen := map[string]bool{}
+	add := func(q string) {
+		if !seen[q] {
+			seen[q] = true
+			out = append(out, q)
+		}
+	}
+	sorted := append([]string(nil), known...)
+	sort.Strings(sorted)
+	for _, p := range patterns {
+		if !IsPattern(p) {
+			add(p)
+			continue
+		}
+		for _, q := range sorted {
+			if fnmatch(p, q) {
+				add(q)
+			}
+		}
+	}
+	return out
 }

@@ -41,6 +41,9 @@ type Status struct {
 	// WorkersPausedAt is when USR2 paused the workers, whoever sent it
 	// (the master records it); absent when they are not paused.
 	WorkersPausedAt *time.Time `json:"workers_paused_at,omitempty"`
+	// Metrics is the address the master serves Prometheus /metrics on
+	// (state.json's metrics); absent when off.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // GroupStatus is one queue list of the configuration in force.
@@ -110,6 +113,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			t := x.StartedAt
 			st.StartedAt = &t
 			st.Error = x.Error
+			st.Metrics = x.Metrics
 			pausedAt = x.WorkersPausedAt // USR2 from anyone, cleared by CONT
 			// What the master runs, not what this shell last asked for or
 			// a file edited since: status tells the truth.
@@ -374,6 +378,9 @@ func (s *Session) printStatus(st *Status) {
 		}
 		fmt.Fprintf(w, "queues: %s\n", strings.Join(parts, " "))
 		fmt.Fprintf(w, "processed: %d  failed: %d  (Redis %s)\n", *st.Processed, *st.Failed, st.Redis)
+	}
+	if st.Metrics != "" {
+		fmt.Fprintf(w, "metrics: http://%s/metrics\n", st.Metrics)
 	}
 }
 

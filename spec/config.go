@@ -33,6 +33,11 @@ const (
 // Config is a pool configuration file.
 type Config struct {
 	Workers     Spec                // queue list -> count
+	// Groups holds the settings of queue lists given as a mapping under
+	// workers: (by canonical queue list); see Group.
+	Groups map[string]Group
+	// Limits bound what scaling may start.
+	Limits Limits
 	Command     []string            // worker argv; "{queues}" in any arg is replaced by the comma-joined queue list. Empty = built-in worker.
 	Jobs        map[string][]string // job class -> argv
 	Redis       string              // Redis URL; "" = default/embedded
@@ -155,6 +160,7 @@ func ParseConfig(data []byte, filename, env string) (*Config, error) {
 			return nil, err
 		}
 	}
+	c.pruneGroups()
 	if err := c.Validate(); err != nil {
 		return nil, &ConfigError{File: filename, Msg: err.Error(), Err: err}
 	}
@@ -187,6 +193,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("spec: config: workers: queue list %q appears twice", e.Queues)
 		}
 		seen[e.Queues] = struct{}{}
+	}
+	for _, q := range sortedGroupKeys(c.Groups) {
+		if err := c.validateGroup(q, c.Groups[q]); err != nil {
+			return err
+		}
 	}
 	if c.Metrics != "" {
 		if _, err := MetricsListenAddr(c.Metrics); err != nil {
@@ -281,15 +292,19 @@ func sortedKeys(m map[string][]string) []string {
 	return keys
 }
 
-// WorkerArgv returns the argv for a worker of the given queue list: Command
-// with {queues} substituted, or nil when Command is empty (caller uses the
+// WorkerArgv returns the argv for a worker of the given queue list: its
+// group's command, else Command, with {queues} substituted, or nil when Command is empty (caller uses the
 // built-in worker). The result is a fresh slice.
 func (c *Config) WorkerArgv(queues string) []string {
-	if len(c.Command) == 0 {
+	command := c.Command
+	if g, ok := c.Groups[queues]; ok && g.Command != nil {
+		command = g.Command
+	}
+	if len(command) == 0 {
 		return nil
 	}
-	argv := make([]string, len(c.Command))
-	for i, arg := range c.Command {
+	argv := make([]string, len(command))
+	for i, arg := range command {
 		argv[i] = strings.ReplaceAll(arg, "{queues}", queues)
 	}
 	return argv

@@ -106,7 +106,7 @@ func isSettingKey(key string) bool {
 	case "workers", "command", "jobs", "redis", "namespace",
 		"term_timeout", "start_secs", "start_retries", "backoff_max", "job_timeout",
 		"heartbeat_interval", "heartbeat_expiry", "recovery_interval",
-		"sample_interval", "stalled_after", "metrics",
+		"sample_interval", "stalled_after", "metrics", "limits",
 		"environments":
 		return true
 	}
@@ -175,6 +175,45 @@ func (d *decoder) workers(n *yaml.Node, prefix string) (Spec, error) {
 	return out, nil
 }
 
+// poolWorkers decodes poolctl's workers mapping: queue list -> count, or
+// queue list -> group mapping (Group).
+func (d *decoder) poolWorkers(n *yaml.Node, prefix string) (Spec, map[string]Group, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, nil, d.errorf(n, "%smust be a mapping of queue list to count (or to settings), got %s", prefix, describe(n))
+	}
+	seen := make(map[string]int)
+	out := make(Spec, 0, len(n.Content)/2)
+	var groups map[string]Group
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if v.Kind != yaml.MappingNode {
+			e, err := d.workerEntry(k, v, prefix, seen)
+			if err != nil {
+				return nil, nil, err
+			}
+			out = append(out, e)
+			continue
+		}
+		e, err := d.workerEntry(k, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: "0"}, prefix, seen)
+		if err != nil {
+			return nil, nil, err
+		}
+		count, g, err := d.group(v, e.Queues, prefix)
+		if err != nil {
+			return nil, nil, err
+		}
+		e.Count = count
+		out = append(out, e)
+		if !g.IsZero() {
+			if groups == nil {
+				groups = map[string]Group{}
+			}
+			groups[e.Queues] = g
+		}
+	}
+	return out, groups, nil
+}
+
 // resquePool decodes a plain resque-pool.yml into c.
 func (d *decoder) resquePool(root *yaml.Node, env string, c *Config) error {
 	var base, override Spec
@@ -237,9 +276,22 @@ func (d *decoder) section(m *yaml.Node, path, env string, c *Config) error {
 		switch key {
 		case "workers":
 			var s Spec
-			if s, err = d.workers(v, prefix); err == nil {
+			var groups map[string]Group
+			if s, groups, err = d.poolWorkers(v, prefix); err == nil {
 				c.Workers = c.Workers.Merge(s)
+				for _, e := range s {
+					if g, ok := groups[e.Queues]; ok {
+						if c.Groups == nil {
+							c.Groups = map[string]Group{}
+						}
+						c.Groups[e.Queues] = g
+					} else {
+						delete(c.Groups, e.Queues) // a plain count in an environment drops the root's settings
+					}
+				}
 			}
+		case "limits":
+			c.Limits, err = d.limits(v, prefix)
 		case "command":
 			c.Command, err = d.argv(v, prefix)
 		case "jobs":

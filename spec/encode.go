@@ -26,9 +26,11 @@ func (c *Config) Marshal() ([]byte, error) {
 
 	workers := &yaml.Node{Kind: yaml.MappingNode}
 	for _, e := range c.Workers {
-		if e.Count > 0 {
-			workers.Content = append(workers.Content, strNode(e.Queues),
-				&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(e.Count)})
+		count := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(e.Count)}
+		if g, ok := c.Groups[e.Queues]; ok && !g.IsZero() {
+			workers.Content = append(workers.Content, strNode(e.Queues), groupNode(count, g))
+		} else if e.Count > 0 {
+			workers.Content = append(workers.Content, strNode(e.Queues), count)
 		}
 	}
 	if len(workers.Content) == 0 {
@@ -50,6 +52,9 @@ func (c *Config) Marshal() ([]byte, error) {
 	}
 	if c.Namespace != def.Namespace {
 		add("namespace", strNode(c.Namespace))
+	}
+	if c.Limits != def.Limits {
+		add("limits", limitsNode(c.Limits))
 	}
 	if c.Metrics != def.Metrics {
 		add("metrics", strNode(c.Metrics))
@@ -88,4 +93,56 @@ func seqNode(items []string) *yaml.Node {
 		n.Content = append(n.Content, strNode(s))
 	}
 	return n
+}
+
+// groupNode renders a queue list's count and settings as a mapping.
+func groupNode(count *yaml.Node, g Group) *yaml.Node {
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	add := func(key string, v *yaml.Node) { m.Content = append(m.Content, strNode(key), v) }
+	add("count", count)
+	if g.Command != nil {
+		add("command", seqNode(g.Command))
+	}
+	if g.JobTimeout != nil {
+		add("job_timeout", strNode(g.JobTimeout.String()))
+	}
+	if g.MaxRSS > 0 {
+		add("max_rss", strNode(FormatBytes(g.MaxRSS)))
+	}
+	if g.MaxJobs > 0 {
+		add("max_jobs", intNode(g.MaxJobs))
+	}
+	if g.MaxLifetime > 0 {
+		add("max_lifetime", strNode(g.MaxLifetime.String()))
+	}
+	if a := g.Autoscale; a != nil {
+		as := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+		as.Content = append(as.Content, strNode("min"), intNode(a.Min), strNode("max"), intNode(a.Max),
+			strNode("target_wait"), strNode(a.TargetWait.String()), strNode("down_after"), strNode(a.DownAfter.String()))
+		add("autoscale", as)
+	}
+	return m
+}
+
+// limitsNode renders the limits that are set.
+func limitsNode(l Limits) *yaml.Node {
+	m := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+	add := func(key string, v *yaml.Node) { m.Content = append(m.Content, strNode(key), v) }
+	if l.MaxWorkers > 0 {
+		add("max_workers", intNode(l.MaxWorkers))
+	}
+	if l.MaxCPU > 0 {
+		add("max_cpu", strNode(strconv.FormatFloat(l.MaxCPU, 'f', -1, 64)+"%"))
+	}
+	if l.MinFreeMemory > 0 {
+		add("min_free_memory", strNode(FormatBytes(l.MinFreeMemory)))
+	}
+	if l.MaxWorkerRSS > 0 {
+		add("max_worker_rss", strNode(FormatBytes(l.MaxWorkerRSS)))
+	}
+	return m
+}
+
+func intNode(n int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(n)}
 }

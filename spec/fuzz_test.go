@@ -49,6 +49,9 @@ func FuzzParseConfig(f *testing.F) {
 		"a: 1\n---\nb: 2\n",
 		"workers: {'*': 2, 'a, b': 1}\ncommand: [x, '{queues}']\njobs: {A: [a]}\n",
 		"\x01",
+		groupsYAML,
+		"workers:\n  a: {count: 0, max_rss: 1.5KB, autoscale: {max: 3}}\n  b: 1\nlimits: {max_cpu: 12.5}\n",
+		"workers:\n  a: {autoscale: {max: 2}}\nenvironments:\n  production:\n    workers: {a: 0}\n",
 	} {
 		f.Add([]byte(seed), "production")
 	}

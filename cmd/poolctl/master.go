@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/poolctl/poolctl/embedredis"
 	"github.com/poolctl/poolctl/internal/procid"
+	"github.com/poolctl/poolctl/metrics"
 	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/queue"
@@ -28,8 +30,14 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	name := fs.String("name", "", "pool name (default: the current directory's name)")
 	env := fs.String("env", "", "environment section of the config (default: $POOLCTL_ENV, $RACK_ENV, $RAILS_ENV)")
 	redisURL := fs.String("redis", "", "Redis `URL` (default: $REDIS_URL, then the config's redis:)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics and /healthz on `ADDR` (HOST:PORT; a bare :PORT binds 127.0.0.1 only; default: the config's metrics:)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		if _, err := spec.MetricsListenAddr(*metricsAddr); err != nil {
+			return fmt.Errorf("%w: --metrics: %v", errUsage, err)
+		}
 	}
 	if *configPath == "" {
 		return fmt.Errorf("%w: master needs -c FILE", errUsage)
@@ -68,7 +76,7 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 
 		RedisResolver: resolveRedis,
 		Janitor:       newRecoverer,
-		Cockpit:       newCockpit,
+		Cockpit:       cockpitWithMetrics(*metricsAddr),
 	}
 	if pid, err := strconv.Atoi(os.Getenv("POOLCTL_SHELL_PID")); err == nil {
 		opts.ShellPID = pid
@@ -151,9 +159,25 @@ func (m *masterRecoverer) Close() error {
 	return m.rdb.Close()
 }
 
+// cockpitWithMetrics returns newCockpit with the metrics address addr
+// (--metrics) in place of the config's metrics:, when addr is set.
+func cockpitWithMetrics(addr string) func(string, *spec.Config, pool.Paths, *pool.Logger, pool.Control) (pool.Cockpit, error) {
+	return func(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger, ctl pool.Control) (pool.Cockpit, error) {
+		if addr != "" {
+			c := *cfg
+			c.Metrics = addr
+			cfg = &c
+		}
+		return newCockpit(url, cfg, paths, log, ctl)
+	}
+}
+
 // newCockpit starts the master's sampler (package stats), which publishes
-// the pool's figures in the runtime directory every sample_interval.
-func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger) (pool.Cockpit, error) {
+// the pool's figures in the runtime directory every sample_interval, and,
+// when cfg.Metrics is set, the Prometheus server over its samples
+// (package metrics). A metrics address that cannot be served is an error:
+// the master stops with it.
+func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger, ctl pool.Control) (pool.Cockpit, error) {
 	host, err := os.Hostname()
 	if err != nil {
 		return nil, fmt.Errorf("host name: %w", err)
@@ -168,7 +192,7 @@ func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger
 		Logf:         log.Printf,
 	}
 	if url != "" {
-		rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-sampler", PoolSize: 1, ReadTimeout: time.Second})
+		rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-sampler", PoolSize: 1, NoRetry: true, ReadTimeout: time.Second})
 		if err != nil {
 			return nil, err
 		}
@@ -176,25 +200,48 @@ func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger
 		opts.Queue = queue.New(rdb, cfg.Namespace)
 	}
 	c.sampler = stats.NewSampler(opts)
+	if cfg.Metrics != "" {
+		srv, err := metrics.NewServer(cfg.Metrics, c.sampler, metrics.WithLogf(log.Printf))
+		if err != nil {
+			if c.rdb != nil {
+				_ = c.rdb.Close()
+			}
+			return nil, err
+		}
+		c.metrics = srv
+		log.Printf("serving metrics on http://%s/metrics", srv.Addr())
+	}
 	c.sampler.Start()
 	return c, nil
 }
 
-// cockpit adapts the sampler (and the metrics server, when one is
-// configured) to pool.Cockpit.
+// cockpit adapts the sampler and the metrics server, when one is
+// configured, to pool.Cockpit.
 type cockpit struct {
 	sampler *stats.Sampler
 	rdb     interface{ Close() error }
-	metrics string
+	metrics *metrics.Server // nil when off
 }
 
 func (c *cockpit) Observe(s *pool.State) { c.sampler.Observe(s) }
-func (c *cockpit) MetricsAddr() string   { return c.metrics }
+
+// MetricsAddr is the address the metrics server listens on (its real
+// port when port 0 was asked), "" when off.
+func (c *cockpit) MetricsAddr() string {
+	if c.metrics == nil {
+		return ""
+	}
+	return c.metrics.Addr()
+}
 
 func (c *cockpit) Close() error {
+	var errs []error
+	if c.metrics != nil {
+		errs = append(errs, c.metrics.Close())
+	}
 	c.sampler.Stop()
 	if c.rdb != nil {
-		return c.rdb.Close()
+		errs = append(errs, c.rdb.Close())
 	}
-	return nil
+	return errors.Join(errs...)
 }

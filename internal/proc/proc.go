@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -17,12 +18,16 @@ const ClockTicks = 100
 
 // Stat is what poolctl reads of /proc/PID/stat.
 type Stat struct {
-	PID        int
-	PPID       int
-	PGID       int
-	State      byte   // 'R', 'S', 'D', 'T', 'Z', ...
-	CPUTicks   uint64 // user + system time
+	PID      int
+	PPID     int
+	PGID     int
+	State    byte   // 'R', 'S', 'D', 'T', 'Z', ...
+	CPUTicks uint64 // user + system time
+	// ChildTicks is the user + system time of its children that it has
+	// waited for (a worker's finished job processes).
+	ChildTicks uint64
 	StartTicks uint64 // start time after boot
+	RSSPages   uint64 // resident set size in pages
 }
 
 // Dead reports whether the process has exited (a zombie waiting to be
@@ -48,7 +53,7 @@ func ParseStat(pid int, b []byte) (Stat, error) {
 		return Stat{}, fmt.Errorf("process %d: malformed stat", pid)
 	}
 	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 || len(f[0]) == 0 {
+	if len(f) < 22 || len(f[0]) == 0 {
 		return Stat{}, fmt.Errorf("process %d: malformed stat", pid)
 	}
 	num := func(k int) uint64 { n, _ := strconv.ParseUint(string(f[k]), 10, 64); return n }
@@ -58,7 +63,7 @@ func ParseStat(pid int, b []byte) (Stat, error) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return Stat{}, fmt.Errorf("process %d: malformed stat", pid)
 	}
-	return Stat{PID: pid, PPID: ppid, PGID: pgid, State: f[0][0], CPUTicks: num(11) + num(12), StartTicks: start}, nil
+	return Stat{PID: pid, PPID: ppid, PGID: pgid, State: f[0][0], CPUTicks: num(11) + num(12), ChildTicks: num(13) + num(14), StartTicks: start, RSSPages: num(21)}, nil
 }
 
 // Children lists the processes whose parent is ppid, from one pass over
@@ -105,4 +110,75 @@ func BootTime() (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("no btime in /proc/stat")
+}
+
+// Reader reads /proc/PID/stat files with a reused buffer and bare system
+// calls, and keeps up to MaxOpen of them open between reads: re-reading an
+// open stat file is one pread, where os.ReadFile costs six system calls
+// and an allocation. A sampler that reads a hundred of them every second
+// pays a fifth as much. An open stat file belongs to one process: once it
+// exits, reads fail (ESRCH) even if its pid is reused, so a cached file
+// never reports another process. Close releases the files.
+type Reader struct {
+	// MaxOpen caps the files kept open (0 = 256).
+	MaxOpen int
+	buf     [1024]byte
+	path    []byte
+	open    map[int]int // pid -> fd
+	used    map[int]bool
+}
+
+// Stat reads /proc/PID/stat as ReadStat does.
+func (r *Reader) Stat(pid int) (Stat, error) {
+	if r.open == nil {
+		r.open, r.used = map[int]int{}, map[int]bool{}
+	}
+	if fd, ok := r.open[pid]; ok {
+		n, err := syscall.Pread(fd, r.buf[:], 0)
+		if err == nil && n > 0 {
+			r.used[pid] = true
+			return ParseStat(pid, r.buf[:n])
+		}
+		syscall.Close(fd)
+		delete(r.open, pid)
+		return Stat{}, fmt.Errorf("process %d: gone", pid)
+	}
+	r.path = append(strconv.AppendInt(append(r.path[:0], "/proc/"...), int64(pid), 10), "/stat"...)
+	fd, err := syscall.Open(string(r.path), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return Stat{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	n, err := syscall.Pread(fd, r.buf[:], 0)
+	max := r.MaxOpen
+	if max <= 0 {
+		max = 256
+	}
+	if err == nil && len(r.open) < max {
+		r.open[pid], r.used[pid] = fd, true
+	} else {
+		syscall.Close(fd)
+	}
+	if err != nil {
+		return Stat{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return ParseStat(pid, r.buf[:n])
+}
+
+// Sweep closes the files of processes not read since the last Sweep.
+func (r *Reader) Sweep() {
+	for pid, fd := range r.open {
+		if !r.used[pid] {
+			syscall.Close(fd)
+			delete(r.open, pid)
+		}
+	}
+	clear(r.used)
+}
+
+// Close closes every file the reader keeps open.
+func (r *Reader) Close() {
+	for pid, fd := range r.open {
+		syscall.Close(fd)
+		delete(r.open, pid)
+	}
 }

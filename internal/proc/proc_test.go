@@ -9,12 +9,12 @@ import (
 
 func TestParseStatCountsFieldsAfterTheLastParen(t *testing.T) {
 	// A command name with spaces and parentheses, as a process may choose.
-	line := "4242 (my (odd) name) S 17 4242 17 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 123456 1000 10 0\n"
+	line := "4242 (my (odd) name) S 17 4242 17 0 -1 4194560 100 0 0 0 7 5 3 4 20 0 1 0 123456 1000 10 0\n"
 	s, err := ParseStat(4242, []byte(line))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Stat{PID: 4242, PPID: 17, PGID: 4242, State: 'S', CPUTicks: 12, StartTicks: 123456}
+	want := Stat{PID: 4242, PPID: 17, PGID: 4242, State: 'S', CPUTicks: 12, ChildTicks: 7, StartTicks: 123456, RSSPages: 10}
 	if s != want {
 		t.Errorf("ParseStat = %+v, want %+v", s, want)
 	}

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
+	"strings"
 )
 
 // Paths names the files of one pool. The runtime directory is the whole
@@ -35,6 +37,10 @@ type Paths struct {
 	// Sample holds the master's latest cockpit sample with a short
 	// history (stats.Sample, depth history included), replaced atomically every sample interval.
 	Sample string
+	// AutoscaleOff lists the autoscaled queue lists a shell pinned to
+	// their configured count (`config Q=N`, `autoscale off Q`), one per
+	// line; the master reads it at every load.
+	AutoscaleOff string
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -92,6 +98,8 @@ func PathsFor(base, name string) Paths {
 		Overrides: filepath.Join(dir, "overrides.spec"),
 		StartLock: filepath.Join(dir, "start.lock"),
 		Sample:    filepath.Join(dir, "sample.json"),
+
+		AutoscaleOff: filepath.Join(dir, "autoscale.off"),
 	}
 }
 
@@ -144,4 +152,39 @@ func ListPools(base string) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// ReadAutoscaleOff reads the set of pinned queue lists (none when the
+// file does not exist).
+func ReadAutoscaleOff(path string) (map[string]bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	off := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			off[line] = true
+		}
+	}
+	return off, nil
+}
+
+// WriteAutoscaleOff atomically replaces the set of pinned queue lists.
+func WriteAutoscaleOff(path string, off map[string]bool) error {
+	lists := make([]string, 0, len(off))
+	for q, ok := range off {
+		if ok {
+			lists = append(lists, q)
+		}
+	}
+	sort.Strings(lists)
+	var b strings.Builder
+	for _, q := range lists {
+		b.WriteString(q + "\n")
+	}
+	return WriteFileAtomic(path, []byte(b.String()))
 }

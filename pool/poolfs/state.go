@@ -59,6 +59,9 @@ type State struct {
 	// after CONT: the workers started before it are paused (Resque's
 	// USR2), whoever sent the signal.
 	WorkersPausedAt time.Time `json:"workers_paused_at,omitzero"`
+	// Limits are the machine limits autoscaling keeps within (absent
+	// when none is set).
+	Limits *Limits `json:"limits,omitempty"`
 	// Metrics is the address /metrics is served on, "" when off.
 	Metrics string `json:"metrics,omitempty"`
 }
@@ -72,8 +75,10 @@ type GroupState struct {
 	Failures     int       `json:"failures"` // consecutive failed starts
 	BackoffUntil time.Time `json:"backoff_until,omitzero"`
 	Reason       string    `json:"reason,omitempty"` // why it is backing off or fatal
-	Spawns       int       `json:"spawns"`           // workers started for this queue list since the master started
-	Restarts     int       `json:"restarts"`         // workers that exited unasked and were replaced
+	// Autoscale is the queue list's autoscaling, nil when it has none.
+	Autoscale *AutoscaleState `json:"autoscale,omitempty"`
+	Spawns    int             `json:"spawns"`   // workers started for this queue list since the master started
+	Restarts  int             `json:"restarts"` // workers that exited unasked and were replaced
 }
 
 // WorkerState is one live worker process.
@@ -157,4 +162,33 @@ func WriteFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, werr)
 	}
 	return nil
+}
+
+// Autoscale modes of a group.
+const (
+	AutoscaleOn  = "on"
+	AutoscaleOff = "off" // pinned to its configured count
+)
+
+// AutoscaleState is an autoscaled queue list's mode, bounds and last
+// decision.
+type AutoscaleState struct {
+	Mode       string  `json:"mode"`
+	Min        int     `json:"min"`
+	Max        int     `json:"max"`
+	TargetWait float64 `json:"target_wait_seconds"`
+	DownAfter  float64 `json:"down_after_seconds"`
+	// Configured is the count the config gives (used when off).
+	Configured int `json:"configured"`
+	// Reason is the autoscaler's last reported decision, with its inputs.
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+// Limits are the config's limits: in force.
+type Limits struct {
+	MaxWorkers    int     `json:"max_workers,omitempty"`
+	MaxCPU        float64 `json:"max_cpu_percent,omitempty"`
+	MinFreeMemory uint64  `json:"min_free_memory_bytes,omitempty"`
+	MaxWorkerRSS  uint64  `json:"max_worker_rss_bytes,omitempty"`
 }
