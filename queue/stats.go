@@ -157,15 +157,17 @@ func FormatEnqueuedAt(t time.Time) string {
 
 // ParseEnqueuedAt reads an enqueued_at value: a JSON number of Unix epoch
 // seconds, float (as Sidekiq writes it) or integer. Anything else (a
-// string, null, zero or negative, a number beyond float64) is not a
-// usable time, and ok is false.
+// string, null, zero or negative, a time past 2116, milliseconds taken
+// for seconds included, where durations from now would overflow) is not
+// a usable time, and ok is false.
 func ParseEnqueuedAt(raw []byte) (t time.Time, ok bool) {
 	s := strings.TrimSpace(string(raw))
 	if s == "" || !(s[0] == '-' || s[0] >= '0' && s[0] <= '9') {
 		return time.Time{}, false
 	}
+	const limit = float64(1<<62) / 1e9 // seconds: 2116-02-20
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f >= 1<<62/1e9 {
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f >= limit {
 		return time.Time{}, false
 	}
 	sec := math.Floor(f)

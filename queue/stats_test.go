@@ -373,6 +373,8 @@ func TestEnqueuedAtFormatParseAndWait(t *testing.T) {
 		{"-5", time.Time{}, false},
 		{"1e400", time.Time{}, false},
 		{"1e300", time.Time{}, false},
+		{"1795337900123", time.Time{}, false},          // milliseconds
+		{"4102444800", time.Unix(4102444800, 0), true}, // 2100: far, not absurd
 		{"[1]", time.Time{}, false},
 		{"", time.Time{}, false},
 	} {
