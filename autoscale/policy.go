@@ -16,6 +16,7 @@ package autoscale
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/poolctl/poolctl/spec"
@@ -54,14 +55,13 @@ type Input struct {
 // Memory is what the policy remembers between decisions of one group.
 type Memory struct {
 	surplusSince time.Time // when desired first fell below current, zero when it did not
-	lastDown     time.Time
 	// step is the last step up being measured.
 	step *step
 	// ceiling caps the count after a step that did not pay, until it
 	// lifts (the queue empties, or ceilingFor passes).
 	ceiling      int
 	ceilingUntil time.Time
-	lastReason   string
+	lastKind     string
 }
 
 type step struct {
@@ -81,8 +81,10 @@ type Decision struct {
 	// Changed is Desired != Input.Current; Hold is a wish the limits or
 	// the gain rule held back.
 	Changed, Hold bool
-	// NewReason is true when Reason differs from the last decision's (so
-	// holds are logged once per change of reason).
+	// Kind names the reason without its figures ("up", "no gain",
+	// "limit", "busy", ...); NewReason is true when it differs from the
+	// last decision's, so holds are logged once per change of reason.
+	Kind      string
 	NewReason bool
 }
 
@@ -98,8 +100,6 @@ const (
 	minGain = 0.10
 	// ceilingFor is how long a "no gain" ceiling lasts while work remains.
 	ceilingFor = 2 * time.Minute
-	// downEvery paces scale-down steps after the surplus lasted DownAfter.
-	downEvery = 200 * time.Millisecond
 )
 
 // Want is the count Little's law asks for, clamped to the group's bounds,
@@ -147,7 +147,7 @@ func Decide(in Input, mem *Memory) Decision {
 				mem.ceiling, mem.ceilingUntil = keep, in.Now.Add(ceilingFor)
 				d.Desired, d.Hold = keep, true
 				d.Reason = fmt.Sprintf("no gain from %d→%d workers (%.0f/s → %.0f/s, expected +%.0f/s): holding at %d", st.from, st.to, st.before, after, expected, keep)
-				return mem.finish(d, in)
+				return mem.finish(d, in, "no gain")
 			}
 		}
 	}
@@ -160,7 +160,7 @@ func Decide(in Input, mem *Memory) Decision {
 		mem.surplusSince = time.Time{}
 		if mem.step != nil {
 			d.Hold, d.Reason = true, fmt.Sprintf("measuring the step %d→%d before another", mem.step.from, mem.step.to)
-			return mem.finish(d, in)
+			return mem.finish(d, in, "measuring")
 		}
 		target, limit := want, ""
 		if mem.ceiling > 0 && target > mem.ceiling {
@@ -171,7 +171,7 @@ func Decide(in Input, mem *Memory) Decision {
 		}
 		if target <= in.Current {
 			d.Hold, d.Reason = true, fmt.Sprintf("%s; wants %d, held at %d: %s", how, want, in.Current, limit)
-			return mem.finish(d, in)
+			return mem.finish(d, in, "held: "+limitKind(limit))
 		}
 		d.Desired = target
 		d.Reason = how + hostNote(in)
@@ -181,6 +181,7 @@ func Decide(in Input, mem *Memory) Decision {
 		if in.OutRate > 0 && in.Current > 0 {
 			mem.step = &step{from: in.Current, to: target, at: in.Now, before: in.OutRate}
 		}
+		return mem.finish(d, in, "up")
 	case want < in.Current:
 		if mem.surplusSince.IsZero() {
 			mem.surplusSince = in.Now
@@ -189,26 +190,37 @@ func Decide(in Input, mem *Memory) Decision {
 		switch {
 		case waited < in.Settings.DownAfter:
 			d.Reason = fmt.Sprintf("%s; surplus for %s of %s before scaling down", how, waited.Round(time.Second), in.Settings.DownAfter)
+			return mem.finish(d, in, "surplus")
 		case in.Idle == 0:
 			d.Hold, d.Reason = true, fmt.Sprintf("%s; every worker is busy: none stopped", how)
-		case in.Now.Sub(mem.lastDown) < downEvery:
-			d.Reason = how
+			return mem.finish(d, in, "busy")
 		default:
+			// One per sample: the next decision sees this one applied.
 			d.Desired, d.Reason = in.Current-1, how+"; one idle worker stopped"
-			mem.lastDown = in.Now
+			return mem.finish(d, in, "down")
 		}
-	default:
-		mem.surplusSince = time.Time{}
-		d.Reason = how + ": steady"
 	}
-	return mem.finish(d, in)
+	mem.surplusSince = time.Time{}
+	d.Reason = how + ": steady"
+	return mem.finish(d, in, "steady")
 }
 
-// finish fills the decision's flags and remembers its reason.
-func (mem *Memory) finish(d Decision, in Input) Decision {
+// limitKind is the name of the limit in a hold's reason.
+func limitKind(limit string) string {
+	for _, k := range []string{"max_workers", "max_cpu", "min_free_memory", "no gain"} {
+		if strings.Contains(limit, k) {
+			return k
+		}
+	}
+	return limit
+}
+
+// finish fills the decision's flags and remembers its kind.
+func (mem *Memory) finish(d Decision, in Input, kind string) Decision {
 	d.Changed = d.Desired != in.Current
-	d.NewReason = d.Reason != mem.lastReason
-	mem.lastReason = d.Reason
+	d.Kind = kind
+	d.NewReason = kind != mem.lastKind
+	mem.lastKind = kind
 	return d
 }
 

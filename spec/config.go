@@ -32,12 +32,12 @@ const (
 
 // Config is a pool configuration file.
 type Config struct {
-	Workers     Spec                // queue list -> count
+	Workers Spec // queue list -> count
 	// Groups holds the settings of queue lists given as a mapping under
 	// workers: (by canonical queue list); see Group.
 	Groups map[string]Group
 	// Limits bound what scaling may start.
-	Limits Limits
+	Limits      Limits
 	Command     []string            // worker argv; "{queues}" in any arg is replaced by the comma-joined queue list. Empty = built-in worker.
 	Jobs        map[string][]string // job class -> argv
 	Redis       string              // Redis URL; "" = default/embedded

@@ -26,8 +26,8 @@ func cockpitPool(t *testing.T, name, workers string) (poolfs.Paths, *queue.Clien
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.startMaster(t, "-c", cfg, "--name", name)
 	p := e.paths(name)
+	e.startMaster(t, "-c", cfg, "--name", name, "--log", p.Log)
 	var st *poolfs.State
 	waitFor(t, 20*time.Second, "workers running", func() bool {
 		var err error

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/poolctl/poolctl/autoscale"
 	"github.com/poolctl/poolctl/embedredis"
 	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/metrics"
@@ -212,6 +213,10 @@ func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger
 		log.Printf("serving metrics on http://%s/metrics", srv.Addr())
 	}
 	c.sampler.Start()
+	// The autoscaler decides on each new sample (autoscaled queue lists
+	// only; it does nothing in a pool without them).
+	c.scaler = autoscale.NewScaler(c.sampler, ctl, cfg.SampleInterval/4)
+	c.scaler.Start()
 	return c, nil
 }
 
@@ -221,6 +226,7 @@ type cockpit struct {
 	sampler *stats.Sampler
 	rdb     interface{ Close() error }
 	metrics *metrics.Server // nil when off
+	scaler  *autoscale.Scaler
 }
 
 func (c *cockpit) Observe(s *pool.State) { c.sampler.Observe(s) }
@@ -239,6 +245,7 @@ func (c *cockpit) Close() error {
 	if c.metrics != nil {
 		errs = append(errs, c.metrics.Close())
 	}
+	c.scaler.Stop()
 	c.sampler.Stop()
 	if c.rdb != nil {
 		errs = append(errs, c.rdb.Close())
