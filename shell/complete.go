@@ -111,6 +111,8 @@ func (s *Session) complete(d prompt.Document) []prompt.Suggest {
 		}
 	case argStatusFlags:
 		out = []prompt.Suggest{{Text: "--json", Description: "one JSON object"}}
+	case argTune:
+		out = tuneSuggestions(s, fields, before)
 	case argPool:
 		for _, p := range runningPools() {
 			out = append(out, prompt.Suggest{Text: p.Name, Description: p.Spec})
