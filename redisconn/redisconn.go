@@ -21,7 +21,7 @@ const DefaultURL = "redis://127.0.0.1:6379/0"
 
 // Options are the per-process client settings.
 type Options struct {
-	Name     string // CLIENT SETNAME value (no spaces)
+	Name     string // CLIENT SETNAME value (bytes Redis refuses are escaped)
 	PoolSize int    // connections per process; 0 = 2
 	// NoRetry turns off go-redis's own retries. Callers that retry
 	// themselves want this: a retried script whose first reply was lost
@@ -43,7 +43,7 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 	if o.PoolSize <= 0 {
 		o.PoolSize = 2
 	}
-	name := strings.ReplaceAll(o.Name, " ", "_")
+	name := clientName(o.Name)
 	if strings.Contains(url, "master_name=") {
 		return openSentinel(url, name, o)
 	}
@@ -63,6 +63,25 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 	opts.PoolSize, opts.ClientName = o.PoolSize, name
 	o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
 	return redis.NewClient(opts), nil
+}
+
+// clientName makes name one Redis accepts for CLIENT SETNAME (bytes '!'
+// to '~' only; a refused name fails every command of the connection):
+// spaces become '_', other bytes %XX. Worker ids hold queue names, which
+// may be any printable UTF-8.
+func clientName(name string) string {
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == ' ':
+			b.WriteByte('_')
+		case c < '!' || c > '~':
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // openSentinel opens a client that finds its master through Redis

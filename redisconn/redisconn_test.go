@@ -97,3 +97,24 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// A client name is a worker id, which holds queue names: any printable
+// UTF-8. Redis refuses names with bytes outside '!'..'~' (and so every
+// command of a connection whose CLIENT SETNAME failed): such bytes are
+// replaced, so a worker of queue "q:ü/1" can talk to Redis.
+func TestOpenClientNameRedisAccepts(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb, err := Open(srv.URL(), Options{Name: "poolctl-worker:vm:1:q:ü/1,a b\tc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	name, err := rdb.Do(ctx, "CLIENT", "GETNAME").Text()
+	if err != nil || name != "poolctl-worker:vm:1:q:%C3%BC/1,a_b%09c" {
+		t.Errorf("client name %q, %v", name, err)
+	}
+}

@@ -36,6 +36,7 @@ const (
 	argCommand
 	argPool
 	argStatusFlags
+	argQueueNames // queue names, as they are (progress)
 )
 
 // Usage is the command's synopsis, e.g. "log.tail [N]".
@@ -254,6 +255,7 @@ Examples:
   status --json`,
 			Run: cmdStatus,
 		},
+		topCommand(),
 		{
 			Name: "pstree", Summary: "show the process tree under the master with CPU and memory", MaxArgs: 0,
 			Help: "Shows every process under the master, grandchildren (job processes) included,\nwith command line, CPU% since the previous sample and resident memory.",
@@ -341,6 +343,35 @@ Examples:
   wait
   wait 2m`,
 			Run: cmdWait,
+		},
+		{
+			Name: "progress", Aliases: []string{"batch"}, Args: "[--json] [--timeout D] [QUEUE ...]", MaxArgs: -1, Arg: argQueueNames,
+			Summary: "follow a batch until its queues drain: a bar per queue, rate, ETA, then a summary",
+			Help: `Marks what the named queues (default: every queue the pool serves) hold now,
+queued plus in flight, as a batch, then shows per queue done/total, %, the
+rate jobs finish at and the ETA, from the samples the master publishes
+(every sample_interval). At a terminal the bars are redrawn in place; in a
+script one line per sample goes to standard error. Jobs enqueued during the
+batch grow its total, and it says so. The ETA is shown only while a queue
+drains; otherwise its state says why there is none (stalled, growing: will
+not drain). It ends when every queue has nothing queued and nothing in
+flight, and prints a summary: duration, jobs done, failed, throughput,
+p50/p95/p99 job time, peak workers. --json prints the summary as one JSON
+object (queues, total, done, failed, enqueued, drained, duration_seconds,
+throughput, job_seconds {p50, p95, p99}, peak_workers).
+
+Ctrl-C stops watching and returns to the prompt; the batch runs on. In a
+script, progress is how one waits for a batch: it fails (the script exits
+1) when jobs of the batch failed, when --timeout D (seconds or a duration)
+runs out first (the summary so far is printed, with drained false), or
+when a queue is not one the pool serves. poolctl progress gives these
+exit statuses: 0 drained, 1 drained with failed jobs, 2 usage, 3 timeout.
+
+Examples:
+  progress
+  progress --json --timeout 10m reports mail
+  batch`,
+			Run: cmdProgress,
 		},
 		{
 			Name: "help", Args: "[COMMAND]", MaxArgs: 1, Arg: argCommand,

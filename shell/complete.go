@@ -117,6 +117,12 @@ func (s *Session) complete(d prompt.Document) []prompt.Suggest {
 		for _, p := range runningPools() {
 			out = append(out, prompt.Suggest{Text: p.Name, Description: p.Spec})
 		}
+	case argQueueNames:
+		out = append(out, prompt.Suggest{Text: "--json", Description: "the summary as one JSON object"},
+			prompt.Suggest{Text: "--timeout", Description: "give up after a duration"})
+		for _, q := range s.queueNames() {
+			out = append(out, prompt.Suggest{Text: q, Description: "queue"})
+		}
 	case argQueues:
 		// Complete the last name of a queue list: "foo,ba" -> "foo,bar=".
 		head := ""

@@ -68,6 +68,7 @@ type Session struct {
 	masterLife
 	redis  redisClients
 	queues queueNameCache
+	top    topMemory // the pauses top sent (top.go)
 }
 
 // NewSession prepares a session from opts without starting anything.

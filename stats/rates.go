@@ -17,21 +17,26 @@ const (
 )
 
 // ewma is an exponentially weighted moving average of a rate over a time
-// constant, exact for uneven intervals. Its first observation seeds it,
-// so a new average is not biased towards zero.
+// constant, exact for uneven intervals and bias-corrected: until it has
+// seen a few time constants, it is the weighted mean of what it has seen
+// (not of that and an assumed starting value), so the first interval of a
+// batch, or a first slow one, does not linger in it for tens of seconds.
 type ewma struct {
 	tau    time.Duration
+	sum    float64 // decayed sum of weighted rates
+	weight float64 // decayed sum of the weights
 	value  float64
 	seeded bool
 }
 
 func (e *ewma) observe(rate float64, dt time.Duration) {
-	if !e.seeded {
-		e.value, e.seeded = rate, true
-		return
+	decay := math.Exp(-dt.Seconds() / e.tau.Seconds())
+	e.sum = e.sum*decay + (1-decay)*rate
+	e.weight = e.weight*decay + (1 - decay)
+	if e.weight > 0 {
+		e.value = e.sum / e.weight
 	}
-	alpha := 1 - math.Exp(-dt.Seconds()/e.tau.Seconds())
-	e.value += alpha * (rate - e.value)
+	e.seeded = true
 }
 
 // queueTracker derives one queue's rates and state from its successive

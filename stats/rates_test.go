@@ -126,3 +126,32 @@ func TestQuantileInterpolatesWithinBucket(t *testing.T) {
 		t.Fatalf("a reset counter should yield the later histogram, got %+v", r)
 	}
 }
+
+// A batch sampled every 200 ms whose first busy intervals are slow (the
+// workers warming up): at half-way the rate must be close to the pace of
+// the drain so far, not to the first interval's.
+func TestEarlySlowIntervalsDoNotDominate(t *testing.T) {
+	tr := newQueueTracker()
+	now := time.Unix(1000, 0)
+	const step = 200 * time.Millisecond
+	depth, processed := int64(4000), int64(0)
+	tr.observe(queueReading{name: "q"}, 0, now, 10*time.Second) // empty before the batch
+	var qs QueueSample
+	for i := 1; depth > 2000; i++ {
+		now = now.Add(step)
+		n := int64(80) // 400/s
+		if i <= 3 {
+			n = 10 // 50/s while warming up
+		}
+		depth -= n
+		processed += n
+		qs = tr.observe(queueReading{name: "q", depth: depth, processed: processed}, 4, now, 10*time.Second)
+	}
+	if qs.OutRate < 340 || qs.OutRate > 410 {
+		t.Fatalf("out rate at half-way %.0f/s, want about 400/s", qs.OutRate)
+	}
+	want := float64(depth+4) / 400
+	if qs.ETASeconds == nil || math.Abs(*qs.ETASeconds-want)/want > 0.15 {
+		t.Fatalf("eta %v, want within 15%% of %.1fs", qs.ETASeconds, want)
+	}
+}

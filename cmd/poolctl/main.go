@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/poolctl/poolctl/internal/cli"
+	"github.com/poolctl/poolctl/shell"
 	"github.com/poolctl/poolctl/worker"
 )
 
@@ -38,7 +39,9 @@ func commands() []command {
 		{"enqueue", "push jobs: poolctl enqueue [-n COUNT] [-q] QUEUE CLASS [ARG...] [-- ARG...]", runEnqueue},
 		{"queues", "show queue depths, stats and workers", runQueues},
 		{"failed", "list, retry or clear failure records: poolctl failed [list|retry N|retry --all|clear]", runFailed},
+		{"progress", "follow a batch until its queues drain: poolctl progress [--name NAME] [--json] [--timeout D] [QUEUE...]", runProgress},
 		{"attach", "attach a shell to a running pool: poolctl attach [NAME]", runAttach},
+		{"top", "watch a running pool live: poolctl top [NAME] [--json] [--interval D] [--count N]", runTop},
 		{"list", "list the pools running on this host", runList},
 		{"version", "print the version", func(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "poolctl", version)
@@ -68,9 +71,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // exitCode prints err and maps it to poolctl's exit status (cli.ExitCode):
-// 2 for usage errors, the worker's included.
+// 2 for usage errors, the worker's and progress's included; progress's
+// own statuses (a timeout is 3).
 func exitCode(err error, stderr io.Writer) int {
-	return cli.ExitCode(err, "poolctl", stderr, errUsage, worker.ErrUsage)
+	return cli.ExitCode(err, "poolctl", stderr, errUsage, worker.ErrUsage, shell.ErrProgressUsage)
 }
 
 func usage(w io.Writer) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -190,4 +191,15 @@ func selectEnv(opts *shell.Options) error {
 		has = "it has: " + strings.Join(names, ", ")
 	}
 	return fmt.Errorf("%w: %s: %s has no environment section %q (%s)", errUsage, where, opts.ConfigFile, opts.Env, has)
+}
+
+// runTop is `poolctl top [NAME] [flags]`: the shell's top command on a
+// running pool, full-screen at a terminal, JSON Lines otherwise.
+func runTop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	err := shell.RunTop(ctx, shell.Options{Stdin: stdin, Stdout: stdout, Stderr: stderr}, args)
+	var ue *shell.UsageError
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return err
 }

@@ -21,15 +21,25 @@ type quietLogger struct{}
 
 func (quietLogger) Printf(context.Context, string, ...any) {}
 
+// ExitStatuser is an error that names its exit status (a command with
+// statuses of its own, such as poolctl progress's timeout).
+type ExitStatuser interface {
+	error
+	ExitStatus() int
+}
+
 // ExitCode is the exit status for err, which it prints to stderr as
 // "PROG: ERROR": 0 for nil and flag.ErrHelp (the flag package has printed
 // the help), 2 for an error that wraps one of usage (a command-line
-// mistake), 1 for any other.
+// mistake), the status an ExitStatuser in err names, 1 for any other.
 func ExitCode(err error, prog string, stderr io.Writer, usage ...error) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+	if es, ok := errors.AsType[ExitStatuser](err); ok && es.ExitStatus() > 0 {
+		return es.ExitStatus()
+	}
 	for _, u := range usage {
 		if errors.Is(err, u) {
 			return 2

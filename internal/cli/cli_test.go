@@ -19,6 +19,8 @@ func TestExitCode(t *testing.T) {
 		{flag.ErrHelp, 0, ""},
 		{fmt.Errorf("%w: bad flag", errUsage), 2, "prog: usage error: bad flag\n"},
 		{errors.New("boom"), 1, "prog: boom\n"},
+		{fmt.Errorf("wrapped: %w", statusErr{3}), 3, "prog: wrapped: status 3\n"},
+		{statusErr{0}, 1, "prog: status 0\n"},
 	}
 	for _, tt := range tests {
 		var b bytes.Buffer
@@ -27,3 +29,8 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+type statusErr struct{ n int }
+
+func (e statusErr) Error() string   { return fmt.Sprintf("status %d", e.n) }
+func (e statusErr) ExitStatus() int { return e.n }
