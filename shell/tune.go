@@ -18,6 +18,7 @@ import (
 	"github.com/poolctl/poolctl/spec"
 	"github.com/poolctl/poolctl/stats"
 	"github.com/poolctl/poolctl/tune"
+	"github.com/redis/go-redis/v9"
 )
 
 // Timeouts of tune; variables so tests can shorten them.
@@ -65,9 +66,17 @@ func cmdTune(ctx context.Context, s *Session, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A master that has just started may not have written its state.
 	st, err := poolfs.ReadState(s.paths.State)
-	if err != nil || st.PID != pid {
-		return fmt.Errorf("tune: pool %s: the master has not published its state yet; try again", s.paths.Name)
+	for deadline := time.Now().Add(3 * time.Second); (err != nil || st.PID != pid) && time.Now().Before(deadline) && ctx.Err() == nil; {
+		sleepCtx(ctx, pollInterval)
+		st, err = poolfs.ReadState(s.paths.State)
+	}
+	if err != nil {
+		return fmt.Errorf("tune: pool %s: %w", s.paths.Name, err)
+	}
+	if st.PID != pid {
+		return fmt.Errorf("tune: pool %s: the master (pid %d) has not published its state yet; try again", s.paths.Name, pid)
 	}
 	s.refreshConfig()
 	if s.foreignConfig() {
@@ -445,18 +454,18 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // checkBacklog refuses a sweep the queue's backlog would not last:
-// every planned count at the pace its current workers show per worker
-// (an upper bound: linear scaling), for the longest warm-up, minus what
-// arrives meanwhile.
+// every planned count at the pace one of its workers keeps now (measured
+// over a second: an upper bound, as if scaling were linear), for the
+// longest warm-up and the step, less what arrives meanwhile.
 func (t *tuneRun) checkBacklog(ctx context.Context) error {
-	smp, err := t.freshSample(ctx)
+	first, err := t.freshSample(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("tune: %w", err)
 	}
 	var qs *stats.QueueSample
-	for i := range smp.Queues {
-		if smp.Queues[i].Name == t.opts.queue {
-			qs = &smp.Queues[i]
+	for i := range first.Queues {
+		if first.Queues[i].Name == t.opts.queue {
+			qs = &first.Queues[i]
 		}
 	}
 	if qs == nil {
@@ -465,20 +474,28 @@ func (t *tuneRun) checkBacklog(ctx context.Context) error {
 	if qs.Depth == 0 {
 		return fmt.Errorf("tune: queue %s is empty: there is nothing to measure; feed it with --load 'CLASS ARG...' (e.g. --load 'Poolctl::Sleep 50')", t.opts.queue)
 	}
-	live := 0
-	for _, w := range smp.Workers {
-		if w.Queues == t.list {
-			live++
+	d := &tuneDriver{t: t}
+	last := first
+	for last.TS.Sub(first.TS) < time.Second {
+		if last, err = d.Next(ctx, last.TS); err != nil {
+			return fmt.Errorf("tune: %w", err)
 		}
 	}
-	perWorker := 0.0
-	switch {
-	case qs.OutRate > 0 && live > 0:
-		perWorker = qs.OutRate / float64(live)
-	case qs.Timing.Mean() > 0:
-		perWorker = 1 / qs.Timing.Mean()
-	default:
-		return fmt.Errorf("tune: no job of %s has finished yet, so there is no telling whether its %d queued jobs last the sweep; feed it with --load 'CLASS ARG...'", t.opts.queue, qs.Depth)
+	pace, live, err := tune.Pace(first, last, t.opts.queue, t.list)
+	if err != nil {
+		return fmt.Errorf("tune: %w", err)
+	}
+	if pace <= 0 || live == 0 {
+		return fmt.Errorf("tune: no job of %s finished in the last %.1fs, so there is no telling whether its %d queued jobs last the sweep; feed it with --load 'CLASS ARG...'",
+			t.opts.queue, last.TS.Sub(first.TS).Seconds(), qs.Depth)
+	}
+	perWorker := pace / float64(live)
+	var depth int64
+	var in float64
+	for _, q := range last.Queues {
+		if q.Name == t.opts.queue {
+			depth, in = q.Depth, q.InRate
+		}
 	}
 	plan := tune.Doubling(t.opts.min, t.opts.max)
 	extra := max(3, tune.MinFitPoints-len(plan))
@@ -488,11 +505,11 @@ func (t *tuneRun) checkBacklog(ctx context.Context) error {
 	stepSecs := (max(3*time.Second, t.opts.step) + t.opts.step).Seconds()
 	var need float64
 	for _, n := range plan {
-		need += max(0, float64(n)*perWorker-qs.InRate) * stepSecs
+		need += max(0, float64(n)*perWorker-in) * stepSecs
 	}
-	if float64(qs.Depth) < need {
+	if float64(depth) < need {
 		return fmt.Errorf("tune: queue %s holds %d jobs, and the sweep (%d counts, up to %.0fs) may take up to %.0f at %.2f jobs/s per worker: it would run dry; enqueue more, lower --max or --step-seconds, or feed it with --load 'CLASS ARG...'",
-			t.opts.queue, qs.Depth, len(plan), stepSecs*float64(len(plan)), need, perWorker)
+			t.opts.queue, depth, len(plan), stepSecs*float64(len(plan)), need, perWorker)
 	}
 	return nil
 }
@@ -609,12 +626,15 @@ type feeder struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	// failed is the failure counter at the last window (its goroutine's).
+	failed     int64
+	failedSeen bool
 }
 
 // Feeding pace: the backlog is kept at feedAhead of the highest recent
 // consumption rate, and never below feedMin jobs.
 const (
-	feedMin   = 200
+	feedMin   = 500
 	feedAhead = 3 * time.Second
 	feedTick  = 50 * time.Millisecond
 )
@@ -650,10 +670,13 @@ func (f *feeder) start(ctx context.Context) {
 	go func() {
 		defer close(f.done)
 		key := f.qc.Keys().Queue(f.queue)
+		// The pace is judged over windows of a second at least: over one
+		// tick, a late tick or a burst of finishing jobs would read as
+		// a pace many times the real one.
 		var rate float64 // jobs/s, the highest recent
 		var last int64 = -1
-		var pushed int64
-		lastAt := time.Now()
+		var pushed, winJobs int64
+		winStart := time.Now()
 		failures := 0
 		tick := time.NewTicker(feedTick)
 		defer tick.Stop()
@@ -665,11 +688,16 @@ func (f *feeder) start(ctx context.Context) {
 			}
 			depth, err := f.qc.Redis().LLen(ctx, key).Result()
 			if err == nil {
-				now := time.Now()
 				if last >= 0 {
-					if dt := now.Sub(lastAt).Seconds(); dt > 0 {
-						rate = max(rate*0.98, float64(last+pushed-depth)/dt)
+					winJobs += last + pushed - depth
+				}
+				if dt := time.Since(winStart); dt >= time.Second {
+					rate = max(rate*0.8, float64(winJobs)/dt.Seconds())
+					if err := f.checkFailures(ctx, winJobs, dt); err != nil {
+						f.fail(err)
+						return
 					}
+					winJobs, winStart = 0, time.Now()
 				}
 				target := max(int64(feedMin), int64(rate*feedAhead.Seconds()))
 				pushed = 0
@@ -679,7 +707,7 @@ func (f *feeder) start(ctx context.Context) {
 						pushed = target - depth
 					}
 				}
-				last, lastAt = depth, now
+				last = depth
 			}
 			if err != nil && ctx.Err() == nil {
 				if failures++; failures >= 20 {
@@ -691,6 +719,25 @@ func (f *feeder) start(ctx context.Context) {
 			failures = 0
 		}
 	}()
+}
+
+// checkFailures reads the pool's failure counter (Resque's
+// stat:failed) once a window: when more than half the jobs taken from
+// the queue in the window failed, the synthetic jobs fail (a class the
+// workers do not run, bad arguments), and their pace means nothing.
+func (f *feeder) checkFailures(ctx context.Context, taken int64, dt time.Duration) error {
+	failed, err := f.qc.Redis().Get(ctx, f.qc.Keys().Failed()).Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil // a missed reading; the next window tells
+	}
+	prev := f.failed
+	f.failed = failed
+	if f.failedSeen && taken > 0 && (failed-prev)*2 > taken {
+		return fmt.Errorf("%w: %d jobs failed while %d were taken from %s in the last %.1fs (see the failed list): is the --load class one the workers run?",
+			tune.ErrJobsFail, failed-prev, taken, f.queue, dt.Seconds())
+	}
+	f.failedSeen = true
+	return nil
 }
 
 // stop ends the feeding and waits for it.

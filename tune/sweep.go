@@ -256,6 +256,9 @@ type reading struct {
 	host      stats.HostSample
 	rss       uint64 // mean per worker of the list
 	workers   int
+	// done is each of the list's workers' job count (pid → jobs since
+	// it started), for pools whose workers keep no per-queue stats.
+	done map[int]int64
 }
 
 func read(smp *stats.Sample, cfg Config) (reading, error) {
@@ -274,10 +277,12 @@ func read(smp *stats.Sample, cfg Config) (reading, error) {
 		return r, fmt.Errorf("queue %s is not in the master's sample", cfg.Queue)
 	}
 	var rss uint64
+	r.done = map[int]int64{}
 	for _, w := range smp.Workers {
 		if w.Queues == cfg.List {
 			r.workers++
 			rss += w.RSSBytes
+			r.done[w.PID] = w.JobsDone
 		}
 	}
 	if r.workers > 0 {
@@ -286,13 +291,32 @@ func read(smp *stats.Sample, cfg Config) (reading, error) {
 	return r, nil
 }
 
-// rate is the queue's throughput between two readings.
+// jobs is how many jobs finished between two readings: the queue's own
+// count (every host's workers, failures included) when it moves, else,
+// for workers that keep no per-queue stats, the job counts of the list's
+// workers (a worker new in b counts from its start).
+func jobs(a, b reading) int64 {
+	if n := b.processed - a.processed; n > 0 {
+		return n
+	}
+	var n int64
+	for pid, d := range b.done {
+		if d0, ok := a.done[pid]; ok && d >= d0 {
+			n += d - d0
+		} else if !ok {
+			n += d
+		}
+	}
+	return n
+}
+
+// rate is the throughput between two readings.
 func rate(a, b reading) float64 {
 	dt := b.at.Sub(a.at).Seconds()
 	if dt <= 0 {
 		return 0
 	}
-	return float64(b.processed-a.processed) / dt
+	return float64(jobs(a, b)) / dt
 }
 
 // measure sets n workers, waits until their throughput is steady, and
@@ -367,7 +391,7 @@ func measure(ctx context.Context, d Driver, cfg Config, n int) (Point, error) {
 		end = r
 	}
 	p.Seconds = end.at.Sub(start.at).Seconds()
-	p.Jobs = end.processed - start.processed
+	p.Jobs = jobs(start, end)
 	p.Failed = end.failed - start.failed
 	p.Throughput = rate(start, end)
 	p.CPUPercent = cpu / float64(samples)
@@ -384,6 +408,22 @@ func measure(ctx context.Context, d Driver, cfg Config, n int) (Point, error) {
 	}
 	cfg.Progress("%d workers: %s jobs/s, p95 %s, CPU %.0f%%", n, formatRate(p.Throughput), formatSeconds(p.P95), p.CPUPercent)
 	return p, nil
+}
+
+// Pace is the throughput of queue between two samples (as the sweep
+// measures it: the queue's count, else the list's workers' job counts)
+// and how many workers of list the later one shows.
+func Pace(a, b *stats.Sample, queue, list string) (jobsPerSecond float64, workers int, err error) {
+	cfg := Config{Queue: queue, List: list}
+	ra, err := read(a, cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	rb, err := read(b, cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	return rate(ra, rb), rb.workers, nil
 }
 
 // at returns the latest reading of hist taken at or before t (the first

@@ -97,8 +97,11 @@ type fakePool struct {
 	rss       uint64
 	k         int
 	sets      []int
-	cancelAt  int // cancel (via onSet) at the set call with this count
 	onSet     func(n int)
+	// workerCounts: the queue keeps no stats (workers before per-queue
+	// stats); only each worker's own job count moves.
+	workerCounts bool
+	perWorker    map[int]float64 // pid → jobs done
 }
 
 func newFakePool(x func(int) float64) *fakePool {
@@ -135,6 +138,12 @@ func (f *fakePool) Next(ctx context.Context, after time.Time) (*stats.Sample, er
 		done := r * f.interval.Seconds()
 		f.processed += done
 		f.failed += done * f.failShare
+		if f.perWorker == nil {
+			f.perWorker = map[int]float64{}
+		}
+		for i := 0; i < f.n; i++ {
+			f.perWorker[100+i] += done / float64(f.n)
+		}
 		if f.now.After(after) {
 			break
 		}
@@ -144,13 +153,17 @@ func (f *fakePool) Next(ctx context.Context, after time.Time) (*stats.Sample, er
 	counts[2] = jobs // every job 2–5 ms
 	ws := make([]stats.WorkerSample, f.n)
 	for i := range ws {
-		ws[i] = stats.WorkerSample{PID: 100 + i, Queues: "cpu,other", RSSBytes: f.rss}
+		ws[i] = stats.WorkerSample{PID: 100 + i, Queues: "cpu,other", RSSBytes: f.rss, JobsDone: int64(f.perWorker[100+i])}
+	}
+	qs := stats.QueueSample{Name: "cpu", Depth: f.depth, Processed: jobs, Failed: int64(f.failed), Timing: stats.Histogram{Count: jobs, Counts: counts}}
+	if f.workerCounts {
+		qs = stats.QueueSample{Name: "cpu", Depth: f.depth}
 	}
 	ws = append(ws, stats.WorkerSample{PID: 99, Queues: "elsewhere", RSSBytes: 1 << 30})
 	return &stats.Sample{
 		TS: f.now, Interval: f.interval.Seconds(),
 		Host:    stats.HostSample{CPUPercent: math.Min(100, 25*float64(f.n)), Load1: float64(f.n), MemFreeBytes: 4 << 30},
-		Queues:  []stats.QueueSample{{Name: "other", Depth: 0}, {Name: "cpu", Depth: f.depth, Processed: jobs, Failed: int64(f.failed), Timing: stats.Histogram{Count: jobs, Counts: counts}}},
+		Queues:  []stats.QueueSample{{Name: "other", Depth: 0}, qs},
 		Workers: ws,
 	}, nil
 }
@@ -216,6 +229,26 @@ func TestRunSweepsRefinesAndMeasures(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(progress, "\n"), "4 workers: ") {
 		t.Errorf("no progress for 4 workers: %q", progress)
+	}
+}
+
+// Workers that keep no per-queue stats: throughput from the list's
+// workers' own job counts (the other list's worker does not count), and
+// no p95.
+func TestRunFromWorkerJobCounts(t *testing.T) {
+	f := newFakePool(func(n int) float64 { return 40 * float64(n) })
+	f.workerCounts = true
+	cfg := sweepConfig()
+	cfg.Max = 4
+	cfg.Now = func() time.Time { return f.now }
+	points, err := Run(context.Background(), f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range points {
+		if !within(p.Throughput, 40*float64(p.Workers), 0.05) || p.P95 != nil {
+			t.Errorf("%d workers: %.1f jobs/s p95 %v, want %d and none", p.Workers, p.Throughput, p.P95, 40*p.Workers)
+		}
 	}
 }
 
