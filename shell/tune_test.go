@@ -3,6 +3,8 @@ package shell
 import (
 	"context"
 	"encoding/json"
+	"reflect"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,8 @@ import (
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/internal/testutil"
 	"github.com/poolctl/poolctl/queue"
+
+	prompt "github.com/c-bata/go-prompt"
 )
 
 // The feeder keeps a queue that a consumer drains at 400 jobs/s from
@@ -122,5 +126,45 @@ func TestParseTuneArgs(t *testing.T) {
 		if _, err := parseTuneArgs(args); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("tune %v: %v, want an error with %q", args, err, want)
 		}
+	}
+}
+
+// Completion offers the pool's queues first, then the flags not given
+// yet (a flag's value is not taken for the queue).
+func TestTuneCompletion(t *testing.T) {
+	s, _ := newTestSession(t, "foo=2:bar,baz=1")
+	complete := func(text string) []string {
+		b := prompt.NewBuffer()
+		b.InsertText(text, false, true)
+		var got []string
+		for _, sg := range s.complete(*b.Document()) {
+			got = append(got, sg.Text)
+		}
+		sort.Strings(got)
+		return got
+	}
+	tests := map[string][]string{
+		"tune b":                   {"bar", "baz"},
+		"tune --max 8 f":           {"foo"},
+		"tune foo --m":             {"--max", "--min"},
+		"tune foo --max 8 --m":     {"--min"},
+		"tune foo --json --apply ": {"--load", "--max", "--min", "--step-seconds"},
+	}
+	for text, want := range tests {
+		if got := complete(text); !reflect.DeepEqual(got, want) {
+			t.Errorf("complete(%q) = %q, want %q", text, got, want)
+		}
+	}
+}
+
+// A tune that cannot start changes nothing and says why: no master.
+func TestTuneWithoutMaster(t *testing.T) {
+	s, _ := newTestSession(t, "foo=2")
+	err := s.Exec(context.Background(), "tune foo --load 'Poolctl::Noop'")
+	if err == nil || !strings.Contains(err.Error(), "the master is not running") {
+		t.Fatalf("tune on a stopped pool: %v", err)
+	}
+	if err := s.Exec(context.Background(), "tune"); err == nil || !strings.Contains(err.Error(), "missing argument") {
+		t.Fatalf("tune without a queue: %v", err)
 	}
 }
