@@ -98,10 +98,24 @@ func cmdTune(ctx context.Context, s *Session, args []string) error {
 			lim.OtherWorkers += og.Desired
 		}
 	}
+	if a := g.Autoscale; a != nil {
+		// config refuses a count outside an autoscaled list's bounds.
+		switch {
+		case o.minSet && o.min < a.Min:
+			return fmt.Errorf("tune: --min %d is below queue list %s's autoscale min %d (config refuses a count outside its bounds)", o.min, g.Queues, a.Min)
+		case o.maxSet && o.max > a.Max:
+			return fmt.Errorf("tune: --max %d is above queue list %s's autoscale max %d (config refuses a count outside its bounds)", o.max, g.Queues, a.Max)
+		case !o.minSet:
+			o.min = max(o.min, a.Min)
+		}
+	}
 	if !o.maxSet {
 		o.max = max(o.min, 4*runtime.NumCPU())
 		if lim.MaxWorkers > 0 {
 			o.max = max(o.min, min(o.max, lim.MaxWorkers-lim.OtherWorkers))
+		}
+		if g.Autoscale != nil {
+			o.max = max(o.min, min(o.max, g.Autoscale.Max))
 		}
 		fmt.Fprintf(s.errw, "tune: sweeping %d–%d workers (give --max for more)\n", o.min, o.max)
 	}

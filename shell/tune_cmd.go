@@ -62,6 +62,7 @@ Examples:
 type tuneOptions struct {
 	queue    string
 	min, max int
+	minSet   bool
 	maxSet   bool
 	step     time.Duration
 	load     []string // CLASS ARG...
@@ -109,7 +110,7 @@ func parseTuneArgs(args []string) (tuneOptions, error) {
 				return o, fmt.Errorf("tune: %s %q: want a worker count from 1 to %d", name, value, spec.MaxCount)
 			}
 			if name == "--min" {
-				o.min = n
+				o.min, o.minSet = n, true
 			} else {
 				o.max, o.maxSet = n, true
 			}

@@ -279,3 +279,77 @@ func TestTuneRefusesWhatWouldNotWork(t *testing.T) {
 	}
 	assertNoSynthetic(t, qc, "a")
 }
+
+// --apply sets the recommended count as config does; with 3 points the
+// model is skipped and the result says so.
+func TestTuneApply(t *testing.T) {
+	srv := redistest.Start(t)
+	qc := queue.New(srv.Client(), "")
+	e := newShellEnv(t)
+	e.reap("tunea")
+	cfg := tuneConfig(t, srv, "  a: 1\n  b: 2\n", "")
+	r := e.run("tune b --max 3 --step-seconds 1 --load 'Poolctl::Sleep 50' --apply --json\nconfig\n", "-c", cfg, "--name", "tunea")
+	t.Logf("stderr:\n%s", r.stderr)
+	lines := jsonLines(r.stdout)
+	if r.code != 0 || len(lines) != 1 {
+		t.Fatalf("exit %d, stdout:\n%s", r.code, r.stdout)
+	}
+	res := decodeTune(t, lines[0])
+	if res.Recommended == nil || *res.Recommended != 3 || !res.Applied {
+		t.Fatalf("recommended %v applied %v (%s), want 3 applied (sleep-bound: linear)", res.Recommended, res.Applied, res.Reason)
+	}
+	if res.USL != nil || !strings.Contains(res.ModelNote, "too few points") {
+		t.Errorf("3 points: usl %+v, note %q: want no model, and why", res.USL, res.ModelNote)
+	}
+	if !strings.HasSuffix(r.stdout, "a=1:b=3\n") || !strings.Contains(r.stderr, "tune: applied b=3") {
+		t.Errorf("config after --apply: %q", r.stdout)
+	}
+	assertNoSynthetic(t, qc, "b")
+}
+
+// An autoscaled list is pinned (autoscale off) for the sweep, so the
+// autoscaler does not fight it over the count, and handed back after.
+func TestTuneAutoscaledListIsPinnedAndHandedBack(t *testing.T) {
+	srv := redistest.Start(t)
+	qc := queue.New(srv.Client(), "")
+	e := newShellEnv(t)
+	e.reap("tunes")
+	cfg := tuneConfig(t, srv, "  auto:\n    count: 1\n    autoscale: {min: 1, max: 2, target_wait: 1s, down_after: 1s}\n", "")
+	p := e.paths("tunes")
+	sh := e.startPiped(t, "-c", cfg, "--name", "tunes", "--no-prompt")
+	sh.waitRunning(t, p)
+	t.Cleanup(func() {
+		if t.Failed() {
+			st, _ := os.ReadFile(p.State)
+			t.Logf("shell:\n%s\nstate:\n%s", sh.out.String(), st)
+		}
+	})
+	sh.send(t, "tune auto --max 4 --load 'Poolctl::Sleep 50'\n")
+	waitFor(t, 10*time.Second, "--max past the autoscale bounds refused", func() bool {
+		return strings.Contains(sh.out.String(), "tune: --max 4 is above queue list auto's autoscale max 2 (config refuses a count outside its bounds)")
+	})
+	sh.send(t, "tune auto --step-seconds 1 --load 'Poolctl::Sleep 50'\n")
+	waitFor(t, 60*time.Second, "2 workers of the pinned list", func() bool {
+		st, err := poolfs.ReadState(p.State)
+		g := groupOf(st, "auto")
+		return err == nil && g.Live == 2 && g.Autoscale != nil && g.Autoscale.Mode == poolfs.AutoscaleOff
+	})
+	waitFor(t, 60*time.Second, "the sweep's end", func() bool {
+		return strings.Contains(sh.out.String(), "synthetic jobs still queued")
+	})
+	waitFor(t, 10*time.Second, "the list handed back to the autoscaler", func() bool {
+		st, err := poolfs.ReadState(p.State)
+		g := groupOf(st, "auto")
+		return err == nil && g.Autoscale != nil && g.Autoscale.Mode == poolfs.AutoscaleOn && g.Desired <= 2
+	})
+	pins, err := poolfs.ReadAutoscaleOff(p.AutoscaleOff)
+	if err != nil || pins["auto"] {
+		t.Errorf("autoscale.off after tune: %v, %v", pins, err)
+	}
+	assertNoSynthetic(t, qc, "auto")
+	sh.stdin.Close()
+	_ = sh.cmd.Wait() // a failed line (the refusal): exit status 1
+	if !strings.Contains(sh.out.String(), "tune: sweeping 1–2 workers") || !strings.Contains(sh.out.String(), "tune: auto back to 1 workers") || !strings.Contains(sh.out.String(), "recommended: 2 workers") {
+		t.Errorf("shell output:\n%s", sh.out.String())
+	}
+}
