@@ -65,8 +65,12 @@ type Memory struct {
 }
 
 type step struct {
-	from, to     int
-	at           time.Time
+	from, to int
+	at       time.Time
+	// perWorker is what one more worker should add (jobs/s): 1/S, a
+	// worker running jobs of the mean time back to back, when S is known,
+	// else the measured rate per worker.
+	perWorker    float64
 	before       float64 // throughput at `from`
 	doneAt       int64   // Done when the new workers were running
 	measureStart time.Time
@@ -139,9 +143,9 @@ func Decide(in Input, mem *Memory) Decision {
 		} else if !st.measureStart.IsZero() && in.Now.Sub(st.measureStart) >= measureFor {
 			after := float64(in.Done-st.doneAt) / in.Now.Sub(st.measureStart).Seconds()
 			mem.step = nil
-			perWorker := st.before / float64(st.from)
+			perWorker := st.perWorker
 			expected := perWorker * float64(st.to-st.from)
-			if st.before > 0 && after-st.before < minGain*expected {
+			if perWorker > 0 && after-st.before < minGain*expected {
 				keep := int(math.Ceil(after / perWorker))
 				keep = min(max(keep, st.from, in.Settings.Min), st.to)
 				mem.ceiling, mem.ceilingUntil = keep, in.Now.Add(ceilingFor)
@@ -162,6 +166,11 @@ func Decide(in Input, mem *Memory) Decision {
 			d.Hold, d.Reason = true, fmt.Sprintf("measuring the step %d→%d before another", mem.step.from, mem.step.to)
 			return mem.finish(d, in, "measuring")
 		}
+		if in.JobSeconds <= 0 && in.Live < in.Current {
+			// Doubling blind: wait for the last doubling's workers.
+			d.Hold, d.Reason = true, fmt.Sprintf("%s; waiting for %d workers to start", how, in.Current-in.Live)
+			return mem.finish(d, in, "starting")
+		}
 		target, limit := want, ""
 		if mem.ceiling > 0 && target > mem.ceiling {
 			target, limit = mem.ceiling, fmt.Sprintf("no gain above %d workers lately", mem.ceiling)
@@ -178,8 +187,20 @@ func Decide(in Input, mem *Memory) Decision {
 		if limit != "" {
 			d.Reason += fmt.Sprintf("; wants %d, limited: %s", want, limit)
 		}
-		if in.OutRate > 0 && in.Current > 0 {
-			mem.step = &step{from: in.Current, to: target, at: in.Now, before: in.OutRate}
+		// Measure the step: it must deliver a tenth of what the added
+		// workers should. The baseline is what `from` workers do at the
+		// job time seen so far (the measured rate lags a step up).
+		if in.Current > 0 {
+			st := &step{from: in.Current, to: target, at: in.Now, before: in.OutRate}
+			if in.JobSeconds > 0 {
+				st.perWorker = 1 / in.JobSeconds
+				st.before = max(st.before, float64(in.Current)*st.perWorker)
+			} else if in.OutRate > 0 {
+				st.perWorker = in.OutRate / float64(in.Current)
+			}
+			if st.perWorker > 0 { // else nothing to judge it by: a blind doubling
+				mem.step = st
+			}
 		}
 		return mem.finish(d, in, "up")
 	case want < in.Current:

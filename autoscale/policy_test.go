@@ -161,3 +161,40 @@ func TestScaleDownSlowlyAndOnlyIdle(t *testing.T) {
 		t.Fatalf("scaled down right after a backlog: %s", d.Reason)
 	}
 }
+
+// The first step of a batch: no job finished in the last sample yet (out
+// rate 0) but the job time is known: the step is still judged, against
+// what its workers should do at that job time.
+func TestNoGainJudgedWithoutMeasuredRate(t *testing.T) {
+	now := time.Unix(1000, 0)
+	in := Input{Now: now, Settings: bounds, Current: 1, Live: 1, Backlog: 20000, JobSeconds: 0.021}
+	var mem Memory
+	if d := Decide(in, &mem); d.Desired != 16 {
+		t.Fatalf("first step %d (%s)", d.Desired, d.Reason)
+	}
+	in.Current, in.Live = 16, 16
+	var last Decision
+	for i := 1; i <= 25 && !last.Changed; i++ {
+		in.Now = now.Add(time.Duration(i) * 200 * time.Millisecond)
+		in.Done += 19 // 95/s: two cores' worth
+		in.JobSeconds = 0.17
+		last = Decide(in, &mem)
+	}
+	if last.Desired > 4 || !strings.Contains(last.Reason, "no gain from 1→16") {
+		t.Fatalf("CPU-bound step kept: %d (%s)", last.Desired, last.Reason)
+	}
+}
+
+// Doubling blind (job time unknown) waits for the last doubling's
+// workers instead of doubling every sample.
+func TestBlindDoublingWaitsForWorkers(t *testing.T) {
+	in := Input{Now: time.Unix(1000, 0), Settings: bounds, Current: 2, Live: 1, Backlog: 500}
+	var mem Memory
+	if d := Decide(in, &mem); d.Changed || !strings.Contains(d.Reason, "waiting for 1 workers to start") {
+		t.Fatalf("doubled before its workers ran: %d (%s)", d.Desired, d.Reason)
+	}
+	in.Live = 2
+	if d := Decide(in, &mem); d.Desired != 4 {
+		t.Fatalf("did not double once they ran: %d (%s)", d.Desired, d.Reason)
+	}
+}

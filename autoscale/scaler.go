@@ -33,13 +33,17 @@ type Scaler struct {
 	mu   sync.Mutex
 	mem  map[string]*Memory
 	last time.Time // the TS of the last sample decided on
+	// pending holds each group's last change until the master's state
+	// shows it: deciding again on a state that predates it would repeat
+	// the step.
+	pending map[string]pendingChange
 
 	stop, done chan struct{}
 }
 
 // NewScaler returns a scaler that looks for a new sample every poll.
 func NewScaler(src Source, ctl Control, poll time.Duration) *Scaler {
-	return &Scaler{src: src, ctl: ctl, every: max(poll, 10*time.Millisecond), mem: map[string]*Memory{},
+	return &Scaler{src: src, ctl: ctl, every: max(poll, 10*time.Millisecond), mem: map[string]*Memory{}, pending: map[string]pendingChange{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -88,6 +92,12 @@ func (s *Scaler) Step() {
 			continue
 		}
 		seen[g.Queues] = true
+		if p, ok := s.pending[g.Queues]; ok {
+			if g.Desired != p.n && smp.TS.Sub(p.at) < pendingFor {
+				continue
+			}
+			delete(s.pending, g.Queues)
+		}
 		mem := s.mem[g.Queues]
 		if mem == nil {
 			mem = &Memory{}
@@ -98,13 +108,27 @@ func (s *Scaler) Step() {
 		if d.Changed || (d.Hold && d.NewReason) {
 			s.ctl.Scale(g.Queues, d.Desired, idle, d.Reason)
 		}
+		if d.Changed {
+			s.pending[g.Queues] = pendingChange{n: d.Desired, at: smp.TS}
+		}
 	}
 	for q := range s.mem {
 		if !seen[q] {
 			delete(s.mem, q) // off, pinned or removed: start afresh when back
+			delete(s.pending, q)
 		}
 	}
 }
+
+// pendingChange is a count handed to the master and not yet in its state.
+type pendingChange struct {
+	n  int
+	at time.Time
+}
+
+// pendingFor is how long a change may stay out of the master's state
+// before the scaler decides on the state as it is.
+const pendingFor = 2 * time.Second
 
 // InputFor assembles the policy's input for group g from a sample and
 // the state, and lists g's idle workers (the ones to stop first).
@@ -137,7 +161,7 @@ func InputFor(smp *stats.Sample, st *poolfs.State, g poolfs.GroupState) (Input, 
 			continue
 		}
 		in.Backlog += q.Depth
-		in.InRate += q.InRate
+		in.InRate += q.InRateSustained
 		in.OutRate += q.OutRate
 		in.Done += q.Processed
 		timing.Add(q.Timing)

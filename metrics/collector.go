@@ -41,6 +41,8 @@ var (
 type descs struct {
 	desired, live, groupState, spawns, restarts *prometheus.Desc
 
+	autoscaleOn, autoscaleMin, autoscaleMax, autoscaleTargetWait *prometheus.Desc
+
 	workerCPU, workerRSS, workerProcs *prometheus.Desc
 
 	depth, inFlight, processed, failed         *prometheus.Desc
@@ -63,6 +65,11 @@ func newDescs() descs {
 		groupState: d("group_state", "1 for the queue list's state (ok, backoff or fatal), 0 for the others.", labelQueues, labelState),
 		spawns:     d("spawns_total", "Workers started for the queue list since the master started.", labelQueues),
 		restarts:   d("restarts_total", "Workers of the queue list that exited unasked and were replaced, since the master started.", labelQueues),
+
+		autoscaleOn:         d("autoscale_enabled", "1 when the autoscaler sets the queue list's count, 0 when a shell pinned it at its configured count (autoscale off); present only for autoscaled queue lists.", labelQueues),
+		autoscaleMin:        d("autoscale_min_workers", "The autoscaled queue list's lower bound.", labelQueues),
+		autoscaleMax:        d("autoscale_max_workers", "The autoscaled queue list's upper bound.", labelQueues),
+		autoscaleTargetWait: d("autoscale_target_wait_seconds", "How long the autoscaler lets a job of the queue list wait at most (target_wait).", labelQueues),
 
 		workerCPU:   d("worker_cpu_seconds_total", "CPU time used by the queue list's workers and their job processes, in seconds (as seen by the sampler).", labelQueues),
 		workerRSS:   d("worker_resident_memory_bytes", "Resident memory of the queue list's workers and their job processes, summed.", labelQueues),
@@ -96,6 +103,7 @@ func newDescs() descs {
 func (d *descs) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
 		d.desired, d.live, d.groupState, d.spawns, d.restarts,
+		d.autoscaleOn, d.autoscaleMin, d.autoscaleMax, d.autoscaleTargetWait,
 		d.workerCPU, d.workerRSS, d.workerProcs,
 		d.depth, d.inFlight, d.processed, d.failed, d.inRate, d.outRate, d.eta, d.queueState, d.waitSecs,
 		d.jobDuration, d.classFailed,
@@ -147,6 +155,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			e.counter(d.spawns, float64(g.Spawns), q)
 			e.counter(d.restarts, float64(g.Restarts), q)
+			if a := g.Autoscale; a != nil {
+				e.gauge(d.autoscaleOn, bool01(a.Mode == poolfs.AutoscaleOn), q)
+				e.gauge(d.autoscaleMin, float64(a.Min), q)
+				e.gauge(d.autoscaleMax, float64(a.Max), q)
+				e.gauge(d.autoscaleTargetWait, a.TargetWait, q)
+			}
 		}
 	}
 	if s == nil {

@@ -622,3 +622,22 @@ func TestScrapersHangingUpEarly(t *testing.T) {
 		t.Errorf("%d state series, want %d", n, 1000*len(queueStates))
 	}
 }
+
+// Autoscaled queue lists carry their mode, bounds and target wait; a
+// plain one has none of these series, and a pinned one shows 0.
+func TestAutoscaleGauges(t *testing.T) {
+	s, st := fixture(time.Now())
+	st.Groups[0].Autoscale = &poolfs.AutoscaleState{Mode: poolfs.AutoscaleOn, Min: 1, Max: 16, TargetWait: 2, DownAfter: 30, Configured: 1}
+	st.Groups = append(st.Groups, poolfs.GroupState{Queues: "mail:hi,ü/x", Desired: 3, Live: 3, State: poolfs.GroupOK,
+		Autoscale: &poolfs.AutoscaleState{Mode: poolfs.AutoscaleOff, Min: 0, Max: 8, TargetWait: 0.5, Configured: 3}})
+	src := &fakeSource{}
+	src.set(s, st)
+	srv := startServer(t, src)
+	fams := scrape(t, srv.Addr())
+	G := dto.MetricType_GAUGE
+	wantSeries(t, fams, "poolctl_autoscale_enabled", G, "queues=foo => 1", "queues=mail:hi,ü/x => 0")
+	wantSeries(t, fams, "poolctl_autoscale_min_workers", G, "queues=foo => 1", "queues=mail:hi,ü/x => 0")
+	wantSeries(t, fams, "poolctl_autoscale_max_workers", G, "queues=foo => 16", "queues=mail:hi,ü/x => 8")
+	wantSeries(t, fams, "poolctl_autoscale_target_wait_seconds", G, "queues=foo => 2", "queues=mail:hi,ü/x => 0.5")
+	wantSeries(t, fams, "poolctl_workers_desired", G, "queues=foo => 2", "queues=bar,baz => 4", "queues=mail:hi,ü/x => 3")
+}

@@ -37,6 +37,7 @@ const (
 	argPool
 	argStatusFlags
 	argQueueNames // queue names, as they are (progress)
+	argAutoscale
 )
 
 // Usage is the command's synopsis, e.g. "log.tail [N]".
@@ -256,6 +257,7 @@ Examples:
 			Run: cmdStatus,
 		},
 		topCommand(),
+		autoscaleCommand(),
 		{
 			Name: "pstree", Summary: "show the process tree under the master with CPU and memory", MaxArgs: 0,
 			Help: "Shows every process under the master, grandchildren (job processes) included,\nwith command line, CPU% since the previous sample and resident memory.",

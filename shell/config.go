@@ -2,6 +2,7 @@ package shell
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -32,6 +33,11 @@ type configSync struct {
 	// restart the pool from it.
 	brokenConfig error
 	cfgStamp     time.Time // its modification time when last read or written
+	// pins are the autoscaled queue lists pinned at their configured
+	// count (Paths.AutoscaleOff) as this shell knows them: nil when it
+	// does not (an attached pool, until read), empty for a pool this
+	// shell starts afresh.
+	pins map[string]bool
 }
 
 // stampConfig records the config file's modification time.
@@ -46,6 +52,7 @@ func (c *configSync) stampConfig() {
 // that merges start from what the master is told to run.
 func (s *Session) refreshConfig() {
 	s.syncOverrides()
+	s.syncPins()
 	fi, err := os.Stat(s.configPath)
 	if err != nil || !fi.ModTime().After(s.cfgStamp) {
 		return
@@ -110,7 +117,10 @@ func (s *Session) writeOverrides() error {
 // file; for a master that runs from the user's file, only the overrides.
 func (s *Session) writeConfig() error {
 	if s.ownsUserFile() {
-		return s.writeOverrides()
+		if err := s.writeOverrides(); err != nil {
+			return err
+		}
+		return s.writeStartPins()
 	}
 	if s.foreignConfig() {
 		return fmt.Errorf("the master reads %s, a config file poolctl did not write (it may hold comments and environment sections), so the shell does not rewrite it: edit it and use reload", s.configPath)
@@ -128,7 +138,7 @@ func (s *Session) writeConfig() error {
 		return err
 	}
 	s.stampConfig()
-	return nil
+	return s.writeStartPins()
 }
 
 // foreignConfig reports whether the master reads a config file other
@@ -276,6 +286,27 @@ func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	if err := next.Validate(); err != nil {
 		return err
 	}
+	// An autoscaled queue list given a count is pinned at it (autoscale
+	// off for it) until autoscale on; one removed loses its pin. The
+	// master reads the pins at the reload below.
+	pins, err := s.pinsOf()
+	if err != nil {
+		return err
+	}
+	pin, unpin := pinChanges(&next, upd, pins)
+	restorePins := func() error { return nil }
+	if len(pin)+len(unpin) > 0 {
+		if restorePins, err = s.changePins(func(p map[string]bool) {
+			for _, e := range pin {
+				p[e.Queues] = true
+			}
+			for _, q := range unpin {
+				delete(p, q)
+			}
+		}); err != nil {
+			return err
+		}
+	}
 	prev, prevOverrides := s.cfg, s.overrides
 	s.cfg = &next
 	if s.userFile != "" {
@@ -285,14 +316,31 @@ func cmdConfig(ctx context.Context, s *Session, args []string) error {
 		pid, err := s.reload()
 		if err != nil {
 			s.cfg, s.overrides = prev, prevOverrides
+			if rerr := restorePins(); rerr != nil {
+				return errors.Join(err, rerr)
+			}
 			return err
 		}
 		fmt.Fprintf(s.info, "%s\nReloading master %d configuration\n", s.cfg.Workers.Describe(), pid)
 		if err := s.awaitApplied(ctx, pid); err != nil {
 			return err
 		}
+		if len(pin) > 0 {
+			modes := map[string]string{}
+			for _, e := range pin {
+				modes[e.Queues] = poolfs.AutoscaleOff
+			}
+			if err := s.awaitModes(ctx, pid, modes); err != nil {
+				return err
+			}
+		}
 	} else {
 		fmt.Fprintf(s.info, "%s\n", s.cfg.Workers.Describe())
+	}
+	// On standard error in a script (info), and in top's status line
+	// when top's + and - run this.
+	for _, e := range pin {
+		fmt.Fprintf(s.info, "%s: autoscale off, pinned at %d; `autoscale on %s` to resume\n", e.Queues, e.Count, Quote(e.Queues))
 	}
 	if save {
 		return s.saveConfig(ctx)

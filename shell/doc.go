@@ -61,7 +61,9 @@
 //	config        object   queue list -> desired count
 //	overrides     string   the shell's counts on top of the -c file; absent when none
 //	error         string   last reload error, absent when none
-//	groups        array    {queues, desired, live, state: ok|backoff|fatal, reason}
+//	groups        array    {queues, desired, live, state: ok|backoff|fatal, reason, autoscale}
+//	                       autoscale (autoscaled lists only) is state.json's: {mode: on|off,
+//	                       min, max, target_wait_seconds, down_after_seconds, configured, reason, at}
 //	workers       array    see below
 //	queues        object   queue name -> depth ({} when Redis is unavailable)
 //	processed     number   Resque's processed count, null when Redis is unavailable

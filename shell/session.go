@@ -96,6 +96,7 @@ func NewSession(opts Options) (*Session, error) {
 	if opts.Attach {
 		return s, nil
 	}
+	s.pins = map[string]bool{} // a pool this shell starts starts unpinned
 	cfg := spec.DefaultConfig()
 	if opts.ConfigFile != "" {
 		c, err := spec.LoadConfig(opts.ConfigFile, opts.Env)
@@ -143,6 +144,7 @@ func (s *Session) setPool(name string) {
 	s.setLog(s.paths.Log)
 	s.forget()
 	s.userFile, s.overrides, s.overridesPath = "", nil, "" // another pool: not this shell's -c file
+	s.pins = nil                                           // its pins are read from its runtime directory
 }
 
 // setLog points the session at the log file path, its cursor at the

@@ -44,6 +44,8 @@ type Status struct {
 	// Metrics is the address the master serves Prometheus /metrics on
 	// (state.json's metrics); absent when off.
 	Metrics string `json:"metrics,omitempty"`
+
+	state *poolfs.State // the master's, nil when it is not running
 }
 
 // GroupStatus is one queue list of the configuration in force.
@@ -53,6 +55,12 @@ type GroupStatus struct {
 	Live    int    `json:"live"`
 	State   string `json:"state"` // ok | backoff | fatal
 	Reason  string `json:"reason,omitempty"`
+	// Autoscale is the queue list's autoscaling as the master publishes
+	// it (mode, bounds, target wait, last decision); absent when it is
+	// not autoscaled.
+	Autoscale *poolfs.AutoscaleState `json:"autoscale,omitempty"`
+
+	inputs *AutoscaleInputs // from a recent sample, for the text form
 }
 
 // WorkerStatus is one live worker process.
@@ -165,12 +173,13 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 	if ps == nil {
 		return st
 	}
+	st.state = ps
 	procs := map[int]*pstree.Proc{}
 	if tree, err := s.sampler.Tree(ctx, int32(ps.PID)); err == nil {
 		tree.Walk(func(p *pstree.Proc, _ int) { procs[int(p.PID)] = p })
 	}
 	for _, g := range ps.Groups {
-		st.Groups = append(st.Groups, GroupStatus{Queues: g.Queues, Desired: g.Desired, Live: g.Live, State: g.State, Reason: g.Reason})
+		st.Groups = append(st.Groups, GroupStatus{Queues: g.Queues, Desired: g.Desired, Live: g.Live, State: g.State, Reason: g.Reason, Autoscale: g.Autoscale})
 	}
 	// Workers grouped by queue list in the order of the configuration in
 	// force (the master publishes them by pid), then by pid; workers of
@@ -291,6 +300,7 @@ func cmdStatus(ctx context.Context, s *Session, args []string) error {
 		fmt.Fprintf(s.out, "%s\n", b)
 		return nil
 	}
+	s.addAutoscaleInputs(ctx, st)
 	s.printStatus(st)
 	return nil
 }
@@ -353,6 +363,11 @@ func (s *Session) printStatus(st *Status) {
 		tw.Flush()
 		for _, r := range reasons {
 			fmt.Fprint(w, r)
+		}
+		for _, g := range st.Groups {
+			if g.Autoscale != nil {
+				fmt.Fprintf(w, "  %s\n", autoscaleStatusLine(g))
+			}
 		}
 		if len(st.Workers) == 0 && len(st.Groups) == 0 {
 			fmt.Fprintln(w, "  (no workers)")

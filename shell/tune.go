@@ -45,7 +45,7 @@ type tuneRun struct {
 
 	// What to restore: the list's configured count, whether the shell's
 	// overrides held the list and with which count, and the autoscale
-	// pins (when tune pinned the list).
+	// pins (when the list was autoscaled: config pins it).
 	origCount    int
 	origOverride *spec.Entry
 	pinned       bool
@@ -228,19 +228,13 @@ func tuneGroup(st *poolfs.State, q string) (g poolfs.GroupState, others []poolfs
 func (t *tuneRun) run(ctx context.Context, g poolfs.GroupState, lim tune.Limits) (*tune.Result, error) {
 	s := t.s
 	if g.Autoscale != nil && g.Autoscale.Mode == poolfs.AutoscaleOn {
-		pins, err := poolfs.ReadAutoscaleOff(s.paths.AutoscaleOff)
+		// config pins the list at the first count it sets; the pins are
+		// put back as they are now at the end.
+		pins, err := s.pinsOf()
 		if err != nil {
 			return nil, fmt.Errorf("tune: %w", err)
 		}
-		t.origPins = pins
-		next := map[string]bool{t.list: true}
-		for k, v := range pins {
-			next[k] = v
-		}
-		if err := poolfs.WriteAutoscaleOff(s.paths.AutoscaleOff, next); err != nil {
-			return nil, fmt.Errorf("tune: pin %s: %w", t.list, err)
-		}
-		t.pinned = true
+		t.origPins, t.pinned = pins, true
 		fmt.Fprintf(s.errw, "tune: autoscale off for %s during the sweep\n", t.list)
 	}
 	sweepCtx, stop := context.WithCancelCause(ctx)
@@ -320,10 +314,6 @@ func (t *tuneRun) cleanup(ctx context.Context, res *tune.Result) error {
 		} else {
 			fmt.Fprintf(s.errw, "tune: %s back to %d workers\n", t.list, t.origCount)
 		}
-	case t.pinned:
-		if err := t.unpin(ctx); err != nil {
-			errs = append(errs, err)
-		}
 	}
 	if res != nil && !res.Applied {
 		res.Restored = t.origCount
@@ -378,8 +368,8 @@ func (t *tuneRun) setCount(ctx context.Context, n int) error {
 func (t *tuneRun) restore(ctx context.Context) error {
 	s := t.s
 	if t.pinned {
-		if err := poolfs.WriteAutoscaleOff(s.paths.AutoscaleOff, t.origPins); err != nil {
-			return fmt.Errorf("unpin: %w", err)
+		if err := s.writePins(t.origPins); err != nil {
+			return err
 		}
 	}
 	s.refreshConfig()
@@ -407,20 +397,6 @@ func (t *tuneRun) restore(ctx context.Context) error {
 	info := s.info
 	s.info = io.Discard
 	defer func() { s.info = info }()
-	return s.awaitApplied(ctx, pid)
-}
-
-// unpin hands the list back to the autoscaler when the count was never
-// changed.
-func (t *tuneRun) unpin(ctx context.Context) error {
-	s := t.s
-	if err := poolfs.WriteAutoscaleOff(s.paths.AutoscaleOff, t.origPins); err != nil {
-		return fmt.Errorf("tune: unpin %s: %w", t.list, err)
-	}
-	pid, err := s.reload()
-	if err != nil {
-		return fmt.Errorf("tune: unpin %s: %w", t.list, err)
-	}
 	return s.awaitApplied(ctx, pid)
 }
 

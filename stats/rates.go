@@ -105,6 +105,7 @@ func (t *queueTracker) observe(r queueReading, inFlight int64, now time.Time, st
 	}
 
 	qs.InRate, qs.OutRate = t.in.value, t.out.value
+	qs.InRateSustained = t.sustainedIn()
 	qs.InRate1m, qs.OutRate1m = t.in1m.value, t.out1m.value
 	qs.FailRate1m = 60 * t.fail1m.value
 	qs.State, qs.ETASeconds = classify(r.depth, inFlight, t.out.value, t.sustainedIn(), now.Sub(t.lastDone), stalledAfter, t.out.seeded)

@@ -65,8 +65,13 @@ type QueueSample struct {
 	Failed    int64   `json:"failed"`    // all-time, every host
 	InRate    float64 `json:"in_rate"`   // jobs/s arriving, 10 s average
 	OutRate   float64 `json:"out_rate"`  // jobs/s finishing, 10 s average
-	InRate1m  float64 `json:"in_rate_1m"`
-	OutRate1m float64 `json:"out_rate_1m"`
+	// InRateSustained is the arrival rate expected to go on: the 10 s
+	// average capped by the median of the last few intervals, so a batch
+	// enqueued at once does not read as a steady producer (ETAs and the
+	// autoscaler use it).
+	InRateSustained float64 `json:"in_rate_sustained"`
+	InRate1m        float64 `json:"in_rate_1m"`
+	OutRate1m       float64 `json:"out_rate_1m"`
 	// FailRate1m is failures per minute over the last minute.
 	FailRate1m float64 `json:"failures_per_minute"`
 	State      string  `json:"state"`

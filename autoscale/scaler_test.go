@@ -1,0 +1,65 @@
+package autoscale
+
+import (
+	"testing"
+	"time"
+
+	"github.com/poolctl/poolctl/pool/poolfs"
+	"github.com/poolctl/poolctl/stats"
+)
+
+type fakeSource struct {
+	smp *stats.Sample
+	st  *poolfs.State
+}
+
+func (f *fakeSource) Latest() (*stats.Sample, *poolfs.State) { return f.smp, f.st }
+
+type call struct {
+	queues string
+	n      int
+	reason string
+}
+
+type fakeControl struct{ calls []call }
+
+func (f *fakeControl) Scale(queues string, n int, _ []int, reason string) {
+	f.calls = append(f.calls, call{queues, n, reason})
+}
+
+// A master slow to apply a change: the scaler does not decide again on a
+// state that predates its own change (which would repeat the step), but
+// does once the change shows or after pendingFor.
+func TestScalerWaitsForItsChangeInState(t *testing.T) {
+	now := time.Unix(1000, 0)
+	group := poolfs.GroupState{Queues: "q:é/x", Desired: 1, Live: 1,
+		Autoscale: &poolfs.AutoscaleState{Mode: poolfs.AutoscaleOn, Min: 1, Max: 16, TargetWait: 2, DownAfter: 5}}
+	src := &fakeSource{
+		smp: &stats.Sample{TS: now, Queues: []stats.QueueSample{{Name: "q:é/x", Depth: 3000,
+			Timing: stats.Histogram{Count: 10, Sum: 0.2}}}},
+		st: &poolfs.State{Groups: []poolfs.GroupState{group}},
+	}
+	ctl := &fakeControl{}
+	s := NewScaler(src, ctl, time.Second)
+	s.Step()
+	if len(ctl.calls) != 1 || ctl.calls[0].n != 16 {
+		t.Fatalf("first decision: %+v", ctl.calls)
+	}
+	s.Step() // same sample: nothing
+	for i := 1; i <= 5; i++ {
+		smp := *src.smp
+		smp.TS = now.Add(time.Duration(i) * 200 * time.Millisecond)
+		src.smp = &smp
+		s.Step()
+	}
+	if len(ctl.calls) != 1 {
+		t.Fatalf("decided again on a state without its change: %+v", ctl.calls)
+	}
+	smp := *src.smp
+	smp.TS = now.Add(3 * time.Second)
+	src.smp = &smp
+	s.Step()
+	if len(ctl.calls) != 2 {
+		t.Fatalf("never decided again after the change stayed out of the state for %s: %+v", pendingFor, ctl.calls)
+	}
+}
