@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -352,4 +353,54 @@ func TestTuneAutoscaledListIsPinnedAndHandedBack(t *testing.T) {
 	if !strings.Contains(sh.out.String(), "tune: sweeping 1–2 workers") || !strings.Contains(sh.out.String(), "tune: auto back to 1 workers") || !strings.Contains(sh.out.String(), "recommended: 2 workers") {
 		t.Errorf("shell output:\n%s", sh.out.String())
 	}
+}
+
+// The reader of standard output going away mid-sweep (as with | head)
+// ends the sweep as Ctrl-C does: the synthetic jobs are taken back
+// before the shell stops its pool.
+func TestTuneOutputClosedMidSweep(t *testing.T) {
+	srv := redistest.Start(t)
+	qc := queue.New(srv.Client(), "")
+	e := newShellEnv(t)
+	e.reap("tuneo")
+	cfg := tuneConfig(t, srv, "  q: 1\n", "")
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(shellBin, "-c", cfg, "--name", "tuneo")
+	cmd.Env = e.env
+	cmd.Stdin = strings.NewReader("tune q --max 8 --step-seconds 1 --load 'Poolctl::Sleep 50'\nstatus\n")
+	cmd.Stdout = outW
+	var errb syncBuffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outW.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	waitFor(t, 60*time.Second, "the sweep at 2 workers", func() bool {
+		return strings.Contains(errb.String(), "tune: q: 2 workers: starting")
+	})
+	outR.Close() // the reader goes away
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the shell did not exit when its output went away:\n%s", errb.String())
+	}
+	t.Logf("stderr:\n%s", errb.String())
+	if cmd.ProcessState.ExitCode() == 0 || !strings.Contains(errb.String(), "standard output closed") {
+		t.Errorf("exit status %d: want non-zero, and why", cmd.ProcessState.ExitCode())
+	}
+	if !strings.Contains(errb.String(), "tune: q back to 1 workers") || !strings.Contains(errb.String(), "synthetic jobs still queued") {
+		t.Errorf("the sweep was not wound up")
+	}
+	assertNoSynthetic(t, qc, "q")
 }
