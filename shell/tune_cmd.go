@@ -18,10 +18,12 @@ const argTune argKind = 100
 // tuneCommand is the tune row of the command table.
 func tuneCommand() *Command {
 	return &Command{
-		Name: "tune", Args: "QUEUE [--min N] [--max N] [--step-seconds S] [--load 'CLASS ARG...'] [--apply] [--json]",
+		Name: "tune", Args: "QUEUE [--max N] [--load 'CLASS ARG...'] [--apply] [--json] [...]",
 		MinArgs: 1, MaxArgs: -1, Arg: argTune,
 		Summary: "load-test a queue: sweep worker counts, fit the scalability model, recommend a count",
-		Help: `Finds the worker count that serves QUEUE best, on a running pool whose queue
+		Help: `tune QUEUE [--min N] [--max N] [--step-seconds S] [--load 'CLASS ARG...'] [--apply] [--json]
+
+Finds the worker count that serves QUEUE best, on a running pool whose queue
 lists include QUEUE. It sets the count of QUEUE's queue list the way config
 does: doubling from --min (default 1) up to --max (default 4 per CPU, within
 the pool's max_workers), each count held until its throughput is steady, then
