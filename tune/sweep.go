@@ -82,6 +82,9 @@ var ErrRanDry = errors.New("the queue ran dry")
 // a failing job is fast, and its throughput says nothing.
 var ErrJobsFail = errors.New("the jobs fail")
 
+// errQueueMissing is the condition of a sample without the queue.
+var errQueueMissing = errors.New("is not in the master's sample")
+
 // Doubling is the sweep's plan: min, 2·min, 4·min, … below max, then max.
 func Doubling(min, max int) []int {
 	var out []int
@@ -274,7 +277,7 @@ func read(smp *stats.Sample, cfg Config) (reading, error) {
 		}
 	}
 	if !found {
-		return r, fmt.Errorf("queue %s is not in the master's sample", cfg.Queue)
+		return r, fmt.Errorf("queue %s %w", cfg.Queue, errQueueMissing)
 	}
 	var rss uint64
 	r.done = map[int]int64{}
@@ -327,12 +330,21 @@ func measure(ctx context.Context, d Driver, cfg Config, n int) (Point, error) {
 		return Point{}, fmt.Errorf("set %d workers: %w", n, err)
 	}
 	live := cfg.Now()
+	// A queue new to Redis shows in the samples of a glob's list one
+	// sample late: a few samples without it are waited out.
 	next := func(after time.Time) (reading, error) {
-		smp, err := d.Next(ctx, after)
-		if err != nil {
-			return reading{}, err
+		for missing := 0; ; missing++ {
+			smp, err := d.Next(ctx, after)
+			if err != nil {
+				return reading{}, err
+			}
+			r, err := read(smp, cfg)
+			if errors.Is(err, errQueueMissing) && missing < 5 {
+				after = smp.TS
+				continue
+			}
+			return r, err
 		}
-		return read(smp, cfg)
 	}
 	// Warm-up: throughput over the last window against the window
 	// before it, each at least two sample intervals and half a second.

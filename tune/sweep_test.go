@@ -102,6 +102,7 @@ type fakePool struct {
 	// stats); only each worker's own job count moves.
 	workerCounts bool
 	perWorker    map[int]float64 // pid → jobs done
+	hideQueue    int             // samples left that lack the queue
 }
 
 func newFakePool(x func(int) float64) *fakePool {
@@ -159,11 +160,16 @@ func (f *fakePool) Next(ctx context.Context, after time.Time) (*stats.Sample, er
 	if f.workerCounts {
 		qs = stats.QueueSample{Name: "cpu", Depth: f.depth}
 	}
+	queues := []stats.QueueSample{{Name: "other", Depth: 0}, qs}
+	if f.hideQueue > 0 {
+		f.hideQueue--
+		queues = queues[:1]
+	}
 	ws = append(ws, stats.WorkerSample{PID: 99, Queues: "elsewhere", RSSBytes: 1 << 30})
 	return &stats.Sample{
 		TS: f.now, Interval: f.interval.Seconds(),
 		Host:    stats.HostSample{CPUPercent: math.Min(100, 25*float64(f.n)), Load1: float64(f.n), MemFreeBytes: 4 << 30},
-		Queues:  []stats.QueueSample{{Name: "other", Depth: 0}, qs},
+		Queues:  queues,
 		Workers: ws,
 	}, nil
 }
@@ -323,8 +329,17 @@ func TestRunCancelled(t *testing.T) {
 }
 
 func TestRunQueueMissingFromSample(t *testing.T) {
+	// A new queue of a glob's list shows a sample or two late.
 	f := newFakePool(func(n int) float64 { return 50 * float64(n) })
+	f.hideQueue = 2
 	cfg := sweepConfig()
+	cfg.Max = 1
+	cfg.Now = func() time.Time { return f.now }
+	if points, err := Run(context.Background(), f, cfg); err != nil || len(points) != 1 {
+		t.Fatalf("queue shown two samples late: %v, %v", points, err)
+	}
+	f = newFakePool(func(n int) float64 { return 50 * float64(n) })
+	cfg = sweepConfig()
 	cfg.Queue = "nope"
 	cfg.Now = func() time.Time { return f.now }
 	if _, err := Run(context.Background(), f, cfg); err == nil || !strings.Contains(err.Error(), "queue nope is not in the master's sample") {
