@@ -119,7 +119,7 @@ func ceiling(e *env, z sizes, _ int) ([]metric, error) {
 		for j := 0; j < b; j++ {
 			// Every payload is noop; the token of each job is the one the
 			// previous script reserved it with.
-			_, next := q.AckReserveCmd(bg, pipe, id, first, qs, now)
+			_, next := q.AckReserveCmd(bg, pipe, id, first, queue.Timing{Class: "Poolctl::Noop"}, qs, now)
 			first = &queue.Job{Queue: first.Queue, Payload: first.Payload, Token: next}
 		}
 		if _, err := pipe.Exec(bg); err != nil && err != redis.Nil {

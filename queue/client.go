@@ -51,6 +51,9 @@ type Job struct {
 	// no retried acknowledgement can remove another job with the same
 	// payload.
 	Token string
+	// Reserved is when the job was reserved, by the reserving caller's
+	// clock (the now it passed): the end of the job's wait in its queue.
+	Reserved time.Time
 }
 
 // Resque's time formats.
@@ -84,13 +87,25 @@ func (c *Client) Enqueue(ctx context.Context, queue string, payloads ...[]byte) 
 
 // EncodePayload builds Resque's {"class":...,"args":[...]} payload.
 func EncodePayload(class string, args []any) ([]byte, error) {
+	return EncodePayloadAt(class, args, time.Time{})
+}
+
+// EncodePayloadAt builds Resque's payload stamped with enqueued_at (see
+// EnqueuedAtKey): {"class":...,"args":[...],"enqueued_at":1795337900.123456}.
+// A zero at stamps nothing.
+func EncodePayloadAt(class string, args []any, at time.Time) ([]byte, error) {
 	if args == nil {
 		args = []any{}
 	}
+	var stamp json.RawMessage
+	if !at.IsZero() {
+		stamp = json.RawMessage(FormatEnqueuedAt(at))
+	}
 	b, err := json.Marshal(struct {
-		Class string `json:"class"`
-		Args  []any  `json:"args"`
-	}{class, args})
+		Class      string          `json:"class"`
+		Args       []any           `json:"args"`
+		EnqueuedAt json.RawMessage `json:"enqueued_at,omitempty"`
+	}{class, args, stamp})
 	if err != nil {
 		return nil, fmt.Errorf("encode payload: %w", err)
 	}
@@ -233,11 +248,11 @@ func (c *Client) Reserve(ctx context.Context, id string, queues []string, now ti
 		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
 		args = append(args, q)
 	}
-	return reserved(reserveScript.Run(ctx, c.rdb, keys, args...), queues, token)
+	return reserved(reserveScript.Run(ctx, c.rdb, keys, args...), queues, token, now)
 }
 
 // reserved decodes the reply of a reserving script.
-func reserved(cmd *redis.Cmd, queues []string, token string) (*Job, error) {
+func reserved(cmd *redis.Cmd, queues []string, token string, now time.Time) (*Job, error) {
 	res, err := cmd.Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -250,27 +265,27 @@ func reserved(cmd *redis.Cmd, queues []string, token string) (*Job, error) {
 	if i < 1 || int(i) > len(queues) {
 		return nil, fmt.Errorf("reserve: unexpected reply %v", res)
 	}
-	return &Job{Queue: queues[i-1], Payload: []byte(payload), Token: token}, nil
+	return &Job{Queue: queues[i-1], Payload: []byte(payload), Token: token, Reserved: now}, nil
 }
 
-// AckReserve acknowledges done as a success (idempotently, like Ack) and
-// reserves the next job from queues (like Reserve) in one round trip, the
-// busy worker's fast path. It returns nil, nil when the queues are empty.
-// On error the caller cannot tell which half ran: retry the Ack, then
-// requeue the worker's in-flight lists.
-func (c *Client) AckReserve(ctx context.Context, id string, done *Job, queues []string, now time.Time) (*Job, error) {
+// AckReserve acknowledges done as a success with its timing t
+// (idempotently, like Ack) and reserves the next job from queues (like
+// Reserve) in one round trip, the busy worker's fast path. It returns nil,
+// nil when the queues are empty. On error the caller cannot tell which
+// half ran: retry the Ack, then requeue the worker's in-flight lists.
+func (c *Client) AckReserve(ctx context.Context, id string, done *Job, t Timing, queues []string, now time.Time) (*Job, error) {
 	next := c.newToken()
-	keys, args := c.ackReserveArgs(id, done, next, queues, now)
-	return reserved(ackReserveScript.Run(ctx, c.rdb, keys, args...), queues, next)
+	keys, args := c.ackReserveArgs(id, done, t, next, queues, now)
+	return reserved(ackReserveScript.Run(ctx, c.rdb, keys, args...), queues, next, now)
 }
 
 // AckReserveCmd queues AckReserve's script by EVALSHA on s, a client or a
 // pipeline, for callers measuring the command mix itself (the benchmark's
 // ceiling), and returns the token the next job will carry if the script
 // reserves one. Call LoadScripts first.
-func (c *Client) AckReserveCmd(ctx context.Context, s redis.Scripter, id string, done *Job, queues []string, now time.Time) (cmd *redis.Cmd, nextToken string) {
+func (c *Client) AckReserveCmd(ctx context.Context, s redis.Scripter, id string, done *Job, t Timing, queues []string, now time.Time) (cmd *redis.Cmd, nextToken string) {
 	next := c.newToken()
-	keys, args := c.ackReserveArgs(id, done, next, queues, now)
+	keys, args := c.ackReserveArgs(id, done, t, next, queues, now)
 	return ackReserveScript.EvalSha(ctx, s, keys, args...), next
 }
 
@@ -284,19 +299,20 @@ func (c *Client) LoadScripts(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) ackReserveArgs(id string, done *Job, next string, queues []string, now time.Time) ([]string, []any) {
-	keys := make([]string, 6, 6+2*len(queues))
+func (c *Client) ackReserveArgs(id string, done *Job, t Timing, next string, queues []string, now time.Time) ([]string, []any) {
+	keys := make([]string, 7, 7+2*len(queues))
 	keys[0] = c.keys.Worker(id)
 	keys[1] = c.keys.InFlight(id, done.Queue)
 	keys[2] = c.keys.Processed()
 	keys[3] = c.keys.ProcessedBy(id)
-	keys[4] = c.keys.InFlightIndex(id)
-	keys[5] = c.keys.Reservation(id)
-	args := make([]any, 4, 4+len(queues))
-	args[0] = done.Payload
-	args[1] = done.Token
-	args[2] = next
-	args[3] = now.UTC().Format(time.RFC3339)
+	keys[4] = c.keys.Stats(done.Queue)
+	keys[5] = c.keys.InFlightIndex(id)
+	keys[6] = c.keys.Reservation(id)
+	st := t.statsArgs()
+	args := make([]any, 0, 4+len(st)+len(queues))
+	args = append(args, done.Payload, done.Token)
+	args = append(args, st[:]...)
+	args = append(args, next, now.UTC().Format(time.RFC3339))
 	for _, q := range queues {
 		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
 		args = append(args, q)
@@ -329,8 +345,8 @@ func (c *Client) BlockingReserve(ctx context.Context, blocking redis.UniversalCl
 	if err != nil {
 		return nil, fmt.Errorf("wait for a job on %s: %w", queue, err)
 	}
-	job := &Job{Queue: queue, Payload: []byte(v), Token: c.newToken()}
-	return job, c.Claim(ctx, id, job, now())
+	job := &Job{Queue: queue, Payload: []byte(v), Token: c.newToken(), Reserved: now()}
+	return job, c.Claim(ctx, id, job, job.Reserved)
 }
 
 // Claim records job, moved into worker id's in-flight list by a blocking
@@ -356,14 +372,17 @@ func rawOrString(payload []byte) json.RawMessage {
 	return b
 }
 
-// Ack records a successful job and removes it from the in-flight list.
-// It is idempotent: it acts only while the worker's reservation still
-// carries job's token, so retrying after a lost reply can neither count it
-// twice nor remove another job with the same payload.
-func (c *Client) Ack(ctx context.Context, id string, job *Job) error {
+// Ack records a successful job, and its timing t in the stats hash of its
+// queue, and removes it from the in-flight list. It is idempotent: it acts
+// only while the worker's reservation still carries job's token, so
+// retrying after a lost reply can neither count it twice nor remove
+// another job with the same payload.
+func (c *Client) Ack(ctx context.Context, id string, job *Job, t Timing) error {
+	st := t.statsArgs()
 	err := ackScript.Run(ctx, c.rdb,
-		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id)},
-		job.Payload, job.Token).Err()
+		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id),
+			c.keys.Stats(job.Queue)},
+		job.Payload, job.Token, st[0], st[1], st[2], st[3], st[4]).Err()
 	if err != nil {
 		return fmt.Errorf("acknowledge job from %s: %w", job.Queue, err)
 	}
@@ -389,10 +408,10 @@ type FailureRecord struct {
 	RetriedAt string          `json:"retried_at,omitempty"`
 }
 
-// Fail records a failed job (failure record, stats) and removes it from
-// the in-flight list, atomically and idempotently, like Ack. As in Resque,
-// a failed job counts as processed too.
-func (c *Client) Fail(ctx context.Context, id string, job *Job, f Failure, now time.Time) error {
+// Fail records a failed job (failure record, stats, its timing t) and
+// removes it from the in-flight list, atomically and idempotently, like
+// Ack. As in Resque, a failed job counts as processed too.
+func (c *Client) Fail(ctx context.Context, id string, job *Job, t Timing, f Failure, now time.Time) error {
 	if f.Backtrace == nil {
 		f.Backtrace = []string{}
 	}
@@ -408,10 +427,11 @@ func (c *Client) Fail(ctx context.Context, id string, job *Job, f Failure, now t
 	if err != nil {
 		return fmt.Errorf("encode failure record: %w", err)
 	}
+	st := t.statsArgs()
 	err = ackScript.Run(ctx, c.rdb,
 		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id),
-			c.keys.Failed(), c.keys.FailedBy(id), c.keys.FailedList()},
-		job.Payload, job.Token, rec).Err()
+			c.keys.Stats(job.Queue), c.keys.Failed(), c.keys.FailedBy(id), c.keys.FailedList()},
+		job.Payload, job.Token, st[0], st[1], st[2], st[3], st[4], rec, ClassField(StatFailed, t.RecordedClass())).Err()
 	if err != nil {
 		return fmt.Errorf("record failed job from %s: %w", job.Queue, err)
 	}

@@ -17,7 +17,7 @@ func failN(t *testing.T, c *Client, n int) {
 		if err != nil || j == nil {
 			t.Fatalf("Reserve = %v, %v", j, err)
 		}
-		if err := c.Fail(ctx, "h:1:foo", j, Failure{Exception: "E", Error: "e"}, time.Now()); err != nil {
+		if err := c.Fail(ctx, "h:1:foo", j, Timing{}, Failure{Exception: "E", Error: "e"}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,7 +79,7 @@ func TestRetryAllRetriesOnlyTheRecordsPresentAtStart(t *testing.T) {
 						time.Sleep(time.Millisecond)
 						continue
 					}
-					_ = c.Fail(ctx, "h:2:foo", j, Failure{Exception: "E", Error: "again"}, time.Now())
+					_ = c.Fail(ctx, "h:2:foo", j, Timing{}, Failure{Exception: "E", Error: "again"}, time.Now())
 				}
 			}()
 			n, err := c.RetryAllFailed(ctx, mode, time.Now())

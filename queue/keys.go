@@ -17,11 +17,13 @@
 //	resque:poolctl:inflight-index:ID    SET of the queues ID has in-flight lists for
 //	resque:poolctl:reservation:ID       the token of ID's current reservation
 //	resque:poolctl:identity:ID          ID's process identity on its host (boot id and start ticks)
+//	resque:poolctl:stats:QUEUE          HASH of QUEUE's counters and job timings (stats.go)
 //
-// The last two are poolctl's own: a job moves atomically from its queue to
-// the worker's in-flight list and leaves it only when its success or
-// failure has been recorded, so a worker that dies loses nothing; its jobs
-// go back to the head of their queues.
+// The resque:poolctl: keys are poolctl's own (Resque ignores them): a job
+// moves atomically from its queue to the worker's in-flight list and
+// leaves it only when its success or failure has been recorded, so a
+// worker that dies loses nothing; its jobs go back to the head of their
+// queues.
 package queue
 
 import "strings"

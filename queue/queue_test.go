@@ -88,7 +88,7 @@ func TestRegistrationJobRecordStatsAndUnregisterMatchResque(t *testing.T) {
 	if n := rdb.LLen(ctx, "resque:poolctl:inflight:"+id+":foo").Val(); n != 1 {
 		t.Errorf("in-flight list holds %d jobs, want 1", n)
 	}
-	if err := c.Ack(ctx, id, job); err != nil {
+	if err := c.Ack(ctx, id, job, Timing{}); err != nil {
 		t.Fatal(err)
 	}
 	for key, want := range map[string]string{"resque:stat:processed": "1", "resque:stat:processed:" + id: "1"} {
@@ -101,7 +101,7 @@ func TestRegistrationJobRecordStatsAndUnregisterMatchResque(t *testing.T) {
 	}
 
 	job, _ = c.Reserve(ctx, id, []string{"foo"}, runAt)
-	err = c.Fail(ctx, id, job, Failure{Exception: "RuntimeError", Error: "boom [42]", Backtrace: []string{"/app/jobs.rb:14:in `perform'"}}, runAt)
+	err = c.Fail(ctx, id, job, Timing{}, Failure{Exception: "RuntimeError", Error: "boom [42]", Backtrace: []string{"/app/jobs.rb:14:in `perform'"}}, runAt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,9 @@ func TestRegistrationJobRecordStatsAndUnregisterMatchResque(t *testing.T) {
 	}
 	keys := rdb.Keys(ctx, "*").Val()
 	sort.Strings(keys)
-	wantKeys := []string{"resque:failed", "resque:queues", "resque:stat:failed", "resque:stat:processed"}
+	// The queue's stats hash (poolctl's) stays: it is the queue's, not the
+	// worker's.
+	wantKeys := []string{"resque:failed", "resque:poolctl:stats:foo", "resque:queues", "resque:stat:failed", "resque:stat:processed"}
 	if !reflect.DeepEqual(keys, wantKeys) {
 		t.Errorf("keys after unregister = %v, want %v", keys, wantKeys)
 	}
@@ -146,7 +148,7 @@ func TestReserveIsFIFOWithStrictPriority(t *testing.T) {
 			// A high job arriving later still comes before the rest of low.
 			_ = c.Enqueue(ctx, "high", []byte(`{"class":"H","args":[1]}`))
 		}
-		_ = c.Ack(ctx, id, job)
+		_ = c.Ack(ctx, id, job, Timing{})
 	}
 	want := []string{
 		`high:{"class":"H","args":[0]}`,
@@ -232,7 +234,7 @@ func TestRetryAndClearFailed(t *testing.T) {
 	_ = c.Enqueue(ctx, "foo", []byte(`{"class":"A","args":[1]}`), []byte(`not json`))
 	for i := 0; i < 2; i++ {
 		j, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
-		_ = c.Fail(ctx, id, j, Failure{Exception: "E", Error: "e"}, time.Now())
+		_ = c.Fail(ctx, id, j, Timing{}, Failure{Exception: "E", Error: "e"}, time.Now())
 	}
 	recs, err := c.FailedRecords(ctx, 0, 10)
 	if err != nil || len(recs) != 2 {
@@ -254,7 +256,7 @@ func TestRetryAndClearFailed(t *testing.T) {
 		t.Errorf("retry of an empty list: %v", err)
 	}
 	j, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
-	_ = c.Fail(ctx, id, j, Failure{Exception: "E", Error: "e"}, time.Now())
+	_ = c.Fail(ctx, id, j, Timing{}, Failure{Exception: "E", Error: "e"}, time.Now())
 	if n, err := c.ClearFailed(ctx); n != 1 || err != nil {
 		t.Errorf("ClearFailed = %d, %v; want 1", n, err)
 	}
@@ -267,7 +269,7 @@ func TestSummarize(t *testing.T) {
 	id := "h:9:bar,foo"
 	_ = c.Register(ctx, Registration{ID: id, Started: time.Now()})
 	j, _ := c.Reserve(ctx, id, []string{"bar"}, time.Now())
-	_ = c.Ack(ctx, id, j)
+	_ = c.Ack(ctx, id, j, Timing{})
 	_ = c.Enqueue(ctx, "bar", []byte(`{"class":"Slow","args":[]}`))
 	_, _ = c.Reserve(ctx, id, []string{"bar"}, time.Now())
 	s, err := c.Summarize(ctx)
@@ -303,7 +305,7 @@ func BenchmarkReserveAck(b *testing.B) {
 		if err != nil || j == nil {
 			b.Fatalf("reserve: %v %v", j, err)
 		}
-		if err := c.Ack(ctx, id, j); err != nil {
+		if err := c.Ack(ctx, id, j, Timing{Class: "Poolctl::Noop", Run: 3 * time.Microsecond}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -316,13 +318,13 @@ func TestAckAndFailAreIdempotent(t *testing.T) {
 	a, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
 	// A retried Ack (its first reply lost) must not count twice.
 	for i := 0; i < 2; i++ {
-		if err := c.Ack(ctx, id, a); err != nil {
+		if err := c.Ack(ctx, id, a, Timing{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	b, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
 	for i := 0; i < 2; i++ {
-		if err := c.Fail(ctx, id, b, Failure{Exception: "E", Error: "e"}, time.Now()); err != nil {
+		if err := c.Fail(ctx, id, b, Timing{}, Failure{Exception: "E", Error: "e"}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -345,18 +347,18 @@ func TestRetriedAckNeverRemovesAnIdenticalJob(t *testing.T) {
 	first, _ := c.Reserve(ctx, id, []string{"foo"}, time.Now())
 	// The busy path: ack the first and reserve the second in one script,
 	// then the worker retries the ack because the reply was lost.
-	second, err := c.AckReserve(ctx, id, first, []string{"foo"}, time.Now())
+	second, err := c.AckReserve(ctx, id, first, Timing{}, []string{"foo"}, time.Now())
 	if err != nil || second == nil {
 		t.Fatalf("AckReserve = %v, %v", second, err)
 	}
-	if err := c.Ack(ctx, id, first); err != nil {
+	if err := c.Ack(ctx, id, first, Timing{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := rdb.LLen(ctx, "resque:poolctl:inflight:"+id+":foo").Val(); n != 1 {
 		t.Fatalf("in-flight list holds %d jobs after a retried ack, want the second job still there", n)
 	}
 	// A retried AckReserve of the first must not ack the second either.
-	if _, err := c.AckReserve(ctx, id, first, []string{"foo"}, time.Now()); err != nil {
+	if _, err := c.AckReserve(ctx, id, first, Timing{}, []string{"foo"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if p := rdb.Get(ctx, "resque:stat:processed").Val(); p != "1" {
@@ -370,7 +372,7 @@ func TestAckReserveAcksOnceAndTakesTheNextJob(t *testing.T) {
 	qs := []string{"foo"}
 	_ = c.Enqueue(ctx, "foo", []byte(`{"class":"A","args":[1]}`), []byte(`{"class":"A","args":[2]}`))
 	first, _ := c.Reserve(ctx, id, qs, time.Now())
-	second, err := c.AckReserve(ctx, id, first, qs, time.Now())
+	second, err := c.AckReserve(ctx, id, first, Timing{}, qs, time.Now())
 	if err != nil || second == nil || string(second.Payload) != `{"class":"A","args":[2]}` {
 		t.Fatalf("AckReserve = %v, %v", second, err)
 	}
@@ -378,7 +380,7 @@ func TestAckReserveAcksOnceAndTakesTheNextJob(t *testing.T) {
 		t.Errorf("worker record = %s, want the second job", rec)
 	}
 	// A retry of the same call (first reply lost) does not count again.
-	third, err := c.AckReserve(ctx, id, first, qs, time.Now())
+	third, err := c.AckReserve(ctx, id, first, Timing{}, qs, time.Now())
 	if err != nil || third != nil {
 		t.Fatalf("AckReserve on an empty queue = %v, %v; want nil, nil", third, err)
 	}

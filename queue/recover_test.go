@@ -89,7 +89,7 @@ func TestRecovererJudgesThisHostByProcessNotHeartbeat(t *testing.T) {
 		t.Errorf("queue foo = %v, want the dead workers' jobs back at the head", got)
 	}
 	// The live worker's job was not requeued, and its ack still counts.
-	if err := c.Ack(ctx, live, running); err != nil {
+	if err := c.Ack(ctx, live, running, Timing{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := rdb.Get(ctx, "resque:stat:processed").Val(); got != "1" {
@@ -218,7 +218,7 @@ func TestReserveEmbedsOnlyStrictJSONInTheWorkerRecord(t *testing.T) {
 		if embedded := string(decoded.Payload) == p; embedded != strict {
 			t.Errorf("payload %s: embedded raw = %v, want %v (record %s)", p, embedded, strict, b)
 		}
-		if err := c.Ack(ctx, id, j); err != nil {
+		if err := c.Ack(ctx, id, j, Timing{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -85,6 +85,29 @@ local function strict_object(s)
 end
 `
 
+// statsLua defines record_stats(h, a, failed_f): it adds a finished job
+// to h, the stats hash of its queue (see stats.go), from the five stats
+// ARGV starting at ARGV[a] (Timing.statsArgs: the class's run_us field,
+// the run time in µs, the class's run bucket field, the wait in µs or ""
+// and the wait bucket field); failed_f, the class's failed field, is
+// given for a failure only. The acknowledging scripts call it only when
+// they did acknowledge the job.
+const statsLua = `
+local function record_stats(h, a, failed_f)
+  redis.call('HINCRBY', h, '` + StatProcessed + `', 1)
+  redis.call('HINCRBY', h, ARGV[a], ARGV[a+1])
+  redis.call('HINCRBY', h, ARGV[a+2], 1)
+  if ARGV[a+3] ~= '' then
+    redis.call('HINCRBY', h, '` + StatWaitUS + `', ARGV[a+3])
+    redis.call('HINCRBY', h, ARGV[a+4], 1)
+  end
+  if failed_f then
+    redis.call('HINCRBY', h, '` + StatFailed + `', 1)
+    redis.call('HINCRBY', h, failed_f, 1)
+  end
+end
+`
+
 // reserveScript: reserveLua alone.
 //
 // KEYS[1] worker key, KEYS[2] in-flight index, KEYS[3] reservation key,
@@ -93,19 +116,24 @@ var reserveScript = redis.NewScript(strictJSONLua + "local B, A = 3, 2\n" + rese
 
 // ackReserveScript acknowledges a successful job and reserves the next
 // one in a single round trip, the busy worker's fast path. The ack half
-// runs only when the reservation key still holds the done job's token.
+// (counters and the done job's timing in its queue's stats hash) runs
+// only when the reservation key still holds the done job's token and the
+// job was still in flight.
 //
 // KEYS[1] worker key, KEYS[2] the done job's in-flight list, KEYS[3] total
-// processed, KEYS[4] worker processed, KEYS[5] in-flight index, KEYS[6]
-// reservation key, then the queue pairs from KEYS[7]
-// ARGV[1] the done job's payload, ARGV[2] its token, ARGV[3] the next
-// token, ARGV[4] run_at, ARGV[4+i] queue names
-var ackReserveScript = redis.NewScript(strictJSONLua + `
-if redis.call('GET', KEYS[6]) == ARGV[2] and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 1 then
+// processed, KEYS[4] worker processed, KEYS[5] the stats hash of the done
+// job's queue, KEYS[6] in-flight index, KEYS[7] reservation key, then the
+// queue pairs from KEYS[8]
+// ARGV[1] the done job's payload, ARGV[2] its token, ARGV[3..7] its
+// timing (statsLua), ARGV[8] the next token, ARGV[9] run_at, ARGV[9+i]
+// queue names
+var ackReserveScript = redis.NewScript(strictJSONLua + statsLua + `
+if redis.call('GET', KEYS[7]) == ARGV[2] and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 1 then
   redis.call('INCR', KEYS[3])
   redis.call('INCR', KEYS[4])
+  record_stats(KEYS[5], 3)
 end
-local B, A = 6, 4
+local B, A = 7, 9
 ` + reserveLua)
 
 // claimScript records a job that BLMOVE moved into the worker's in-flight
@@ -171,28 +199,33 @@ return n
 
 // ackScript finishes a job: if the worker's reservation still holds the
 // job's token and the job is in its in-flight list, the job is removed,
-// the reservation and the worker's current-job record are deleted and the
-// counters are incremented: processed always (Resque counts failures as
-// processed too), failed and the failure record for a failure. Anything
-// else (a retried call whose first reply was lost, a job requeued
-// meanwhile) changes nothing.
+// the reservation and the worker's current-job record are deleted, the
+// counters are incremented (processed always, as Resque counts failures
+// as processed too; failed and the failure record for a failure) and the
+// job's timing is added to its queue's stats hash. Anything else (a
+// retried call whose first reply was lost, a job requeued meanwhile)
+// changes nothing.
 //
-// KEYS: in-flight list, worker key, reservation key, total processed,
-// worker processed[, total failed, worker failed, failed list]
-// ARGV: payload, token[, failure record]
+// KEYS[1] in-flight list, KEYS[2] worker key, KEYS[3] reservation key,
+// KEYS[4] total processed, KEYS[5] worker processed, KEYS[6] the stats
+// hash of the job's queue[, KEYS[7] total failed, KEYS[8] worker failed,
+// KEYS[9] failed list]
+// ARGV[1] payload, ARGV[2] token, ARGV[3..7] the job's timing (statsLua)[,
+// ARGV[8] failure record, ARGV[9] the class's failed field]
 //
 // Returns 1 when the job was finished by this call, else 0.
-var ackScript = redis.NewScript(`
+var ackScript = redis.NewScript(statsLua + `
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('INCR', KEYS[4])
 redis.call('INCR', KEYS[5])
-if ARGV[3] then
-  redis.call('INCR', KEYS[6])
+if ARGV[8] then
   redis.call('INCR', KEYS[7])
-  redis.call('RPUSH', KEYS[8], ARGV[3])
+  redis.call('INCR', KEYS[8])
+  redis.call('RPUSH', KEYS[9], ARGV[8])
 end
+record_stats(KEYS[6], 3, ARGV[9])
 return 1
 `)
 

@@ -95,6 +95,10 @@ func TestLostAckReplyNeverRemovesAnIdenticalJob(t *testing.T) {
 	if got := h.stat("resque:stat:processed"); got != "6" {
 		t.Errorf("stat:processed = %s, want 6", got)
 	}
+	// The timings too: the retried ack of job 4 added nothing.
+	if st := h.stats("foo"); st["processed"] != 6 || buckets(st, "run", "Mark") != 6 {
+		t.Errorf("stats hash = %v, want processed 6 and 6 Mark jobs in the run buckets", st)
+	}
 }
 
 // A worker blocked in a long BLMOVE is paused; a job pushed after the

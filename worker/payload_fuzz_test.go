@@ -19,6 +19,9 @@ func FuzzDecodePayload(f *testing.F) {
 		`[1,2]`,
 		``,
 		`{"class":"A","args":[` + "\xff" + `]}`,
+		`{"class":"A","args":[],"enqueued_at":1795337900.123456}`,
+		`{"class":"A","args":[],"enqueued_at":"1795337900"}`,
+		`{"class":"A","enqueued_at":-1e309}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -29,6 +32,9 @@ func FuzzDecodePayload(f *testing.F) {
 				t.Fatalf("both a payload and an error for %q", raw)
 			}
 			return
+		}
+		if !p.EnqueuedAt.IsZero() && p.EnqueuedAt.Unix() <= 0 {
+			t.Fatalf("accepted enqueued_at %v from %q", p.EnqueuedAt, raw)
 		}
 		if p.Class == "" {
 			t.Fatalf("accepted an empty class: %q", raw)

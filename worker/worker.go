@@ -446,22 +446,27 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 		w.mu.Unlock()
 	}()
 
-	err := w.execute(jobCtx, job)
+	ran, err := w.execute(jobCtx, job)
 	if errors.Is(err, errTerminated) {
 		return nil, false // back to the queue at unregister, not to failed
 	}
-	record := func() error { return w.q.Ack(context.Background(), w.id, job) }
+	now := w.cfg.Now()
+	timing := queue.Timing{Class: ran.class, Run: ran.run}
+	if !ran.enqueued.IsZero() {
+		timing.Wait, timing.Waited = queue.QueueWait(ran.enqueued, job.Reserved, now)
+	}
+	record := func() error { return w.q.Ack(context.Background(), w.id, job, timing) }
 	if err != nil {
 		f := toFailure(err)
 		w.logf("job from %s failed: %s: %s", job.Queue, f.Exception, f.Error)
-		record = func() error { return w.q.Fail(context.Background(), w.id, job, f, w.cfg.Now()) }
+		record = func() error { return w.q.Fail(context.Background(), w.id, job, timing, f, now) }
 		w.failed.Add(1)
 	} else {
 		w.processed.Add(1)
 		if quitting, stopping, paused, _ := w.control(); len(chain) > 0 && !quitting && !stopping && !paused {
 			// Busy fast path: acknowledge and take the next job in one
 			// round trip.
-			next, err := w.q.AckReserve(context.Background(), w.id, job, chain, w.cfg.Now())
+			next, err := w.q.AckReserve(context.Background(), w.id, job, timing, chain, now)
 			if err == nil {
 				return next, false
 			}
@@ -478,32 +483,47 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 	return nil, lost
 }
 
+// jobRun is what the worker measured of a job, for its timing.
+type jobRun struct {
+	class    string        // the payload's class, "" when it has none
+	enqueued time.Time     // its enqueued_at, zero when none
+	run      time.Duration // the handler's run time, by the monotonic clock
+}
+
 // execute decodes the payload and runs its handler.
-func (w *Worker) execute(ctx context.Context, job *queue.Job) error {
+func (w *Worker) execute(ctx context.Context, job *queue.Job) (jobRun, error) {
 	p, err := DecodePayload(job.Payload)
 	if err != nil {
-		return &JobError{Exception: "Poolctl::BadPayload", Message: err.Error()}
+		var r jobRun
+		var pe *PayloadError
+		if errors.As(err, &pe) {
+			r.class, r.enqueued = pe.Class, pe.EnqueuedAt
+		}
+		return r, &JobError{Exception: "Poolctl::BadPayload", Message: err.Error()}
 	}
+	r := jobRun{class: p.Class, enqueued: p.EnqueuedAt}
 	h := builtinHandler(p.Class)
 	if argv, ok := w.cfg.Jobs[p.Class]; ok && len(argv) > 0 {
 		h = commandHandler(argv, w.cfg.Stdout, w.cfg.Stderr)
 	}
 	if h == nil {
-		return &JobError{Exception: "Poolctl::UnknownClass", Message: "unknown job class " + p.Class}
+		return r, &JobError{Exception: "Poolctl::UnknownClass", Message: "unknown job class " + p.Class}
 	}
 	if w.cfg.JobTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, w.cfg.JobTimeout, errTimeout)
 		defer cancel()
 	}
+	start := time.Now() // monotonic, whatever cfg.Now says
 	err = h(ctx, JobInfo{ID: w.jobID(), Class: p.Class, Queue: job.Queue, Args: p.Args})
+	r.run = time.Since(start)
 	switch {
 	case errors.Is(err, errTimeout):
-		return &JobError{Exception: "Poolctl::Timeout", Message: fmt.Sprintf("job %s timed out after %s", p.Class, w.cfg.JobTimeout)}
+		return r, &JobError{Exception: "Poolctl::Timeout", Message: fmt.Sprintf("job %s timed out after %s", p.Class, w.cfg.JobTimeout)}
 	case errors.Is(err, errKilled):
-		return &JobError{Exception: "Poolctl::Killed", Message: fmt.Sprintf("job %s killed by USR1", p.Class)}
+		return r, &JobError{Exception: "Poolctl::Killed", Message: fmt.Sprintf("job %s killed by USR1", p.Class)}
 	}
-	return err
+	return r, err
 }
 
 var jobSeq atomic.Int64

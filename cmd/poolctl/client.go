@@ -110,6 +110,8 @@ func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		fmt.Fprintln(out, "usage: poolctl enqueue [flags] QUEUE CLASS [ARG...] [-- ARG...]")
 		fmt.Fprintln(out, "Arguments are parsed as JSON where they parse, else kept as strings; {i} is the copy's index.")
 		fmt.Fprintln(out, "Flags may also follow the arguments; everything after -- is an argument.")
+		fmt.Fprintln(out, "Each payload carries \"enqueued_at\" (Unix epoch seconds, as Sidekiq writes it; Resque ignores it),")
+		fmt.Fprintln(out, "from which workers measure how long jobs wait in their queue.")
 		fs.PrintDefaults()
 		fmt.Fprintln(out, "\nBuilt-in job classes (any other class must be named under jobs: in the pool's config):")
 		fmt.Fprintf(out, "  %-16s does nothing\n", worker.ClassNoop)
@@ -134,7 +136,7 @@ func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if *n < 1 {
 		return fmt.Errorf("%w: -n must be at least 1", errUsage)
 	}
-	payloads, err := buildPayloads(class, pos[2:], *n)
+	payloads, err := buildPayloads(class, pos[2:], *n, time.Now())
 	if err != nil {
 		return err
 	}
@@ -180,8 +182,10 @@ func parseFlagsAnywhere(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // buildPayloads parses each argument as JSON where it parses, else keeps
-// it as a string; "{i}" becomes the copy's index.
-func buildPayloads(class string, rawArgs []string, n int) ([][]byte, error) {
+// it as a string; "{i}" becomes the copy's index. Every payload is stamped
+// with enqueued_at = at (Sidekiq's key, which Resque ignores), so workers
+// can measure how long jobs wait in their queue.
+func buildPayloads(class string, rawArgs []string, n int, at time.Time) ([][]byte, error) {
 	args := make([]any, len(rawArgs))
 	indexAt := -1
 	for i, a := range rawArgs {
@@ -198,7 +202,7 @@ func buildPayloads(class string, rawArgs []string, n int) ([][]byte, error) {
 	}
 	payloads := make([][]byte, n)
 	if indexAt < 0 {
-		p, err := queue.EncodePayload(class, args)
+		p, err := queue.EncodePayloadAt(class, args, at)
 		if err != nil {
 			return nil, err
 		}
@@ -209,7 +213,7 @@ func buildPayloads(class string, rawArgs []string, n int) ([][]byte, error) {
 	}
 	for i := range payloads {
 		args[indexAt] = i
-		p, err := queue.EncodePayload(class, args)
+		p, err := queue.EncodePayloadAt(class, args, at)
 		if err != nil {
 			return nil, err
 		}

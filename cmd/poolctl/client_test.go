@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/poolctl/poolctl/internal/redistest"
+	"github.com/poolctl/poolctl/queue"
 )
 
 // A3: flags are flags anywhere before "--": -q after the job's arguments
@@ -31,11 +33,12 @@ func TestEnqueueFlagsAfterArguments(t *testing.T) {
 		return got
 	}
 
+	before := time.Now()
 	r := e.run("", "enqueue", "q", "Poolctl::Noop", "a", "-q", "--redis", redis.URL())
 	if r.code != 0 || r.stdout != "" || r.stderr != "" {
 		t.Errorf("enqueue ... a -q --redis URL: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if got := jobs(); len(got) != 1 || got[0] != `{"class":"Poolctl::Noop","args":["a"]}` {
+	if got := jobs(); len(got) != 1 || unstamped(t, got[0], before) != `{"class":"Poolctl::Noop","args":["a"]}` {
 		t.Errorf("jobs = %q", got)
 	}
 
@@ -43,7 +46,7 @@ func TestEnqueueFlagsAfterArguments(t *testing.T) {
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "enqueued 2 job(s) of Poolctl::Sleep on q") {
 		t.Errorf("enqueue with -- : exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if got := jobs(); len(got) != 2 || got[0] != `{"class":"Poolctl::Sleep","args":[-5,"x","-q","--name"]}` {
+	if got := jobs(); len(got) != 2 || unstamped(t, got[0], before) != `{"class":"Poolctl::Sleep","args":[-5,"x","-q","--name"]}` {
 		t.Errorf("jobs = %q", got)
 	}
 
@@ -55,6 +58,23 @@ func TestEnqueueFlagsAfterArguments(t *testing.T) {
 	if got := jobs(); len(got) != 0 {
 		t.Errorf("an enqueue with an unknown flag pushed %q", got)
 	}
+}
+
+// unstamped checks that payload ends with the enqueued_at stamp of a time
+// between after and now, and returns it without the stamp.
+func unstamped(t *testing.T, payload string, after time.Time) string {
+	t.Helper()
+	i := strings.LastIndex(payload, `,"enqueued_at":`)
+	if i < 0 || !strings.HasSuffix(payload, "}") {
+		t.Errorf("payload %s has no enqueued_at at its end", payload)
+		return payload
+	}
+	stamp := payload[i+len(`,"enqueued_at":`) : len(payload)-1]
+	at, ok := queue.ParseEnqueuedAt([]byte(stamp))
+	if !ok || at.Before(after.Truncate(time.Microsecond)) || at.After(time.Now()) {
+		t.Errorf("enqueued_at %s (%v) is not a time between %v and now", stamp, at, after)
+	}
+	return payload[:i] + "}"
 }
 
 // A2: failed retry --all retries exactly the records present when it
@@ -144,4 +164,26 @@ func TestClientUsesTheOnlyRunningPool(t *testing.T) {
 	}
 	solo.close(t)
 	duo.close(t)
+}
+
+// The stamp adds one key and changes nothing of Resque's shape: class
+// and args are byte for byte what they were, in Resque's order, and every
+// copy carries the same time.
+func TestEnqueuePayloadsKeepResqueShape(t *testing.T) {
+	at := time.Date(2026, 11, 22, 8, 58, 20, 500000000, time.UTC)
+	raw := []string{"1", "two", `{"k":3}`, "{i}", "-2.5", "[1,[2]]", "null", "ü ∑"}
+	stamped, err := buildPayloads("Mod::Job Name", raw, 3, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range stamped {
+		want := fmt.Sprintf(`{"class":"Mod::Job Name","args":[1,"two",{"k":3},%d,-2.5,[1,[2]],null,"ü ∑"],"enqueued_at":1795337900.500000}`, i)
+		if string(p) != want {
+			t.Errorf("payload %d = %s\nwant %s", i, p, want)
+		}
+		var keys map[string]json.RawMessage
+		if err := json.Unmarshal(p, &keys); err != nil || len(keys) != 3 {
+			t.Errorf("payload %d: %v, keys %v; want exactly class, args, enqueued_at", i, err, keys)
+		}
+	}
 }
