@@ -263,6 +263,7 @@ Examples:
 			Help: "Shows every process under the master, grandchildren (job processes) included,\nwith command line, CPU% since the previous sample and resident memory.",
 			Run:  cmdPstree,
 		},
+		tuneCommand(),
 		{
 			Name: "log", Summary: "show the whole log (in $PAGER at a terminal)", MaxArgs: 0,
 			Help: "At a terminal, opens the log in $PAGER (default less); in a script, prints it.",

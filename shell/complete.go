@@ -111,6 +111,8 @@ func (s *Session) complete(d prompt.Document) []prompt.Suggest {
 		}
 	case argStatusFlags:
 		out = []prompt.Suggest{{Text: "--json", Description: "one JSON object"}}
+	case argTune:
+		out = tuneSuggestions(s, fields, before)
 	case argAutoscale:
 		out = s.autoscaleSuggestions(fields[1:], strings.HasSuffix(before, " "))
 	case argPool:
