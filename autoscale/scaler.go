@@ -86,6 +86,15 @@ func (s *Scaler) Step() {
 		return
 	}
 	s.last = smp.TS
+	if smp.RedisError != "" {
+		// The sample repeats the last figures Redis gave: nothing seems
+		// to finish, so no decision is taken on it, and a step measured
+		// across the gap is not judged.
+		for _, mem := range s.mem {
+			mem.step = nil
+		}
+		return
+	}
 	seen := map[string]bool{}
 	for _, g := range st.Groups {
 		if g.Autoscale == nil || g.Autoscale.Mode != poolfs.AutoscaleOn {
