@@ -105,3 +105,35 @@ func TestScalerDoesNotDecideOnStaleFigures(t *testing.T) {
 		}
 	}
 }
+
+// Workers paused by the operator (USR2: `pause`, top's `p`) leave a
+// backlog that nothing drains: the scaler must not answer it by starting
+// workers, which are not paused and would run the jobs the operator held.
+func TestScalerHoldsWhileWorkersArePaused(t *testing.T) {
+	now := time.Unix(1000, 0)
+	auto := &poolfs.AutoscaleState{Mode: poolfs.AutoscaleOn, Min: 1, Max: 16, TargetWait: 2, DownAfter: 5}
+	src := &fakeSource{
+		st: &poolfs.State{WorkersPausedAt: now.Add(-time.Second),
+			Groups: []poolfs.GroupState{{Queues: "work", Desired: 1, Live: 1, Autoscale: auto}}},
+	}
+	ctl := &fakeControl{}
+	s := NewScaler(src, ctl, time.Second)
+	for i := 0; i < 20; i++ {
+		src.smp = &stats.Sample{TS: now.Add(time.Duration(i) * 200 * time.Millisecond),
+			Queues: []stats.QueueSample{{Name: "work", Depth: 3000, State: stats.QueueStalled, Timing: stats.Histogram{Count: 10, Sum: 0.2}}}}
+		s.Step()
+	}
+	for _, c := range ctl.calls {
+		if c.n != 1 {
+			t.Fatalf("scaled to %d while the workers were paused: %q", c.n, c.reason)
+		}
+	}
+	// Resumed: the backlog is answered at once.
+	src.st = &poolfs.State{Groups: src.st.Groups}
+	src.smp = &stats.Sample{TS: now.Add(5 * time.Second),
+		Queues: []stats.QueueSample{{Name: "work", Depth: 3000, Timing: stats.Histogram{Count: 10, Sum: 0.2}}}}
+	s.Step()
+	if n := len(ctl.calls); n == 0 || ctl.calls[n-1].n != 16 {
+		t.Fatalf("after resume: %+v", ctl.calls)
+	}
+}
