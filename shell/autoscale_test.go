@@ -237,8 +237,8 @@ func autoscaleFixture(now time.Time) autoscaleView {
 	smp := &stats.Sample{TS: now.Add(-500 * time.Millisecond), Interval: 1, Master: stats.ProcSample{PID: 42},
 		Host: stats.HostSample{CPUPercent: 61, CPUs: 2, MemFreeBytes: 3 << 30},
 		Queues: []stats.QueueSample{
-			{Name: "work", Depth: 5000, InRate: 300, OutRate: 280, Timing: h},
-			{Name: "high", Depth: 400, InRate: 10, OutRate: 12, Timing: h},
+			{Name: "work", Depth: 5000, InRate: 300, InRateSustained: 300, OutRate: 280, Timing: h},
+			{Name: "high", Depth: 400, InRate: 10, InRateSustained: 10, OutRate: 12, Timing: h},
 			{Name: "mail", Depth: 7},
 		},
 	}
