@@ -86,6 +86,15 @@ func (s *Scaler) Step() {
 		return
 	}
 	s.last = smp.TS
+	if smp.RedisError != "" {
+		// The sample repeats the last figures Redis gave: nothing seems
+		// to finish, so no decision is taken on it, and a step measured
+		// across the gap is not judged.
+		for _, mem := range s.mem {
+			mem.step = nil
+		}
+		return
+	}
 	seen := map[string]bool{}
 	for _, g := range st.Groups {
 		if g.Autoscale == nil || g.Autoscale.Mode != poolfs.AutoscaleOn {
@@ -103,6 +112,16 @@ func (s *Scaler) Step() {
 			mem = &Memory{}
 			s.mem[g.Queues] = mem
 		}
+		if !st.WorkersPausedAt.IsZero() {
+			// Paused by the operator (USR2): a backlog is expected, and
+			// new workers would not be paused. Hold, said once.
+			mem.step, mem.surplusSince = nil, time.Time{}
+			if mem.lastKind != kindPaused {
+				mem.lastKind = kindPaused
+				s.ctl.Scale(g.Queues, g.Desired, nil, "workers are paused (USR2): holding until they resume")
+			}
+			continue
+		}
 		in, idle := InputFor(smp, st, g)
 		d := Decide(in, mem)
 		if d.Changed || (d.Hold && d.NewReason) {
@@ -119,6 +138,9 @@ func (s *Scaler) Step() {
 		}
 	}
 }
+
+// kindPaused is the kind of the hold while the workers are paused.
+const kindPaused = "paused"
 
 // pendingChange is a count handed to the master and not yet in its state.
 type pendingChange struct {
