@@ -51,9 +51,18 @@ func (l Limits) violation(p Point) string {
 	return strings.Join(why, ", ")
 }
 
+// MinMarginal is the share of one worker's throughput (at the smallest
+// count measured) that each worker beyond the knee must add: past a count
+// where every further worker adds less, more workers buy nothing but
+// contention (CPU-bound jobs past the cores), whatever noise says about
+// the last few percent. The autoscaler's no-gain rule uses the same 10%.
+const MinMarginal = 0.10
+
 // Recommend applies tune's rule to the measured points: the smallest
 // worker count whose throughput is at least GoodEnough of the best
-// measured, among the counts that keep within lim. When every such count
+// measured, or, if smaller, the knee: the smallest count beyond which
+// every larger measured count adds less than MinMarginal of one worker's
+// throughput per added worker; among the counts that keep within lim. When every such count
 // breaks a limit, it is the count with the best throughput among those
 // that keep within it (the reason names the limit); when none does,
 // Workers is 0.
@@ -83,6 +92,10 @@ func Recommend(points []Point, lim Limits) Recommendation {
 	}
 	if len(allowed) == 0 {
 		return Recommendation{Reason: "no measured worker count keeps within the pool's limits (" + strings.Join(broken, "; ") + ")"}
+	}
+	if k, ok := knee(allowed); ok && k.Throughput < GoodEnough*best.Throughput {
+		return Recommendation{Workers: k.Workers, Reason: fmt.Sprintf("the knee: %s jobs/s at %d workers, and no larger count adds %.0f%% of one worker's throughput per added worker (best measured %s at %d)",
+			formatRate(k.Throughput), k.Workers, MinMarginal*100, formatRate(best.Throughput), best.Workers)}
 	}
 	for _, p := range allowed {
 		if p.Throughput < GoodEnough*best.Throughput*(1-1e-12) { // 95% counts, whatever the rounding
@@ -129,4 +142,28 @@ func formatBytes(b uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f%ciB", float64(b)/float64(div), "KMGTP"[exp])
+}
+
+// knee finds the smallest count (of ps, sorted by workers) past which no
+// larger count adds MinMarginal of one worker's throughput per added
+// worker. Every larger count must fall short, so one noisy point does not
+// make a knee.
+func knee(ps []Point) (Point, bool) {
+	if len(ps) < 3 || ps[0].Workers <= 0 || ps[0].Throughput <= 0 {
+		return Point{}, false
+	}
+	perWorker := ps[0].Throughput / float64(ps[0].Workers)
+	for i, p := range ps[:len(ps)-1] {
+		flat := true
+		for _, q := range ps[i+1:] {
+			if q.Throughput-p.Throughput >= MinMarginal*perWorker*float64(q.Workers-p.Workers) {
+				flat = false
+				break
+			}
+		}
+		if flat {
+			return p, true
+		}
+	}
+	return Point{}, false
 }

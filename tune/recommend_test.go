@@ -30,7 +30,7 @@ func TestRecommend(t *testing.T) {
 		},
 		{
 			name:   "just under 95% does not",
-			points: pts(1, 50, 2, 94.9, 4, 100),
+			points: pts(1, 10, 2, 94.9, 4, 100), // each worker past 2 still adds 25% of one: no knee
 			want:   4,
 		},
 		{
@@ -82,5 +82,23 @@ func TestRecommend(t *testing.T) {
 		if got.Workers != c.want || !strings.Contains(got.Reason, c.reason) {
 			t.Errorf("%s: %d (%s), want %d (…%s…)", c.name, got.Workers, got.Reason, c.want, c.reason)
 		}
+	}
+}
+
+// The CPU-bound sweep measured on this 2-core machine (load from other
+// tests): 8 workers do 6% better than 4 by overlapping Redis round trips,
+// so the 95% rule alone says 5; the knee says 2, the cores.
+func TestRecommendKneeOfCPUBoundSweep(t *testing.T) {
+	pts := []Point{{Workers: 1, Throughput: 125}, {Workers: 2, Throughput: 256}, {Workers: 4, Throughput: 276}, {Workers: 8, Throughput: 293},
+		{Workers: 5, Throughput: 289}, {Workers: 6, Throughput: 291}, {Workers: 7, Throughput: 290}}
+	r := Recommend(pts, Limits{})
+	if r.Workers != 2 || !strings.Contains(r.Reason, "knee") {
+		t.Fatalf("Recommend = %d (%s), want the knee at 2", r.Workers, r.Reason)
+	}
+	// Sleep-bound work scales linearly: no knee, one noisy dip included.
+	io := []Point{{Workers: 1, Throughput: 20}, {Workers: 2, Throughput: 40}, {Workers: 4, Throughput: 78}, {Workers: 8, Throughput: 154},
+		{Workers: 10, Throughput: 194}, {Workers: 12, Throughput: 236}, {Workers: 14, Throughput: 237}, {Workers: 16, Throughput: 312}}
+	if r := Recommend(io, Limits{}); r.Workers != 16 {
+		t.Fatalf("io: Recommend = %d (%s), want 16", r.Workers, r.Reason)
 	}
 }
