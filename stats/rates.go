@@ -49,6 +49,10 @@ type queueTracker struct {
 	// lastDone is when a job of the queue last finished (or tracking
 	// began), for "stalled".
 	lastDone time.Time
+	// episodeDone is whether a job finished since the backlog last rose
+	// from nothing: until one has, the out rate is an earlier batch's, and
+	// an ETA from it would be a guess.
+	episodeDone bool
 
 	in, out, in1m, out1m, fail1m ewma
 	recentIn                     []float64 // the last burstWindow instantaneous arrival rates
@@ -88,6 +92,11 @@ func (t *queueTracker) observe(r queueReading, inFlight int64, now time.Time, st
 			t.out.observe(float64(done)/secs, dt)
 			t.out1m.observe(float64(done)/secs, dt)
 		}
+		if rampUp {
+			t.episodeDone = done > 0
+		} else if done > 0 {
+			t.episodeDone = true
+		}
 		t.in.observe(arrived/secs, dt)
 		t.in1m.observe(arrived/secs, dt)
 		t.fail1m.observe(float64(failed)/secs, dt)
@@ -108,7 +117,7 @@ func (t *queueTracker) observe(r queueReading, inFlight int64, now time.Time, st
 	qs.InRateSustained = t.sustainedIn()
 	qs.InRate1m, qs.OutRate1m = t.in1m.value, t.out1m.value
 	qs.FailRate1m = 60 * t.fail1m.value
-	qs.State, qs.ETASeconds = classify(r.depth, inFlight, t.out.value, t.sustainedIn(), now.Sub(t.lastDone), stalledAfter, t.out.seeded)
+	qs.State, qs.ETASeconds = classify(r.depth, inFlight, t.out.value, t.sustainedIn(), now.Sub(t.lastDone), stalledAfter, t.out.seeded && t.episodeDone)
 	if qs.OutRate > 0 && r.depth > 0 {
 		qs.WaitSeconds = &Wait{Seconds: float64(r.depth) / qs.OutRate, Estimated: true}
 	}

@@ -155,3 +155,25 @@ func TestEarlySlowIntervalsDoNotDominate(t *testing.T) {
 		t.Fatalf("eta %v, want within 15%% of %.1fs", qs.ETASeconds, want)
 	}
 }
+
+// A queue that worked earlier, emptied, and now holds a batch nobody has
+// touched (its workers paused): the out rate still shows the earlier
+// jobs, decaying, but no ETA may come of it.
+func TestNoETAFromAnEarlierBatchsRate(t *testing.T) {
+	tr := newQueueTracker()
+	now := time.Unix(1000, 0)
+	var processed int64
+	depth := int64(100)
+	for i := 0; i < 5; i++ { // an earlier batch drains at 20/s
+		tr.observe(queueReading{name: "q", depth: depth, processed: processed}, 1, now, 10*time.Second)
+		depth, processed, now = depth-20, processed+20, now.Add(time.Second)
+	}
+	tr.observe(queueReading{name: "q", depth: 0, processed: processed}, 0, now, 10*time.Second)
+	for i := 0; i < 5; i++ { // 2,000 queued, nothing finishes
+		now = now.Add(200 * time.Millisecond)
+		qs := tr.observe(queueReading{name: "q", depth: 2000, processed: processed}, 0, now, 10*time.Second)
+		if qs.ETASeconds != nil || qs.State == QueueDraining {
+			t.Fatalf("sample %d: state %s eta %v (out %.2f/s, an earlier batch's)", i, qs.State, *qs.ETASeconds, qs.OutRate)
+		}
+	}
+}
