@@ -33,9 +33,6 @@ var (
 	tuneSettleAfter = 15 * time.Second
 )
 
-// tuneMarker is the payload key that marks tune's synthetic jobs.
-const tuneMarker = "poolctl_tune"
-
 // tuneRun is one tune command: what it changed, so that it can put it
 // back whatever happens.
 type tuneRun struct {

@@ -107,7 +107,7 @@ func Fit(obs []Observation) (USL, error) {
 			try(float64(i)/100, k)
 		}
 	}
-	sigma, kappa, lambda := levenbergMarquardt(obs, best.sigma, best.kappa)
+	sigma, kappa, _ := levenbergMarquardt(obs, best.sigma, best.kappa)
 	if _, sse := lambdaFor(obs, sigma, kappa); sse < best.sse {
 		best.sigma, best.kappa = sigma, kappa
 	}
