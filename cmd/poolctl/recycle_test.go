@@ -18,7 +18,7 @@ import (
 
 // recyclePool starts a master by hand over a private Redis with a fast
 // sampler, the config's top level extended by top.
-func recyclePool(t *testing.T, name, top, workers string) (poolfs.Paths, *queue.Client) {
+func recyclePool(t *testing.T, name, top, workers string) (poolfs.Paths, *queue.Client, *shellEnv) {
 	t.Helper()
 	srv := redistest.Start(t)
 	e := newShellEnv(t)
@@ -34,7 +34,7 @@ func recyclePool(t *testing.T, name, top, workers string) (poolfs.Paths, *queue.
 		st, err := poolfs.ReadState(p.State)
 		return err == nil && st.Settled() && len(st.Workers) > 0
 	})
-	return p, queue.New(srv.Client(), "")
+	return p, queue.New(srv.Client(), ""), e
 }
 
 func recycleState(t *testing.T, p poolfs.Paths) *poolfs.State {
@@ -71,7 +71,7 @@ func TestRecycleMaxJobsBuiltin(t *testing.T) {
 	dir := t.TempDir()
 	marks := filepath.Join(dir, "marks")
 	top := fmt.Sprintf("start_secs: 5s\njobs:\n  Mark: [sh, -c, 'echo \"$POOLCTL_ARGS\" >> %s']\n", marks)
-	p, q := recyclePool(t, "recyclejobs", top, "  \"rec:q/ü\":\n    count: 2\n    max_jobs: 5\n")
+	p, q, e := recyclePool(t, "recyclejobs", top, "  \"rec:q/ü\":\n    count: 2\n    max_jobs: 5\n")
 	first := map[int]bool{}
 	for _, w := range recycleState(t, p).Workers {
 		first[w.PID] = true
@@ -136,6 +136,11 @@ func TestRecycleMaxJobsBuiltin(t *testing.T) {
 	if strings.Contains(log, "failed start") {
 		t.Errorf("a recycle was taken for a failed start:\n%s", log)
 	}
+	// The shell's status shows the counts.
+	r := e.run("status --json\nstatus\n", "attach", "recyclejobs")
+	if !regexp.MustCompile(`"recycled": ?\{"jobs": ?\d+\}`).MatchString(r.stdout) || !regexp.MustCompile(`rec:q/ü recycled: jobs \d+`).MatchString(r.stdout) {
+		t.Errorf("status does not show the recycles:\n%s\n%s", r.stdout, r.stderr)
+	}
 }
 
 // A command worker whose tree grows past max_rss is recycled within a few
@@ -149,7 +154,7 @@ func TestRecycleMaxRSSCommand(t *testing.T) {
 	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p, _ := recyclePool(t, "recyclerss", "start_secs: 100ms\nterm_timeout: 2s\n",
+	p, _, _ := recyclePool(t, "recyclerss", "start_secs: 100ms\nterm_timeout: 2s\n",
 		fmt.Sprintf("  mem:\n    count: 1\n    command: [sh, %s]\n    max_rss: 30MB\n", script))
 	old := recycleState(t, p).Workers[0].PID
 	var st *poolfs.State
@@ -172,7 +177,7 @@ func TestRecycleMaxRSSCommand(t *testing.T) {
 
 // max_lifetime: 2s recycles an idle built-in worker after about 2 s.
 func TestRecycleMaxLifetime(t *testing.T) {
-	p, _ := recyclePool(t, "recyclelife", "start_secs: 100ms\n", "  life:\n    count: 1\n    max_lifetime: 2s\n")
+	p, _, _ := recyclePool(t, "recyclelife", "start_secs: 100ms\n", "  life:\n    count: 1\n    max_lifetime: 2s\n")
 	w0 := recycleState(t, p).Workers[0]
 	var st *poolfs.State
 	waitFor(t, 15*time.Second, "a lifetime recycle", func() bool {
@@ -202,7 +207,7 @@ func TestRecycleLadder(t *testing.T) {
 	if err := os.WriteFile(script, []byte("trap '' QUIT TERM\nexec sleep 600\n"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p, _ := recyclePool(t, "recycleladder", "start_secs: 100ms\nterm_timeout: 700ms\n",
+	p, _, _ := recyclePool(t, "recycleladder", "start_secs: 100ms\nterm_timeout: 700ms\n",
 		fmt.Sprintf("  deaf:\n    count: 1\n    command: [sh, %s]\n    max_lifetime: 1s\n", script))
 	pid := recycleState(t, p).Workers[0].PID
 	steps := []string{
