@@ -171,16 +171,19 @@ func megabytes(b uint64) string {
 	return fmt.Sprintf("%dMB", b>>20)
 }
 
-// duration formats d as "6h0m", "2m5s", "2.1s": to the minute past an
-// hour, the second past a minute, the tenth of a second below.
+// duration formats an age d as "6h0m", "2m5s", "2.1s": to the minute
+// past an hour, else rounded up to the second past a minute and to the
+// tenth of a second below, so that an age just past a limit never reads
+// as the limit itself.
 func duration(d time.Duration) string {
+	ceil := func(unit time.Duration) time.Duration { return (d + unit - 1) / unit * unit }
 	switch {
 	case d >= time.Hour:
 		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 	case d >= time.Minute:
-		return d.Round(time.Second).String()
+		return ceil(time.Second).String()
 	}
-	return d.Round(100 * time.Millisecond).String()
+	return ceil(100 * time.Millisecond).String()
 }
 
 // limitString formats a configured duration without its zero tail:

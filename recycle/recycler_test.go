@@ -52,3 +52,21 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestDurationJustPastReadsPast(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		2*time.Second + 50*time.Millisecond:  "2.1s",
+		2 * time.Second:                      "2s",
+		2*time.Minute + 200*time.Millisecond: "2m1s",
+		6*time.Hour + 20*time.Second:         "6h0m",
+	} {
+		if got := duration(d); got != want {
+			t.Errorf("duration(%s) = %q, want %q", d, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{6 * time.Hour: "6h", 90 * time.Minute: "1h30m", 2 * time.Second: "2s", 150 * time.Second: "2m30s"} {
+		if got := limitString(d); got != want {
+			t.Errorf("limitString(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
