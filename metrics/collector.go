@@ -26,20 +26,23 @@ const ns = "poolctl"
 // queues, classes and states the pool knows: never a pid or a job id.
 const (
 	labelQueues = "queues" // a queue list of the configuration
+	labelReason = "reason" // why a worker was recycled: rss, jobs, lifetime (other)
 	labelQueue  = "queue"  // one queue
 	labelClass  = "class"  // a job class
 	labelState  = "state"  // one of a fixed set of states
 )
 
-// groupStates and queueStates are the values of the state label.
+// recycleKinds are the values of the reason label; groupStates and
+// queueStates those of the state label.
 var (
-	groupStates = []string{poolfs.GroupOK, poolfs.GroupBackoff, poolfs.GroupFatal}
-	queueStates = []string{stats.QueueEmpty, stats.QueueDraining, stats.QueueBusy, stats.QueueStalled, stats.QueueGrowing}
+	recycleKinds = []string{"rss", "jobs", "lifetime"}
+	groupStates  = []string{poolfs.GroupOK, poolfs.GroupBackoff, poolfs.GroupFatal}
+	queueStates  = []string{stats.QueueEmpty, stats.QueueDraining, stats.QueueBusy, stats.QueueStalled, stats.QueueGrowing}
 )
 
 // descs are the descriptions of every metric the collector exports.
 type descs struct {
-	desired, live, groupState, spawns, restarts *prometheus.Desc
+	desired, live, groupState, spawns, restarts, recycles *prometheus.Desc
 
 	autoscaleOn, autoscaleMin, autoscaleMax, autoscaleTargetWait *prometheus.Desc
 
@@ -65,6 +68,7 @@ func newDescs() descs {
 		groupState: d("group_state", "1 for the queue list's state (ok, backoff or fatal), 0 for the others.", labelQueues, labelState),
 		spawns:     d("spawns_total", "Workers started for the queue list since the master started.", labelQueues),
 		restarts:   d("restarts_total", "Workers of the queue list that exited unasked and were replaced, since the master started.", labelQueues),
+		recycles:   d("worker_recycles_total", "Workers of the queue list recycled since the master started, by reason (rss, jobs, lifetime); present for queue lists with recycling limits.", labelQueues, labelReason),
 
 		autoscaleOn:         d("autoscale_enabled", "1 when the autoscaler sets the queue list's count, 0 when a shell pinned it at its configured count (autoscale off); present only for autoscaled queue lists.", labelQueues),
 		autoscaleMin:        d("autoscale_min_workers", "The autoscaled queue list's lower bound.", labelQueues),
@@ -102,7 +106,7 @@ func newDescs() descs {
 
 func (d *descs) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
-		d.desired, d.live, d.groupState, d.spawns, d.restarts,
+		d.desired, d.live, d.groupState, d.spawns, d.restarts, d.recycles,
 		d.autoscaleOn, d.autoscaleMin, d.autoscaleMax, d.autoscaleTargetWait,
 		d.workerCPU, d.workerRSS, d.workerProcs,
 		d.depth, d.inFlight, d.processed, d.failed, d.inRate, d.outRate, d.eta, d.queueState, d.waitSecs,
@@ -155,6 +159,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			e.counter(d.spawns, float64(g.Spawns), q)
 			e.counter(d.restarts, float64(g.Restarts), q)
+			if g.Recycle != nil || len(g.Recycled) > 0 {
+				for _, kind := range recycleKinds {
+					e.counter(d.recycles, float64(g.Recycled[kind]), q, kind)
+				}
+				if n := g.Recycled["other"]; n > 0 {
+					e.counter(d.recycles, float64(n), q, "other")
+				}
+			}
 			if a := g.Autoscale; a != nil {
 				e.gauge(d.autoscaleOn, bool01(a.Mode == poolfs.AutoscaleOn), q)
 				e.gauge(d.autoscaleMin, float64(a.Min), q)

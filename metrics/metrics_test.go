@@ -52,7 +52,8 @@ func fixture(now time.Time) (*stats.Sample, *poolfs.State) {
 	st := &poolfs.State{
 		Name: "batch", PID: 100, Status: poolfs.MasterRunning,
 		Groups: []poolfs.GroupState{
-			{Queues: "foo", Desired: 2, Live: 2, State: poolfs.GroupOK, Spawns: 3, Restarts: 1},
+			{Queues: "foo", Desired: 2, Live: 2, State: poolfs.GroupOK, Spawns: 3, Restarts: 1,
+				Recycle: &poolfs.RecycleSettings{MaxJobs: 10}, Recycled: map[string]int{"jobs": 4, "rss": 1}},
 			{Queues: "bar,baz", Desired: 4, Live: 1, State: poolfs.GroupBackoff, Spawns: 9, Restarts: 7},
 		},
 		Workers: []poolfs.WorkerState{
@@ -186,6 +187,9 @@ func TestCollectorExportsTheSampleExactly(t *testing.T) {
 		"queues=bar,baz,state=ok => 0", "queues=bar,baz,state=backoff => 1", "queues=bar,baz,state=fatal => 0")
 	wantSeries(t, fams, "poolctl_spawns_total", C, "queues=foo => 3", "queues=bar,baz => 9")
 	wantSeries(t, fams, "poolctl_restarts_total", C, "queues=foo => 1", "queues=bar,baz => 7")
+	// Only for queue lists with recycling limits, every reason.
+	wantSeries(t, fams, "poolctl_worker_recycles_total", C,
+		"queues=foo,reason=rss => 1", "queues=foo,reason=jobs => 4", "queues=foo,reason=lifetime => 0")
 
 	wantSeries(t, fams, "poolctl_queue_depth", G, "queue=foo => 120", "queue=bar => 0", "queue=baz => 5")
 	wantSeries(t, fams, "poolctl_queue_in_flight", G, "queue=foo => 2", "queue=bar => 0", "queue=baz => 1")
@@ -229,7 +233,7 @@ func TestCollectorExportsTheSampleExactly(t *testing.T) {
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
 				switch l.GetName() {
-				case "queues", "queue", "class", "state", "le", "version":
+				case "queues", "queue", "class", "state", "le", "version", "reason":
 				default:
 					if strings.HasPrefix(name, "poolctl_") {
 						t.Errorf("%s has label %q", name, l.GetName())

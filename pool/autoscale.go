@@ -17,6 +17,12 @@ type Control interface {
 	// stops. Every call is logged (a hold too), so callers report a hold
 	// only when its reason changes.
 	Scale(queues string, n int, prefer []int, reason string)
+	// Recycle replaces worker pid (when identity, its state file
+	// identity, still names it) for reason, whose first word is its kind:
+	// rss, jobs or lifetime. The master logs and counts it, QUITs the
+	// worker (TERM after term_timeout, KILL after as long again) and
+	// starts a replacement at once.
+	Recycle(pid int, identity, reason string)
 }
 
 // autoscaleState is a group's autoscaling, nil settings when it has none.

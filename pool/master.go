@@ -129,6 +129,8 @@ type group struct {
 	restarts     int
 	spawns       int           // workers started, all told
 	jobTimeout   time.Duration // the group's job_timeout (its own, else the config's)
+	recycle      recycleSettings
+	recycled     map[string]int // recycles by kind (rss, jobs, lifetime) since the master started
 	autoscale    autoscaleState
 	backoffUntil time.Time
 	fatal        bool

@@ -56,8 +56,15 @@ func (m *Master) onExit(pid int, ws syscall.WaitStatus) {
 	if g == nil || g.fingerprint != w.fingerprint {
 		return
 	}
-	g.restarts++
 	g.lastExit = status
+	if g.recycle.maxJobs > 0 && ws.Exited() && ws.ExitStatus() == 0 {
+		// A worker of a max_jobs group that ends cleanly unasked has run
+		// its jobs: a recycle, not a crash, however fast its jobs were.
+		m.countRecycle(g, RecycleJobs)
+		m.log.Printf("recycled worker[%d] (%s): jobs (max_jobs %d)", pid, w.queues, g.recycle.maxJobs)
+		return
+	}
+	g.restarts++
 	ran := time.Since(w.started)
 	if ran < m.cfg.StartSecs {
 		m.failedStart(g, fmt.Sprintf("worker[%d] exited after %s (%s)", pid, ran.Round(time.Millisecond), status))

@@ -112,8 +112,10 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 		}
 		// Everything that reaches the worker's argv or environment: a
 		// change means its workers must be replaced.
-		g.jobTimeout = *cfg.Group(e.Queues).JobTimeout
-		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), g.jobTimeout.String()})
+		gs := cfg.Group(e.Queues)
+		g.jobTimeout = *gs.JobTimeout
+		g.recycle = recycleSettings{maxRSS: gs.MaxRSS, maxJobs: gs.MaxJobs, maxLifetime: gs.MaxLifetime}
+		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), g.jobTimeout.String(), g.recycle.maxJobs})
 		g.fingerprint = string(fp)
 		g.failures, g.fatal, g.reason, g.backoffUntil = 0, false, "", time.Time{}
 		if g.timer != nil {

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"sort"
 	"strconv"
@@ -137,7 +138,7 @@ func (m *Master) snapshot() *State {
 		g := m.groups[q]
 		st := g.state(now)
 		gs := GroupState{Queues: q, Desired: g.desired, Live: liveCount[q], State: string(st), Failures: g.failures, Reason: g.reason, Spawns: g.spawns, Restarts: g.restarts,
-			Autoscale: g.autoscale.published()}
+			Autoscale: g.autoscale.published(), Recycle: g.recycle.published(), Recycled: maps.Clone(g.recycled)}
 		if st == groupBackoff {
 			gs.BackoffUntil = g.backoffUntil
 		}

@@ -62,7 +62,7 @@ func (m *Master) workerEnv(g *group) []string {
 	env := make([]string, 0, len(os.Environ())+8)
 	for _, kv := range os.Environ() {
 		switch key, _, _ := strings.Cut(kv, "="); key {
-		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL, workerenv.HeartbeatInterval:
+		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL, workerenv.HeartbeatInterval, workerenv.MaxJobs:
 			continue
 		}
 		env = append(env, kv)
@@ -77,6 +77,9 @@ func (m *Master) workerEnv(g *group) []string {
 		workerenv.JobTimeout+"="+g.jobTimeout.String(),
 		workerenv.HeartbeatInterval+"="+m.cfg.HeartbeatInterval.String(),
 	)
+	if g.recycle.maxJobs > 0 {
+		env = append(env, workerenv.MaxJobs+"="+strconv.Itoa(g.recycle.maxJobs))
+	}
 	if m.redisURL != "" {
 		env = append(env, workerenv.RedisURL+"="+m.redisURL)
 	}

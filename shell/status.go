@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -59,6 +61,9 @@ type GroupStatus struct {
 	// it (mode, bounds, target wait, last decision); absent when it is
 	// not autoscaled.
 	Autoscale *poolfs.AutoscaleState `json:"autoscale,omitempty"`
+	// Recycled counts the workers recycled since the master started, by
+	// reason (rss, jobs, lifetime); absent when none was.
+	Recycled map[string]int `json:"recycled,omitempty"`
 
 	inputs *AutoscaleInputs // from a recent sample, for the text form
 }
@@ -179,7 +184,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 		tree.Walk(func(p *pstree.Proc, _ int) { procs[int(p.PID)] = p })
 	}
 	for _, g := range ps.Groups {
-		st.Groups = append(st.Groups, GroupStatus{Queues: g.Queues, Desired: g.Desired, Live: g.Live, State: g.State, Reason: g.Reason, Autoscale: g.Autoscale})
+		st.Groups = append(st.Groups, GroupStatus{Queues: g.Queues, Desired: g.Desired, Live: g.Live, State: g.State, Reason: g.Reason, Autoscale: g.Autoscale, Recycled: g.Recycled})
 	}
 	// Workers grouped by queue list in the order of the configuration in
 	// force (the master publishes them by pid), then by pid; workers of
@@ -367,6 +372,13 @@ func (s *Session) printStatus(st *Status) {
 		for _, g := range st.Groups {
 			if g.Autoscale != nil {
 				fmt.Fprintf(w, "  %s\n", autoscaleStatusLine(g))
+			}
+			if len(g.Recycled) > 0 {
+				var parts []string
+				for _, kind := range slices.Sorted(maps.Keys(g.Recycled)) {
+					parts = append(parts, fmt.Sprintf("%s %d", kind, g.Recycled[kind]))
+				}
+				fmt.Fprintf(w, "  %s recycled: %s\n", g.Queues, strings.Join(parts, ", "))
 			}
 		}
 		if len(st.Workers) == 0 && len(st.Groups) == 0 {

@@ -133,7 +133,14 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 			return fmt.Errorf("$%s: want a positive duration such as 10s, got %q", workerenv.HeartbeatInterval, raw)
 		}
 	}
+	var maxJobs int
+	if raw := os.Getenv(workerenv.MaxJobs); raw != "" {
+		if maxJobs, err = strconv.Atoi(raw); err != nil || maxJobs < 0 {
+			return fmt.Errorf("$%s: want a job count (0 = no limit), got %q", workerenv.MaxJobs, raw)
+		}
+	}
 	w := New(queue.New(rdb, *namespace), blocking, Config{
+		MaxJobs:           maxJobs,
 		Queues:            names,
 		Jobs:              jobs,
 		JobTimeout:        timeout,

@@ -35,7 +35,11 @@ type Config struct {
 	BlockTimeout      time.Duration // longest blocking wait on one queue; 0 = DefaultBlockTimeout
 	PollInterval      time.Duration // wait on the first queue when several are polled; 0 = 100ms
 	HeartbeatInterval time.Duration // 0 = 10s
-	Now               func() time.Time
+	// MaxJobs, when positive, makes the worker stop cleanly once it has
+	// finished this many jobs (succeeded or failed), so that the master
+	// replaces it: recycling, against leaks.
+	MaxJobs int
+	Now     func() time.Time
 }
 
 // DefaultBlockTimeout bounds an idle single-queue worker's blocking wait.
@@ -349,6 +353,10 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 				job, lost = w.perform(job, chain)
 				lostReply = lostReply || lost
 			}
+			if w.jobsDone() {
+				w.logf("recycling after %d jobs", w.processed.Load()+w.failed.Load())
+				break
+			}
 			continue
 		}
 		if err != nil {
@@ -463,7 +471,7 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 		w.failed.Add(1)
 	} else {
 		w.processed.Add(1)
-		if quitting, stopping, paused, _ := w.control(); len(chain) > 0 && !quitting && !stopping && !paused {
+		if quitting, stopping, paused, _ := w.control(); len(chain) > 0 && !quitting && !stopping && !paused && !w.jobsDone() {
 			// Busy fast path: acknowledge and take the next job in one
 			// round trip.
 			next, err := w.q.AckReserve(context.Background(), w.id, job, timing, chain, now)
@@ -481,6 +489,11 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 		w.logf("could not record the outcome of a job from %s: %v; it stays in flight and will run again", job.Queue, err)
 	}
 	return nil, lost
+}
+
+// jobsDone reports whether the worker has finished its MaxJobs jobs.
+func (w *Worker) jobsDone() bool {
+	return w.cfg.MaxJobs > 0 && w.processed.Load()+w.failed.Load() >= int64(w.cfg.MaxJobs)
 }
 
 // jobRun is what the worker measured of a job, for its timing.

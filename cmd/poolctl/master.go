@@ -17,6 +17,7 @@ import (
 	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/recycle"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
 	"github.com/poolctl/poolctl/stats"
@@ -217,16 +218,21 @@ func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger
 	// only; it does nothing in a pool without them).
 	c.scaler = autoscale.NewScaler(c.sampler, ctl, cfg.SampleInterval/4)
 	c.scaler.Start()
+	// The recycler replaces workers past their queue list's max_rss or
+	// max_lifetime (nothing in a pool without them).
+	c.recycler = recycle.New(c.sampler, ctl, cfg.SampleInterval/4)
+	c.recycler.Start()
 	return c, nil
 }
 
 // cockpit adapts the sampler and the metrics server, when one is
 // configured, to pool.Cockpit.
 type cockpit struct {
-	sampler *stats.Sampler
-	rdb     interface{ Close() error }
-	metrics *metrics.Server // nil when off
-	scaler  *autoscale.Scaler
+	sampler  *stats.Sampler
+	rdb      interface{ Close() error }
+	metrics  *metrics.Server // nil when off
+	scaler   *autoscale.Scaler
+	recycler *recycle.Recycler
 }
 
 func (c *cockpit) Observe(s *pool.State) { c.sampler.Observe(s) }
@@ -246,6 +252,7 @@ func (c *cockpit) Close() error {
 		errs = append(errs, c.metrics.Close())
 	}
 	c.scaler.Stop()
+	c.recycler.Stop()
 	c.sampler.Stop()
 	if c.rdb != nil {
 		errs = append(errs, c.rdb.Close())

@@ -16,4 +16,8 @@ const (
 	// HeartbeatInterval is how often a built-in worker heartbeats (Go
 	// duration); unset means the worker's default.
 	HeartbeatInterval = "POOLCTL_HEARTBEAT_INTERVAL"
+	// MaxJobs is the group's max_jobs: a worker should exit cleanly
+	// (status 0) after finishing this many jobs, and the master starts a
+	// replacement. Set only for groups with max_jobs.
+	MaxJobs = "POOLCTL_MAX_JOBS"
 )

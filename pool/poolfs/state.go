@@ -79,6 +79,18 @@ type GroupState struct {
 	Autoscale *AutoscaleState `json:"autoscale,omitempty"`
 	Spawns    int             `json:"spawns"`   // workers started for this queue list since the master started
 	Restarts  int             `json:"restarts"` // workers that exited unasked and were replaced
+	// Recycle is the queue list's recycling limits, nil when it has none.
+	Recycle *RecycleSettings `json:"recycle,omitempty"`
+	// Recycled counts the workers recycled since the master started, by
+	// kind (rss, jobs, lifetime); absent when none was.
+	Recycled map[string]int `json:"recycled,omitempty"`
+}
+
+// RecycleSettings are a queue list's worker recycling limits (0 = none).
+type RecycleSettings struct {
+	MaxRSS      uint64  `json:"max_rss_bytes,omitempty"`
+	MaxJobs     int     `json:"max_jobs,omitempty"`
+	MaxLifetime float64 `json:"max_lifetime_seconds,omitempty"`
 }
 
 // WorkerState is one live worker process.
