@@ -123,7 +123,7 @@ func Want(in Input) (int, string) {
 		s := in.JobSeconds
 		want = math.Ceil(in.InRate*s + float64(in.Backlog)*s/a.TargetWait.Seconds())
 		how = fmt.Sprintf("backlog %d, in %.0f/s, job %s, target wait %s: λ·S + B·S/T = %.1f",
-			in.Backlog, in.InRate, fmtSeconds(s), a.TargetWait, in.InRate*s+float64(in.Backlog)*s/a.TargetWait.Seconds())
+			in.Backlog, in.InRate, FormatJobTime(s), a.TargetWait, in.InRate*s+float64(in.Backlog)*s/a.TargetWait.Seconds())
 	}
 	n := int(math.Min(want, float64(a.Max)))
 	return max(n, a.Min), how
@@ -293,8 +293,8 @@ func hostNote(in Input) string {
 	return fmt.Sprintf(" (cpu %.0f%%)", in.CPUPercent)
 }
 
-// fmtSeconds renders a job time: "28ms", "1.5s".
-func fmtSeconds(s float64) string {
+// FormatJobTime renders a job time in seconds: "28ms", "1.5s", "450µs".
+func FormatJobTime(s float64) string {
 	d := time.Duration(s * float64(time.Second))
 	switch {
 	case d < time.Millisecond:

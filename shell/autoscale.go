@@ -351,16 +351,7 @@ func fmtRate(r float64) string {
 }
 
 // fmtJob renders a job time: "28ms", "1.5s", "450µs".
-func fmtJob(sec float64) string {
-	d := time.Duration(sec * float64(time.Second))
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	}
-	return d.Round(100 * time.Millisecond).String()
-}
+func fmtJob(sec float64) string { return autoscale.FormatJobTime(sec) }
 
 // fmtSecs renders a setting in seconds as a duration: "2s", "1m30s".
 func fmtSecs(sec float64) string {

@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/poolctl/poolctl/shell/topview"
+
 	"github.com/poolctl/poolctl/internal/proc"
 	"github.com/poolctl/poolctl/internal/redact"
 	"github.com/poolctl/poolctl/pool/poolfs"
@@ -270,23 +272,8 @@ func workerStateText(w poolfs.WorkerState, registered bool, info queue.WorkerInf
 	}
 }
 
-// humanDuration formats d as 12s, 3m04s, 2h05m or 3d04h.
-func humanDuration(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	sec := int64(d / time.Second)
-	switch {
-	case sec < 60:
-		return fmt.Sprintf("%ds", sec)
-	case sec < 3600:
-		return fmt.Sprintf("%dm%02ds", sec/60, sec%60)
-	case sec < 86400:
-		return fmt.Sprintf("%dh%02dm", sec/3600, sec%3600/60)
-	default:
-		return fmt.Sprintf("%dd%02dh", sec/86400, sec%86400/3600)
-	}
-}
+// humanDuration formats d as 12s, 3m04s, 2h05m or 3d04h (top's format).
+func humanDuration(d time.Duration) string { return topview.HumanDuration(d) }
 
 func cmdStatus(ctx context.Context, s *Session, args []string) error {
 	asJSON := false
