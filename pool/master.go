@@ -162,6 +162,7 @@ type Master struct {
 	cockpit  Cockpit
 	// metricsAddr is where the cockpit serves /metrics, "" when it does not.
 	metricsAddr string
+	notify      *notifier
 
 	groups  map[string]*group
 	order   []string
@@ -240,6 +241,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		calls:     make(chan func(), 1024),
 		done:      make(chan struct{}),
 		started:   time.Now(),
+		notify:    newNotifier(log.Printf),
 
 		orphansKilled: map[int]bool{},
 	}
@@ -320,6 +322,14 @@ func (m *Master) run(ctx context.Context) error {
 	m.log.Printf("started manager: %s", m.cfg.Workers.Describe())
 	m.reconcile()
 	m.flushState()
+	m.notify.ready()
+
+	var watchdog <-chan time.Time
+	if m.notify.watchdog > 0 {
+		t := time.NewTicker(m.notify.watchdog)
+		defer t.Stop()
+		watchdog = t.C
+	}
 
 	claimCheck := time.NewTicker(claimCheckInterval)
 	defer claimCheck.Stop()
@@ -332,6 +342,8 @@ func (m *Master) run(ctx context.Context) error {
 			fn()
 		case <-claimCheck.C:
 			m.keepClaim()
+		case <-watchdog:
+			m.notify.ping()
 		case <-ctxDone:
 			ctxDone = nil
 			m.beginStop(fastStop, "context cancelled")
@@ -381,6 +393,8 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 		m.reapAll()
 	case syscall.SIGHUP:
 		m.log.Printf("HUP: reloading configuration and reopening the log")
+		m.notify.reloading()
+		defer m.notify.ready()
 		if err := m.log.Reopen(); err != nil {
 			m.log.Printf("cannot reopen log: %v (still writing to the old file)", err)
 		}

@@ -140,6 +140,7 @@ func (m *Master) beginStop(mode stopMode, why string) {
 	}
 	m.stopping = mode
 	m.dirty = true
+	m.notify.stopping()
 	sig, bound, kind := syscall.SIGQUIT, m.cfg.TermTimeout, "graceful"
 	if mode == fastStop {
 		sig, kind = syscall.SIGTERM, "fast"

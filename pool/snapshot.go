@@ -61,6 +61,7 @@ func (m *Master) flushState() {
 	m.keepClaim()
 	m.dirty = false
 	snap := m.snapshot()
+	m.notify.status(statusLine(snap))
 	if m.cockpit != nil {
 		m.cockpit.Observe(snap)
 	}
