@@ -10,6 +10,7 @@ import (
 const (
 	shortWindow = 10 * time.Second
 	longWindow  = time.Minute
+	etaWindow   = 3 * time.Second
 	// burstWindow is how many recent intervals the ETA's arrival rate is
 	// judged over: a one-off burst (a batch enqueued at once) is arrival,
 	// but not one that will go on, so the ETA discounts it.
@@ -55,13 +56,18 @@ type queueTracker struct {
 	episodeDone bool
 
 	in, out, in1m, out1m, fail1m ewma
-	recentIn                     []float64 // the last burstWindow instantaneous arrival rates
+	// outETA follows the pace closer (3 s) for the ETA: a drain that
+	// speeds up as its workers warm up would otherwise be forecast at
+	// the pace of its first seconds.
+	outETA   ewma
+	recentIn []float64 // the last burstWindow instantaneous arrival rates
 }
 
 func newQueueTracker() *queueTracker {
 	return &queueTracker{
 		in: ewma{tau: shortWindow}, out: ewma{tau: shortWindow},
 		in1m: ewma{tau: longWindow}, out1m: ewma{tau: longWindow}, fail1m: ewma{tau: longWindow},
+		outETA: ewma{tau: etaWindow},
 	}
 }
 
@@ -90,6 +96,7 @@ func (t *queueTracker) observe(r queueReading, inFlight int64, now time.Time, st
 		rampUp := t.last.depth+t.inFlight == 0 && r.depth+inFlight > 0
 		if !rampUp {
 			t.out.observe(float64(done)/secs, dt)
+			t.outETA.observe(float64(done)/secs, dt)
 			t.out1m.observe(float64(done)/secs, dt)
 		}
 		if rampUp {
@@ -118,6 +125,10 @@ func (t *queueTracker) observe(r queueReading, inFlight int64, now time.Time, st
 	qs.InRate1m, qs.OutRate1m = t.in1m.value, t.out1m.value
 	qs.FailRate1m = 60 * t.fail1m.value
 	qs.State, qs.ETASeconds = classify(r.depth, inFlight, t.out.value, t.sustainedIn(), now.Sub(t.lastDone), stalledAfter, t.out.seeded && t.episodeDone)
+	if qs.ETASeconds != nil && t.outETA.value > t.sustainedIn() {
+		eta := float64(r.depth+inFlight) / (t.outETA.value - t.sustainedIn())
+		qs.ETASeconds = &eta
+	}
 	if qs.OutRate > 0 && r.depth > 0 {
 		qs.WaitSeconds = &Wait{Seconds: float64(r.depth) / qs.OutRate, Estimated: true}
 	}

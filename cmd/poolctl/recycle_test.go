@@ -115,7 +115,7 @@ func TestRecycleMaxJobsBuiltin(t *testing.T) {
 		t.Errorf("%d distinct jobs ran, want 23: %v", len(seen), lines)
 	}
 	var st *poolfs.State
-	waitFor(t, 10*time.Second, "4 jobs recycles counted and the group settled", func() bool {
+	waitFor(t, 30*time.Second, "4 jobs recycles counted and the group settled", func() bool {
 		st = recycleState(t, p)
 		g := recycleGroup(st, "rec:q/ü")
 		return g != nil && g.Recycled["jobs"] >= 4 && st.Settled()
