@@ -128,32 +128,16 @@ func (c *Client) QueueNames(ctx context.Context) ([]string, error) {
 // once, at its first position.
 func (c *Client) Expand(ctx context.Context, patterns []string) ([]string, error) {
 	var known []string
-	out := make([]string, 0, len(patterns))
-	seen := map[string]bool{}
-	add := func(q string) {
-		if !seen[q] {
-			seen[q] = true
-			out = append(out, q)
-		}
-	}
 	for _, p := range patterns {
-		if !IsPattern(p) {
-			add(p)
-			continue
-		}
-		if known == nil {
+		if IsPattern(p) {
 			var err error
 			if known, err = c.QueueNames(ctx); err != nil {
 				return nil, err
 			}
-		}
-		for _, q := range known {
-			if fnmatch(p, q) {
-				add(q)
-			}
+			break
 		}
 	}
-	return out, nil
+	return ExpandNames(patterns, known), nil
 }
 
 // IsPattern reports whether a queue name is a glob pattern, by Resque's
