@@ -11,7 +11,7 @@
 //	resque:poolctl:control            pub/sub channel of fleet-wide Commands
 //	resque:REPLY_TO                   LIST  Reply (JSON), with a TTL (queue.PushReply)
 //
-// The protocol is documented for other languages in docs/messages.md.
+// The protocol is documented for other languages in docs/fleet.md.
 package fleet
 
 import (

@@ -1,0 +1,92 @@
+package fleet
+
+// This file declares the API the rest of poolctl codes against while its
+// implementation is written (registry.go, control.go, listener.go,
+// client.go replace it, and this file is then deleted).
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var errTODO = errors.New("fleet: not implemented yet")
+
+// ErrNoReply is wrapped by Send when no reply came within its timeout.
+var ErrNoReply = errors.New("no reply")
+
+// Registrar keeps one master's registry entry fresh.
+type Registrar struct{}
+
+// NewRegistrar returns a registrar writing to ns's registry every interval
+// (HeartbeatInterval when 0).
+func NewRegistrar(rdb redis.UniversalClient, ns string, interval time.Duration) *Registrar {
+	return &Registrar{}
+}
+
+// Update sets the entry the next heartbeat writes. Safe from any goroutine;
+// never blocks.
+func (r *Registrar) Update(e Entry) {}
+
+// Run writes the latest entry (Heartbeat from the Redis server's clock)
+// at once after the first Update and then every interval, until ctx ends.
+func (r *Registrar) Run(ctx context.Context) {}
+
+// Remove deletes the entry (a clean exit).
+func (r *Registrar) Remove(ctx context.Context) error { return errTODO }
+
+// List returns every registered pool sorted by ID, with Age and Stale by
+// the server's clock, pruning entries absent longer than PruneAfter.
+func List(ctx context.Context, rdb redis.UniversalClient, ns string) ([]Listed, error) {
+	return nil, errTODO
+}
+
+// DecodeCommand decodes and validates a control message strictly: unknown
+// keys (a command line among them) are refused with the key named.
+func DecodeCommand(raw []byte) (Command, error) { return Command{}, errTODO }
+
+// ListenerOptions tunes a Listener.
+type ListenerOptions struct {
+	// PollTimeout bounds each blocking pop (so ctx is seen); 0 = 1 s.
+	PollTimeout time.Duration
+	// ReplyTTL is the reply lists' TTL; 0 = queue.DefaultReplyTTL.
+	ReplyTTL time.Duration
+	// Logf logs what the listener does (commands served, refused,
+	// expired; Redis trouble once per outage).
+	Logf func(format string, args ...any)
+}
+
+// Listener serves a master's control list and the broadcast channel.
+type Listener struct{}
+
+// NewListener returns the listener of pool id. blocking is a client of its
+// own for the blocking pops.
+func NewListener(rdb, blocking redis.UniversalClient, ns, id string, exec Executor, o ListenerOptions) *Listener {
+	return &Listener{}
+}
+
+// Run serves commands until ctx ends, surviving Redis outages.
+func (l *Listener) Run(ctx context.Context) error { return errTODO }
+
+// Client sends control messages.
+type Client struct{}
+
+// NewClient returns a client for namespace ns.
+func NewClient(rdb redis.UniversalClient, ns string) *Client { return &Client{} }
+
+// Send pushes cmd to pool target's control list and waits up to timeout
+// for its reply. It fills in an empty ID, ReplyTo (queue.ReplyPrefix +
+// random) and, when zero, ExpiresAt (now + timeout). No reply in time is
+// an error wrapping ErrNoReply.
+func (c *Client) Send(ctx context.Context, target string, cmd Command, timeout time.Duration) (Reply, error) {
+	return Reply{}, errTODO
+}
+
+// Broadcast publishes cmd to every pool and returns the replies received
+// within timeout (it returns sooner once every pool of the registry that
+// is not stale has answered).
+func (c *Client) Broadcast(ctx context.Context, cmd Command, timeout time.Duration) ([]Reply, error) {
+	return nil, errTODO
+}
