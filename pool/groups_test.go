@@ -46,7 +46,7 @@ term_timeout: 2s
 	}
 	foo := pidsOf(st, "foo")
 
-	tm.writeConfig(strings.Replace(cfg, "job_timeout: 5m", "job_timeout: 5m\n    max_jobs: 10", 1))
+	tm.writeConfig(strings.Replace(cfg, "job_timeout: 5m", "job_timeout: 5m\n    max_rss: 500MB\n    max_lifetime: 6h", 1))
 	tm.signal(syscall.SIGHUP)
 	tm.waitLog("reloaded configuration")
 	same := tm.waitState("settled", func(s *State) bool { return s.Settled() })

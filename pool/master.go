@@ -113,6 +113,10 @@ type worker struct {
 	restarts    int
 	stopTimer   *time.Timer
 	promote     *time.Timer
+	// ready: registered in Redis (built-in) or alive past start_secs
+	// (command); a rolling restart waits for it.
+	ready bool
+	roll  rollRole // its part in a rolling restart
 }
 
 // A group is one queue list of the configuration in force and what the
@@ -192,6 +196,10 @@ type Master struct {
 	// (Paths.AutoscaleOff), read at every load.
 	autoscaleOff map[string]bool
 	lockErr      bool // the last attempt to re-take the lock file failed
+	// roll is the rolling restart under way, else the last one (nil when
+	// none); restartRefused the last restart request refused.
+	roll           *roll
+	restartRefused *poolfs.RestartRefusal
 }
 
 // Run loads the config and runs the master until it is told to stop (by
@@ -252,7 +260,7 @@ func (m *Master) run(ctx context.Context) error {
 	defer close(m.done)
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGINT, syscall.SIGTERM,
-		syscall.SIGWINCH, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGCHLD)
+		syscall.SIGWINCH, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGCHLD, syscall.SIGPWR)
 	defer signal.Stop(sigs)
 
 	if err := becomeSubreaper(); err != nil {
@@ -399,6 +407,8 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 			m.log.Printf("cannot reopen log: %v (still writing to the old file)", err)
 		}
 		m.reload()
+	case syscall.SIGPWR:
+		m.takeRestartRequest() // a shell's rolling restart (restart.go)
 	case syscall.SIGQUIT:
 		m.beginStop(gracefulStop, "QUIT")
 	case syscall.SIGINT, syscall.SIGTERM:

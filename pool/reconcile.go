@@ -74,6 +74,7 @@ func (m *Master) reload() {
 	m.paused = false
 	m.applyConfig(cfg)
 	m.log.Printf("reloaded configuration: %s -> %s", old.Describe(), cfg.Workers.Describe())
+	m.rollChanged()
 }
 
 // applyConfig makes cfg the desired state. Queue lists whose count and
@@ -187,6 +188,7 @@ func (m *Master) stopWorker(w *worker, sig syscall.Signal, bound time.Duration, 
 // reconcile moves the live workers toward the desired counts: it asks
 // plan what to do and does it.
 func (m *Master) reconcile() {
+	m.advanceRoll()
 	acts := plan(world{
 		order:    m.order,
 		groups:   m.groups,
