@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/poolctl/poolctl/pool/poolfs"
+	"github.com/poolctl/poolctl/queue"
+)
+
+// registered counts the built-in workers of queues registered in Resque's
+// workers set whose process is alive: the workers serving the list.
+func registered(ctx context.Context, rdb *redis.Client, queues string) (int, error) {
+	host, _ := os.Hostname()
+	ids, err := rdb.SMembers(ctx, "resque:workers").Result()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		parts := strings.SplitN(id, ":", 3)
+		if len(parts) != 3 || parts[0] != host || parts[2] != queues {
+			continue
+		}
+		if pid, err := strconv.Atoi(parts[1]); err == nil && alive(pid) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// sampleRegistered records, every 50 ms until stop is closed, the least
+// number of registered workers of queues; it returns it when done.
+func sampleRegistered(t *testing.T, rdb *redis.Client, queues string, stop <-chan struct{}) <-chan int {
+	out := make(chan int, 1)
+	go func() {
+		least := 1 << 30
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			n, err := registered(context.Background(), rdb, queues)
+			if err != nil {
+				t.Errorf("sample: %v", err)
+			} else {
+				least = min(least, n)
+			}
+			select {
+			case <-stop:
+				out <- least
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return out
+}
+
+func workerPids(st *poolfs.State, queues string) []int {
+	var pids []int
+	for _, w := range st.Workers {
+		if w.Queues == queues && w.State != poolfs.WorkerStopping {
+			pids = append(pids, w.PID)
+		}
+	}
+	slices.Sort(pids)
+	return pids
+}
+
+func settledWith(t *testing.T, p poolfs.Paths, rdb *redis.Client, want map[string]int) *poolfs.State {
+	t.Helper()
+	var st *poolfs.State
+	waitFor(t, 30*time.Second, fmt.Sprintf("workers %v running and registered", want), func() bool {
+		var err error
+		if st, err = poolfs.ReadState(p.State); err != nil || !st.Settled() {
+			return false
+		}
+		for q, n := range want {
+			if r, err := registered(context.Background(), rdb, q); err != nil || r != n || len(workerPids(st, q)) != n {
+				return false
+			}
+		}
+		return true
+	})
+	return st
+}
+
+// restart --batch 1 on 4 built-in workers while 200 jobs stream in:
+// sampled every 50 ms, Redis never shows fewer than 4 registered live
+// workers; all 4 are replaced, the other queue list's worker is not, and
+// every job is processed once, none failed.
+func TestRestartBuiltinWorkersWithoutDip(t *testing.T) {
+	p, q, e := recyclePool(t, "rollb", "", "  foo: 4\n  bar: 1\n")
+	rdb := redisOf(t, p)
+	before := settledWith(t, p, rdb, map[string]int{"foo": 4, "bar": 1})
+
+	stop := make(chan struct{})
+	least := sampleRegistered(t, rdb, "foo", stop)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		job, _ := queue.EncodePayload("Poolctl::Sleep", []any{20})
+		for i := 0; i < 200; i++ {
+			if err := q.Enqueue(context.Background(), "foo", job); err != nil {
+				t.Errorf("enqueue: %v", err)
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // a steady stream over the roll
+		}
+	}()
+	res := e.run("", "restart", "rollb", "foo", "--batch", "1")
+	wg.Wait()
+	after := settledWith(t, p, rdb, map[string]int{"foo": 4, "bar": 1})
+	close(stop)
+	if res.code != 0 || !strings.Contains(res.stdout, "restarted 4 workers (queues foo)") {
+		t.Fatalf("poolctl restart: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stderr, " of 4 replaced (batch 1)") {
+		t.Errorf("no progress on stderr: %q", res.stderr)
+	}
+	if n := <-least; n < 4 {
+		t.Errorf("Redis showed %d registered workers of foo at one point of the roll; want never fewer than 4", n)
+	}
+	old, now := workerPids(before, "foo"), workerPids(after, "foo")
+	for _, pid := range old {
+		if slices.Contains(now, pid) {
+			t.Errorf("worker[%d] was not replaced: %v -> %v", pid, old, now)
+		}
+	}
+	if a, b := workerPids(before, "bar"), workerPids(after, "bar"); !slices.Equal(a, b) {
+		t.Errorf("restart of foo replaced bar's worker: %v -> %v", a, b)
+	}
+	log := recycleLog(t, p)
+	for _, pid := range old {
+		if !strings.Contains(log, fmt.Sprintf("restart: worker[%d] replaced by worker[", pid)) {
+			t.Errorf("the log does not say what replaced worker[%d]", pid)
+		}
+	}
+	var sum *queue.Summary
+	waitFor(t, 60*time.Second, "200 jobs processed", func() bool {
+		var err error
+		sum, err = q.Summarize(context.Background())
+		return err == nil && sum.Processed+sum.Failed >= 200 && sum.Queues["foo"] == 0
+	})
+	if sum.Processed != 200 || sum.Failed != 0 {
+		t.Errorf("processed %d, failed %d; want 200 and 0", sum.Processed, sum.Failed)
+	}
+}
+
+// --batch 2 and restart! through the shell and the CLI; usage mistakes
+// exit 2 and change nothing, refusals exit 1.
+func TestRestartBatchNowAndErrors(t *testing.T) {
+	p, _, e := recyclePool(t, "rollc", "", "  foo: 4\n")
+	rdb := redisOf(t, p)
+	st := settledWith(t, p, rdb, map[string]int{"foo": 4})
+
+	stop := make(chan struct{})
+	least := sampleRegistered(t, rdb, "foo", stop)
+	res := e.run("", "restart", "rollc", "--batch=2")
+	close(stop)
+	if res.code != 0 || !strings.Contains(res.stdout, "restarted 4 workers") {
+		t.Fatalf("restart --batch=2: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if n := <-least; n < 4 {
+		t.Errorf("Redis showed %d registered workers during restart --batch 2", n)
+	}
+	st2 := settledWith(t, p, rdb, map[string]int{"foo": 4})
+	if r := st2.Restart; r == nil || r.Batch != 2 || r.Replaced != 4 {
+		t.Errorf("state shows restart %+v, want batch 2 with 4 replaced", r)
+	}
+	for _, pid := range workerPids(st, "foo") {
+		if slices.Contains(workerPids(st2, "foo"), pid) {
+			t.Errorf("--batch 2 did not replace worker[%d]", pid)
+		}
+	}
+
+	res = e.run("restart!\n", "attach", "rollc")
+	if res.code != 0 || !strings.Contains(res.stdout, "restarted 4 workers") {
+		t.Fatalf("restart! in a script: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	st3 := settledWith(t, p, rdb, map[string]int{"foo": 4})
+	for _, pid := range workerPids(st2, "foo") {
+		if slices.Contains(workerPids(st3, "foo"), pid) {
+			t.Errorf("restart! did not replace worker[%d]", pid)
+		}
+	}
+
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"restart", "rollc", "--batch", "0"}, 2, `--batch "0": want a whole number of at least 1`},
+		{[]string{"restart", "rollc", "--bogus"}, 2, "unknown flag --bogus"},
+		{[]string{"restart"}, 2, "the pool NAME comes first"},
+		{[]string{"restart", "rollc", "nope"}, 1, `restart refused: no queue list "nope" in the pool (it has: foo)`},
+		{[]string{"restart", "nosuchpool"}, 1, "nosuchpool: the master is not running"},
+	} {
+		res := e.run("", c.args...)
+		if res.code != c.code || !strings.Contains(res.stderr, c.want) {
+			t.Errorf("poolctl %s: exit %d, stderr %q; want exit %d and %q", strings.Join(c.args, " "), res.code, res.stderr, c.code, c.want)
+		}
+	}
+	if got := workerPids(settledWith(t, p, rdb, map[string]int{"foo": 4}), "foo"); !slices.Equal(got, workerPids(st3, "foo")) {
+		t.Errorf("refused restarts changed the workers: %v -> %v", workerPids(st3, "foo"), got)
+	}
+}
+
+// redisOf is a client of the Redis the pool's master runs against.
+func redisOf(t *testing.T, p poolfs.Paths) *redis.Client {
+	t.Helper()
+	url := poolfs.Pool{Paths: p}.RedisURL()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("redis.url %q: %v", url, err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
