@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,30 +39,40 @@ func registered(ctx context.Context, rdb *redis.Client, queues string) (int, err
 	return n, nil
 }
 
-// sampleRegistered records, every 50 ms until stop is closed, the least
-// number of registered workers of queues; it returns it when done.
-func sampleRegistered(t *testing.T, rdb *redis.Client, queues string, stop <-chan struct{}) <-chan int {
-	out := make(chan int, 1)
+// sampleRegistered records, every 50 ms, the least number of registered
+// workers of queues; the returned func stops sampling and returns it (it
+// also stops at the end of the test).
+func sampleRegistered(t *testing.T, rdb *redis.Client, queues string) (finish func() int) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	least := 1 << 30
+	var sampleErr error
 	go func() {
-		least := 1 << 30
+		defer close(done)
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			n, err := registered(context.Background(), rdb, queues)
-			if err != nil {
-				t.Errorf("sample: %v", err)
+			if n, err := registered(context.Background(), rdb, queues); err != nil {
+				sampleErr = err
 			} else {
 				least = min(least, n)
 			}
 			select {
 			case <-stop:
-				out <- least
 				return
 			case <-tick.C:
 			}
 		}
 	}()
-	return out
+	var once sync.Once
+	finish = func() int {
+		once.Do(func() { close(stop); <-done })
+		if sampleErr != nil {
+			t.Errorf("sampling Redis: %v", sampleErr)
+		}
+		return least
+	}
+	t.Cleanup(func() { finish() })
+	return finish
 }
 
 func workerPids(st *poolfs.State, queues string) []int {
@@ -102,8 +113,7 @@ func TestRestartBuiltinWorkersWithoutDip(t *testing.T) {
 	rdb := redisOf(t, p)
 	before := settledWith(t, p, rdb, map[string]int{"foo": 4, "bar": 1})
 
-	stop := make(chan struct{})
-	least := sampleRegistered(t, rdb, "foo", stop)
+	least := sampleRegistered(t, rdb, "foo")
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -120,14 +130,13 @@ func TestRestartBuiltinWorkersWithoutDip(t *testing.T) {
 	res := e.run("", "restart", "rollb", "foo", "--batch", "1")
 	wg.Wait()
 	after := settledWith(t, p, rdb, map[string]int{"foo": 4, "bar": 1})
-	close(stop)
 	if res.code != 0 || !strings.Contains(res.stdout, "restarted 4 workers (queues foo)") {
 		t.Fatalf("poolctl restart: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
 	}
 	if !strings.Contains(res.stderr, " of 4 replaced (batch 1)") {
 		t.Errorf("no progress on stderr: %q", res.stderr)
 	}
-	if n := <-least; n < 4 {
+	if n := least(); n < 4 {
 		t.Errorf("Redis showed %d registered workers of foo at one point of the roll; want never fewer than 4", n)
 	}
 	old, now := workerPids(before, "foo"), workerPids(after, "foo")
@@ -163,14 +172,12 @@ func TestRestartBatchNowAndErrors(t *testing.T) {
 	rdb := redisOf(t, p)
 	st := settledWith(t, p, rdb, map[string]int{"foo": 4})
 
-	stop := make(chan struct{})
-	least := sampleRegistered(t, rdb, "foo", stop)
+	least := sampleRegistered(t, rdb, "foo")
 	res := e.run("", "restart", "rollc", "--batch=2")
-	close(stop)
 	if res.code != 0 || !strings.Contains(res.stdout, "restarted 4 workers") {
 		t.Fatalf("restart --batch=2: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
-	if n := <-least; n < 4 {
+	if n := least(); n < 4 {
 		t.Errorf("Redis showed %d registered workers during restart --batch 2", n)
 	}
 	st2 := settledWith(t, p, rdb, map[string]int{"foo": 4})
@@ -226,4 +233,71 @@ func redisOf(t *testing.T, p poolfs.Paths) *redis.Client {
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
+}
+
+// A HUP that changes what reaches built-in workers (job_timeout) rolls
+// them: Redis never shows fewer registered workers than desired. QUIT in
+// the middle of a roll leaves no process behind.
+func TestHUPRollsBuiltinWorkersAndQuitMidRoll(t *testing.T) {
+	p, _, _ := recyclePool(t, "rollh", "job_timeout: 5m\n", "  foo: 3\n")
+	rdb := redisOf(t, p)
+	before := settledWith(t, p, rdb, map[string]int{"foo": 3})
+	cfg, err := os.ReadFile(before.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(before.ConfigPath, []byte(strings.Replace(string(cfg), "job_timeout: 5m", "job_timeout: 6m", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	least := sampleRegistered(t, rdb, "foo")
+	if err := syscall.Kill(before.PID, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	var after *poolfs.State
+	waitFor(t, 30*time.Second, "the HUP's roll to end", func() bool {
+		after = settledWith(t, p, rdb, map[string]int{"foo": 3})
+		return after.Restart != nil && after.Restart.Reason == "command changed" && after.Restart.State == poolfs.RestartDone
+	})
+	if n := least(); n < 3 {
+		t.Errorf("Redis showed %d registered workers of foo after the HUP; want never fewer than 3", n)
+	}
+	for _, pid := range workerPids(before, "foo") {
+		if slices.Contains(workerPids(after, "foo"), pid) {
+			t.Errorf("worker[%d] still runs the old job_timeout", pid)
+		}
+	}
+
+	// QUIT while a restart's replacement is starting.
+	if err := poolfs.WriteRestartRequest(p.RestartRequest, poolfs.RestartRequest{ID: "q", Batch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(after.PID, syscall.SIGPWR); err != nil {
+		t.Fatal(err)
+	}
+	var mid *poolfs.State
+	waitFor(t, 10*time.Second, "a replacement starting", func() bool {
+		mid, err = poolfs.ReadState(p.State)
+		if err != nil {
+			return false
+		}
+		for _, w := range mid.Workers {
+			if w.Roll == "new" {
+				return true
+			}
+		}
+		return false
+	})
+	if err := syscall.Kill(mid.PID, syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{mid.PID}
+	for _, w := range mid.Workers {
+		pids = append(pids, w.PID)
+	}
+	waitFor(t, 20*time.Second, "master and workers gone", func() bool {
+		return !slices.ContainsFunc(pids, alive)
+	})
+	if n, err := registered(context.Background(), rdb, "foo"); err != nil || n != 0 {
+		t.Errorf("%d workers still registered after QUIT (%v)", n, err)
+	}
 }
