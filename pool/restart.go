@@ -171,6 +171,16 @@ func (m *Master) rollChanged() {
 			}
 		}
 	}
+	if m.roll.running() {
+		// Replacements of a queue list the HUP removed are no longer the
+		// roll's: plan stops them with the list's other workers.
+		for pid, w := range m.roll.inflight {
+			if m.groups[w.queues] == nil {
+				delete(m.roll.inflight, pid)
+				w.roll = rollNone
+			}
+		}
+	}
 	var changed []string
 	n := 0
 	for _, q := range m.order {

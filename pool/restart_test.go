@@ -404,3 +404,27 @@ func TestQuitMidRollLeavesNothing(t *testing.T) {
 		t.Errorf("workers left their serving markers: %v (not stopped in order)", ents)
 	}
 }
+
+// A HUP that removes a queue list in the middle of its roll ends the roll
+// without an error: the list's workers, old and new, are stopped.
+func TestHUPRemovingRolledListEndsRoll(t *testing.T) {
+	dir := t.TempDir()
+	tm := startMaster(t, servingConfig(dir, "  foo: 3\n  bar: 1", ""))
+	allServing(t, tm, dir, "foo", 3)
+	bar := allServing(t, tm, dir, "bar", 1)
+	tm.requestRestart(poolfs.RestartRequest{ID: "rm", Queues: []string{"foo"}})
+	tm.waitState("a replacement starting", func(s *State) bool {
+		return slices.ContainsFunc(s.Workers, func(w WorkerState) bool { return w.Roll == "new" })
+	})
+	tm.writeConfig(servingConfig(dir, "  bar: 1", ""))
+	tm.signal(syscall.SIGHUP)
+	st := tm.waitState("foo gone, the roll ended", func(s *State) bool {
+		return s.Settled() && len(s.Workers) == 1 && s.Restart != nil && s.Restart.State != poolfs.RestartRunning
+	})
+	if st.Restart.State != poolfs.RestartDone {
+		t.Errorf("the roll of a removed list ended %+v, want done", st.Restart)
+	}
+	if got := pidsOf(st, "bar"); !slices.Equal(got, bar) {
+		t.Errorf("bar's worker changed: %v -> %v", bar, got)
+	}
+}
