@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,8 +171,15 @@ func Restart(ctx context.Context, p poolfs.Pool, req poolfs.RestartRequest, out,
 		case poolfs.RestartFailed:
 			return fmt.Errorf("pool %s: restart failed: %s (%d of %d replaced; the others keep running)", p.Name(), r.Error, r.Replaced, r.Total)
 		case poolfs.RestartDone:
-			if !st.Settled() {
-				continue // restart!: the new workers are still starting
+			if req.Now {
+				// restart! ends when the new workers run (or cannot).
+				done, err := replacedAll(st, r.Queues)
+				if err != nil {
+					return fmt.Errorf("pool %s: restart!: %w", p.Name(), err)
+				}
+				if !done {
+					continue
+				}
 			}
 			fmt.Fprintf(out, "restarted %d worker%s (queues %s)\n", r.Replaced, plural(r.Replaced), strings.Join(r.Queues, " "))
 			return nil
@@ -245,4 +253,27 @@ func rollText(roll string) string {
 		return " (replacement, not ready)"
 	}
 	return ""
+}
+
+// replacedAll reports whether the queue lists of a restart! run their
+// new workers: as many live as desired, none starting or stopping. A list
+// short of workers that backs off or is FATAL is an error.
+func replacedAll(st *poolfs.State, queues []string) (bool, error) {
+	for _, g := range st.Groups {
+		if !slices.Contains(queues, g.Queues) {
+			continue
+		}
+		if g.State != poolfs.GroupOK && g.Live < g.Desired {
+			return false, fmt.Errorf("queues %s: %s: %s", g.Queues, g.State, g.Reason)
+		}
+		if g.Live != g.Desired {
+			return false, nil
+		}
+	}
+	for _, w := range st.Workers {
+		if slices.Contains(queues, w.Queues) && w.State != poolfs.WorkerRunning {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -299,5 +300,48 @@ func TestHUPRollsBuiltinWorkersAndQuitMidRoll(t *testing.T) {
 	})
 	if n, err := registered(context.Background(), rdb, "foo"); err != nil || n != 0 {
 		t.Errorf("%d workers still registered after QUIT (%v)", n, err)
+	}
+}
+
+// restart and restart! of one queue list return once that list is
+// replaced, though another list of the pool never settles (it
+// crash-loops); restart! of the crash-looping list says why it failed.
+func TestRestartIgnoresOtherListsAndReportsCrashLoop(t *testing.T) {
+	e := newShellEnv(t)
+	e.reap("rollx")
+	cfg := filepath.Join(t.TempDir(), "pool.yml")
+	body := `workers:
+  foo: 2
+  bad:
+    count: 1
+    command: [sh, -c, "exit 4"]
+command: [sleep, "1000"]
+start_secs: 300ms
+start_retries: 100000
+backoff_max: 200ms
+term_timeout: 3s
+`
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := e.paths("rollx")
+	e.startMaster(t, "-c", cfg, "--name", "rollx", "--log", p.Log)
+	var st *poolfs.State
+	waitFor(t, 20*time.Second, "foo running, bad backing off", func() bool {
+		var err error
+		st, err = poolfs.ReadState(p.State)
+		return err == nil && len(workerPids(st, "foo")) == 2 && slices.ContainsFunc(st.Workers, func(w poolfs.WorkerState) bool {
+			return w.Queues == "foo" && w.State == poolfs.WorkerRunning
+		}) && !st.Settled()
+	})
+	for _, args := range [][]string{{"restart", "rollx", "foo"}, {"restart", "rollx", "foo", "--now"}} {
+		res := e.run("", args...)
+		if res.code != 0 || !strings.Contains(res.stdout, "restarted 2 workers (queues foo)") {
+			t.Errorf("poolctl %s: exit %d\n%s\n%s", strings.Join(args, " "), res.code, res.stdout, res.stderr)
+		}
+	}
+	res := e.run("", "restart", "rollx", "bad", "--now")
+	if res.code != 1 || !strings.Contains(res.stderr, "restart!: queues bad: backoff: ") || !strings.Contains(res.stderr, "exit 4") {
+		t.Errorf("restart --now of a crash-looping list: exit %d, stderr %q; want exit 1 and the reason", res.code, res.stderr)
 	}
 }
