@@ -133,6 +133,7 @@ type group struct {
 	restarts     int
 	spawns       int           // workers started, all told
 	jobTimeout   time.Duration // the group's job_timeout (its own, else the config's)
+	startAfter   time.Duration // the group's start_secs (its own, else the config's)
 	recycle      recycleSettings
 	recycled     map[string]int // recycles by kind (rss, jobs, lifetime) since the master started
 	autoscale    autoscaleState

@@ -115,6 +115,7 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 		// change means its workers must be replaced.
 		gs := cfg.Group(e.Queues)
 		g.jobTimeout = *gs.JobTimeout
+		g.startAfter = *gs.StartSecs
 		g.recycle = recycleSettings{maxRSS: gs.MaxRSS, maxJobs: gs.MaxJobs, maxLifetime: gs.MaxLifetime}
 		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), g.jobTimeout.String(), g.recycle.maxJobs})
 		g.fingerprint = string(fp)

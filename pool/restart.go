@@ -67,7 +67,7 @@ func (r *roll) running() bool { return r != nil && r.pub.State == poolfs.Restart
 
 func (r *roll) covers(queues string) bool { return slices.Contains(r.pub.Queues, queues) }
 
-func (m *Master) readyTimeout() time.Duration { return max(minReadyTimeout, 10*m.cfg.StartSecs) }
+func readyTimeout(g *group) time.Duration { return max(minReadyTimeout, 10*g.startAfter) }
 
 // awaitReady waits on its own goroutine for built-in worker w's ready
 // line (workerenv.ReadyFD) and tells the event loop. EOF without a line
@@ -299,14 +299,13 @@ func (m *Master) advanceRoll() {
 			w.roll = rollNew
 			r.inflight[w.pid] = w
 			started[q]++
-			m.armReadyTimeout(r, w)
+			m.armReadyTimeout(r, w, readyTimeout(g))
 		}
 	}
 }
 
 // armReadyTimeout ends roll r when replacement w is not ready in time.
-func (m *Master) armReadyTimeout(r *roll, w *worker) {
-	bound := m.readyTimeout()
+func (m *Master) armReadyTimeout(r *roll, w *worker, bound time.Duration) {
 	time.AfterFunc(bound, func() {
 		m.post(func() {
 			if m.roll == r && r.running() && r.inflight[w.pid] == w && !w.ready {

@@ -428,3 +428,23 @@ func TestHUPRemovingRolledListEndsRoll(t *testing.T) {
 		t.Errorf("bar's worker changed: %v -> %v", bar, got)
 	}
 }
+
+// A queue list's own start_secs is what its command workers must live to
+// be ready: with the config's (shorter than the warm-up) the roll would
+// take replacements still warming up for ready, and dip.
+func TestRollWaitsForTheListsOwnStartSecs(t *testing.T) {
+	dir := t.TempDir()
+	cfg := strings.Replace(servingConfig(dir, "  foo: {count: 3, start_secs: 0.6s}", ""), "start_secs: 0.6\n", "start_secs: 0.05\n", 1)
+	tm := startMaster(t, cfg)
+	before := allServing(t, tm, dir, "foo", 3)
+	s := sampleServing(dir, "foo")
+	tm.requestRestart(poolfs.RestartRequest{ID: "ss"})
+	tm.waitRestart("ss", 30*time.Second)
+	after := allServing(t, tm, dir, "foo", 3)
+	if least, samples := s.finish(); least < 3 {
+		t.Errorf("only %d of 3 served at one point (%d samples): the list's start_secs was not waited for", least, samples)
+	}
+	if !disjoint(before, after) {
+		t.Errorf("not every worker was replaced: %v -> %v", before, after)
+	}
+}

@@ -44,7 +44,7 @@ func (m *Master) spawn(g *group) *worker {
 	m.dirty = true
 	m.log.Printf("Starting worker[%d] queues: %s", w.pid, g.queues)
 	pid := w.pid
-	w.promote = time.AfterFunc(m.cfg.StartSecs, func() {
+	w.promote = time.AfterFunc(g.startAfter, func() {
 		m.post(func() {
 			if cur := m.workers[pid]; cur == w && w.state == workerStarting {
 				w.state = workerRunning
