@@ -29,7 +29,9 @@ type ListenerOptions struct {
 	// effect), and the next command waits for it to return.
 	ExecTimeout time.Duration
 	// Logf logs what the listener does (commands served, refused,
-	// expired; Redis trouble once per outage).
+	// expired; Redis trouble once per outage). It is called from two
+	// goroutines (the list's and the channel's), so it must be safe for
+	// concurrent use, as log.Printf is.
 	Logf func(format string, args ...any)
 }
 
@@ -44,6 +46,9 @@ type Listener struct {
 	// execSlot holds one token while an Executor call runs: calls never
 	// overlap, even one abandoned after ExecTimeout and the next.
 	execSlot chan struct{}
+	// silence is how long the subscription may stay silent, after a
+	// PING of ours, before it is taken for dead and made anew.
+	silence time.Duration
 }
 
 // NewListener returns the listener of pool id. blocking is a client of its
@@ -63,6 +68,7 @@ func NewListener(rdb, blocking redis.UniversalClient, ns, id string, exec Execut
 		rdb: rdb, blocking: blocking, q: queue.New(rdb, ns),
 		id: id, key: ControlKey(ns, id), channel: BroadcastChannel(ns),
 		exec: exec, o: o, execSlot: make(chan struct{}, 1),
+		silence: defaultSilence,
 	}
 }
 
@@ -145,15 +151,31 @@ func (l *Listener) pushBack(ctx context.Context, raw []byte) {
 	}
 }
 
+// defaultSilence is Listener.silence unless a test changes it.
+const defaultSilence = 15 * time.Second
+
 func (l *Listener) broadcastLoop(ctx context.Context) {
 	// go-redis remembers the channel even when this first subscribe
 	// fails, and resubscribes on every reconnection (after a Redis
 	// restart among them).
 	ps := l.rdb.Subscribe(ctx, l.channel)
-	defer ps.Close()
+	defer func() { _ = ps.Close() }()
 	out := outage{logf: l.o.Logf, what: "broadcast channel " + l.channel}
 	var b backoff
+	// A connection that died without a word (a host or a network gone)
+	// only times out, which go-redis takes for a quiet channel: PING it
+	// when quiet, and start over when even that goes unanswered.
+	lastHeard, lastPing := time.Now(), time.Now()
 	for ctx.Err() == nil {
+		if time.Since(lastHeard) > l.silence {
+			out.fail(fmt.Errorf("no answer to PING for %s", time.Since(lastHeard).Round(time.Second)))
+			_ = ps.Close()
+			ps = l.rdb.Subscribe(ctx, l.channel)
+			lastHeard, lastPing = time.Now(), time.Now()
+		} else if time.Since(lastPing) > l.silence/3 {
+			_ = ps.Ping(ctx)
+			lastPing = time.Now()
+		}
 		msg, err := ps.ReceiveTimeout(ctx, l.o.PollTimeout)
 		if ctx.Err() != nil {
 			return
@@ -167,6 +189,7 @@ func (l *Listener) broadcastLoop(ctx context.Context) {
 			b.wait(ctx)
 			continue
 		}
+		lastHeard = time.Now()
 		out.ok()
 		b.reset()
 		if m, ok := msg.(*redis.Message); ok {

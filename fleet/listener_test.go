@@ -533,3 +533,42 @@ func TestListenerShutdownDuringExecution(t *testing.T) {
 		t.Errorf("reply to a command interrupted by shutdown: %+v", r)
 	}
 }
+
+func TestListenerResubscribesWhenTheConnectionGoesSilent(t *testing.T) {
+	srv := redistest.Start(t)
+	px := startProxy(t, srv.Addr())
+	viaProxy := func() *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: px.Addr()})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	exec := newFakeExec(t)
+	run := &listenerRun{logs: &testutil.Buffer{}, done: make(chan struct{})}
+	l := NewListener(viaProxy(), viaProxy(), testNS, "h/p", exec, ListenerOptions{
+		PollTimeout: 200 * time.Millisecond,
+		Logf:        func(f string, a ...any) { fmt.Fprintf(run.logs, f+"\n", a...) },
+	})
+	l.silence = 2 * time.Second
+	var ctx context.Context
+	ctx, run.cancel = context.WithCancel(context.Background())
+	go func() { _ = l.Run(ctx); close(run.done) }()
+	t.Cleanup(func() { run.stop(t, 20*time.Second) })
+
+	rdb := slowClient(srv, t)
+	broadcastPing := func(what string) {
+		t.Helper()
+		c := newCmd(VerbPing)
+		b, _ := json.Marshal(c)
+		testutil.Eventually(t, 30*time.Second, what, func() bool {
+			_ = rdb.Publish(context.Background(), BroadcastChannel(testNS), b).Err()
+			_, err := popReply(rdb, c.ReplyTo, 300*time.Millisecond)
+			return err == nil
+		})
+	}
+	broadcastPing("a broadcast ping answered")
+	px.Blackhole()
+	broadcastPing("a broadcast ping answered after the subscription's connection went silent")
+	if !strings.Contains(run.logs.String(), "no answer to PING") {
+		t.Errorf("the silent connection was not logged:\n%s", run.logs.String())
+	}
+}
