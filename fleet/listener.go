@@ -42,8 +42,11 @@ type Listener struct {
 	id            string
 	key, channel  string
 	taken         string // TakenKey: commands taken, not yet answered
-	exec          Executor
-	o             ListenerOptions
+	// served is a command answered but still on the taken list (its
+	// removal failed); owned by the list loop.
+	served []byte
+	exec   Executor
+	o      ListenerOptions
 	// execSlot holds one token while an Executor call runs: calls never
 	// overlap, even one abandoned after ExecTimeout and the next.
 	execSlot chan struct{}
@@ -132,6 +135,13 @@ func (l *Listener) listLoop(ctx context.Context) {
 func (l *Listener) take(ctx context.Context) ([]byte, error) {
 	// Never cancelled midway, so an answer the server sent is read.
 	pctx := context.WithoutCancel(ctx)
+	if l.served != nil {
+		// Served, but its removal failed: never serve it twice for that.
+		if err := l.rdb.LRem(pctx, l.taken, 1, l.served).Err(); err != nil {
+			return nil, fmt.Errorf("clear a served command from %s: %w", l.taken, err)
+		}
+		l.served = nil
+	}
 	left, err := l.blocking.LIndex(pctx, l.taken, 0).Result()
 	switch {
 	case err == nil:
@@ -157,13 +167,14 @@ func (l *Listener) take(ctx context.Context) ([]byte, error) {
 }
 
 // done removes a served command from the taken list. Should that fail,
-// the command is served again (at least once, as jobs are); its expiry
-// bounds the repeat.
+// the next take retries the removal before anything else; only a master
+// that dies meanwhile leaves it to be served again by the next (at least
+// once, as jobs are).
 func (l *Listener) done(ctx context.Context, raw []byte) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := l.rdb.LRem(dctx, l.taken, 1, raw).Err(); err != nil {
-		l.o.Logf("fleet: could not clear a served command from %s (it may be served again): %v", l.taken, err)
+		l.served = raw
 	}
 }
 

@@ -644,3 +644,36 @@ func TestListenerServesWhatADeadMasterLeftTaken(t *testing.T) {
 		return err == nil && n == 0
 	})
 }
+
+func TestListenerNeverServesTwiceForAFailedRemoval(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := slowClient(srv, t)
+	ctx := context.Background()
+	// The listener's own client may not LREM, until the test allows it.
+	if err := rdb.Do(ctx, "acl", "setuser", "lis", "on", ">pw", "~*", "&*", "+@all", "-lrem").Err(); err != nil {
+		t.Fatal(err)
+	}
+	lis := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "lis", Password: "pw"})
+	t.Cleanup(func() { _ = lis.Close() })
+	exec := newFakeExec(t)
+	run := startListenerWith(t, lis, srv.Client(), "h/p", exec, ListenerOptions{})
+
+	c := newCmd(VerbStatus)
+	push(t, rdb, "h/p", c)
+	if r := awaitReply(t, rdb, c.ReplyTo, 10*time.Second); r.Status != StatusOK {
+		t.Fatalf("reply %+v", r)
+	}
+	testutil.Eventually(t, 10*time.Second, "the failed removal seen", func() bool {
+		return len(exec.Calls()) > 1 || strings.Contains(run.logs.String(), "Redis unavailable")
+	})
+	if err := rdb.Do(ctx, "acl", "setuser", "lis", "+lrem").Err(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the taken list emptied", func() bool {
+		n, err := rdb.LLen(ctx, TakenKey(testNS, "h/p")).Result()
+		return err == nil && n == 0
+	})
+	if got := exec.Calls(); len(got) != 1 {
+		t.Errorf("executor calls %q: a command was served again because its removal failed", got)
+	}
+}
