@@ -5,7 +5,6 @@
 package service
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -128,9 +127,6 @@ func (s Spec) Validate() error {
 	}
 	if s.Template && !strings.Contains(s.Config, Instance) {
 		return fmt.Errorf("config pattern %q: a template needs %s where the pool name goes, e.g. /etc/poolctl/%s.yml", s.Config, Instance, Instance)
-	}
-	if !s.Template && strings.Contains(s.RuntimeDir, Instance) {
-		return errors.New("runtime directory: " + Instance + " is only meaningful in a template")
 	}
 	if s.User != "" && !userName.MatchString(s.User) {
 		return fmt.Errorf("invalid user %q: want a login name (lower-case letters, digits, '_', '-', starting with a letter or '_', at most 31 characters) or a numeric uid", s.User)

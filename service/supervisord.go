@@ -16,11 +16,11 @@ const supervisordStartSecs = 5
 // (its %(name)s expansions), the command quoted per word as its shlex
 // split wants, the environment value in double quotes.
 func Supervisord(s Spec) (string, error) {
-	if s.Template {
-		return "", fmt.Errorf("supervisord has no templates: export one section per pool")
-	}
 	if err := s.Validate(); err != nil {
 		return "", err
+	}
+	if s.Template {
+		return "", fmt.Errorf("supervisord has no templates: export one section per pool")
 	}
 	for _, f := range []struct{ what, v string }{
 		{"binary", s.Binary}, {"config", s.Config}, {"working directory", s.WorkDir}, {"runtime directory", s.RuntimeDir},
