@@ -210,7 +210,8 @@ func TestSystemdRoundTrip(t *testing.T) {
 // does: words separated by blanks, double or single quotes grouping,
 // C-style backslash escapes; then specifiers ("%%" is '%', any other '%'
 // is an error here since the test renders no template) and, in a command
-// line, "$$" is '$' while a lone '$' would be expanded.
+// line's arguments (not the executable's path, which systemd takes
+// literally), "$$" is '$' while a lone '$' would be expanded.
 func splitSystemd(line string, command bool) ([]string, error) {
 	var words []string
 	var cur strings.Builder
@@ -262,6 +263,9 @@ func splitSystemd(line string, command bool) ([]string, error) {
 				j++
 			case ws[j] == '%':
 				return nil, fmt.Errorf("unescaped specifier in %q", w)
+			case command && i == 0:
+				// The executable's path is not expanded.
+				b.WriteRune(ws[j])
 			case command && ws[j] == '$' && j+1 < len(ws) && ws[j+1] == '$':
 				b.WriteRune('$')
 				j++

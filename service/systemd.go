@@ -8,8 +8,8 @@ import (
 
 // Systemd renders a systemd unit for s: poolctl-NAME.service, or
 // poolctl@.service when s.Template. Values are escaped for systemd: '%'
-// doubled (specifiers; the template's %i kept), '$' doubled in ExecStart
-// (variable expansion), and words with spaces, quotes or backslashes put
+// doubled (specifiers; the template's %i kept), '$' doubled in ExecStart's
+// arguments (variable expansion), and words with spaces, quotes or backslashes put
 // in double quotes with C-style escapes.
 func Systemd(s Spec) (string, error) {
 	if err := s.Validate(); err != nil {
@@ -51,7 +51,7 @@ func Systemd(s Spec) (string, error) {
 	args := s.argv()
 	words := make([]string, len(args))
 	for i, a := range args {
-		words[i] = execWord(escSpecifiers(a, keep && i > 0))
+		words[i] = execWord(escSpecifiers(a, keep && i > 0), i == 0)
 	}
 	line("ExecStart=%s", strings.Join(words, " "))
 	line("ExecReload=/bin/kill -HUP $MAINPID")
@@ -109,11 +109,14 @@ func escSpecifiers(v string, keepInstance bool) string {
 	return strings.Join(parts, Instance)
 }
 
-// execWord writes one word of a command line: '$' doubled (ExecStart
-// expands $VAR), a lone ';' escaped (it separates commands), the rest
-// quoted when needed.
-func execWord(w string) string {
-	w = strings.ReplaceAll(w, "$", "$$")
+// execWord writes one word of a command line: '$' doubled in arguments
+// (systemd expands $VAR there, but not in the executable's path, which
+// it takes literally), a lone ';' escaped (it separates commands), the
+// rest quoted when needed.
+func execWord(w string, executable bool) string {
+	if !executable {
+		w = strings.ReplaceAll(w, "$", "$$")
+	}
 	if w == ";" {
 		return `\;`
 	}
