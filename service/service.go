@@ -96,7 +96,8 @@ func (s Spec) attachHint() string {
 	dir := strings.ReplaceAll(s.RuntimeDir, Instance, name)
 	cmd := "POOLCTL_RUNTIME_DIR=" + shellQuote(dir) + " poolctl attach " + name
 	if s.User != "" {
-		cmd = "sudo -u " + s.User + " " + cmd
+		// env, not sudo's own VAR=value, which sudoers may refuse.
+		cmd = "sudo -u " + s.User + " env " + cmd
 	}
 	return cmd
 }

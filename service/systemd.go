@@ -35,7 +35,7 @@ func Systemd(s Spec) (string, error) {
 	line("[Unit]")
 	line("Description=poolctl pool %s", escSpecifiers(s.name(), keep))
 	line("Documentation=https://github.com/poolctl/poolctl/blob/main/docs/running-as-a-service.md")
-	line("# Ordering only: the master and its workers retry a Redis that is late or")
+	line("# Ordering only: poolctl's built-in workers wait for a Redis that is late or")
 	line("# elsewhere. Add Wants=redis-server.service in a drop-in to pull in a local one.")
 	line("After=network.target redis-server.service")
 	line("# Give up after 5 failed starts within a minute (poolctl itself backs off")
