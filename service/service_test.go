@@ -154,6 +154,37 @@ func unitKeys(unit string) map[string]string {
 	return keys
 }
 
+// systemd creates (and removes) the runtime directory only where it is
+// the unit's own: one level under /run, and per instance in a template.
+func TestRuntimeDirectory(t *testing.T) {
+	for _, tt := range []struct {
+		dir      string
+		template bool
+		want     string // "" = no RuntimeDirectory=
+	}{
+		{"/run/poolctl-demo", false, "poolctl-demo"},
+		{"/run/poolctl-%i", true, "poolctl-%i"},
+		{"/run/poolctl-shared", true, ""},
+		{"/run/a/b", false, ""},
+		{"/var/run/poolctl-demo", false, ""},
+		{"/tmp/poolctl-demo", false, ""},
+		{"/run/with space", false, ""},
+	} {
+		s := demo()
+		s.RuntimeDir, s.Template = tt.dir, tt.template
+		if tt.template {
+			s.Config = "/etc/poolctl/%i.yml"
+		}
+		out, err := Systemd(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := unitKeys(out)["RuntimeDirectory"]; got != tt.want {
+			t.Errorf("runtime dir %s (template %v): RuntimeDirectory=%q, want %q", tt.dir, tt.template, got, tt.want)
+		}
+	}
+}
+
 func TestStopTimeout(t *testing.T) {
 	for _, tt := range []struct {
 		term time.Duration

@@ -87,10 +87,14 @@ func Systemd(s Spec) (string, error) {
 }
 
 // runtimeDirectory is the RuntimeDirectory= name for s.RuntimeDir when
-// systemd can create it: one level under /run, named without spaces.
+// systemd can create it: one level under /run, named without spaces. In
+// a template it must name the instance: systemd removes the directory
+// when its unit stops, which would pull it from under the other pools
+// sharing it.
 func (s Spec) runtimeDirectory() (string, bool) {
 	dir, base := filepath.Split(s.RuntimeDir)
-	if dir != "/run/" || base == "" || strings.ContainsAny(base, " \t\"'\\") {
+	if dir != "/run/" || base == "" || strings.ContainsAny(base, " \t\"'\\") ||
+		(s.Template && !strings.Contains(base, Instance)) {
 		return "", false
 	}
 	return base, true

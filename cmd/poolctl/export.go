@@ -90,14 +90,12 @@ func poolSpec(s *service.Spec, configPath, name string) error {
 	if err != nil {
 		return fmt.Errorf("%w: -c %s: %v", errUsage, configPath, err)
 	}
+	where := "--name"
 	if name == "" {
-		name = strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))
-		if err := poolfs.ValidatePoolName(name); err != nil {
-			return fmt.Errorf("%w: no --name, and the config file's name does not make one: %v", errUsage, err)
-		}
+		name, where = strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs)), "no --name, and the config file's name makes none"
 	}
 	if err := poolfs.ValidatePoolName(name); err != nil {
-		return fmt.Errorf("%w: --name: %v", errUsage, err)
+		return fmt.Errorf("%w: %s: %v", errUsage, where, err)
 	}
 	s.Name, s.Config, s.WorkDir, s.TermTimeout = name, abs, filepath.Dir(abs), cfg.TermTimeout
 	return nil

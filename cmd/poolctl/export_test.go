@@ -225,6 +225,10 @@ func TestExportBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(t.TempDir(), "nope.yml")
+	oddName := filepath.Join(t.TempDir(), "my pool.yml")
+	if err := os.WriteFile(oddName, []byte("workers:\n  foo: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -242,6 +246,7 @@ func TestExportBadInput(t *testing.T) {
 		{[]string{"export", "systemd", "--template", "-c", demoConfig}, "a template's config is a pattern with %i"},
 		{[]string{"export", "systemd", "--template", "--name", "x"}, "--name with --template"},
 		{[]string{"export", "systemd", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"export", "systemd", "-c", oddName}, `no --name, and the config file's name makes none: invalid pool name "my pool"`},
 	} {
 		r := e.run("", tt.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, tt.want) || r.stdout != "" {
@@ -296,10 +301,13 @@ func TestExportedUnitRunsAndAttaches(t *testing.T) {
 	if err := master.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- master.Wait() }()
+	var waitErr error
+	exited := make(chan struct{}) // closed once the master is reaped
+	go func() { waitErr = master.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		if master.ProcessState == nil {
+		select {
+		case <-exited:
+		default:
 			_ = master.Process.Kill()
 			<-exited
 		}
@@ -335,9 +343,9 @@ func TestExportedUnitRunsAndAttaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("master exited with %v after QUIT, want status 0 (Restart=on-failure would restart it)", err)
+	case <-exited:
+		if waitErr != nil {
+			t.Errorf("master exited with %v after QUIT, want status 0 (Restart=on-failure would restart it)", waitErr)
 		}
 	case <-time.After(time.Duration(stopTimeout) * time.Second):
 		t.Fatalf("master still running %d s (TimeoutStopSec) after QUIT", stopTimeout)
