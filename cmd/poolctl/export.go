@@ -27,7 +27,7 @@ func runExport(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	name := fs.String("name", "", "pool `NAME` (default: the config file's name without its extension)")
 	user := fs.String("user", "", "run the master as `USER` (default: the service manager's user, root)")
 	template := fs.Bool("template", false, "systemd: print poolctl@.service, whose instance name is the pool name")
-	runtimeDir := fs.String("runtime-dir", "", "POOLCTL_RUNTIME_DIR of the service, where `poolctl attach` finds it (default: /run/poolctl-NAME for systemd, created by systemd; /tmp/poolctl-NAME for supervisord)")
+	runtimeDir := fs.String("runtime-dir", "", "POOLCTL_RUNTIME_DIR of the service, where `poolctl attach` finds it (default: /run/poolctl-NAME for systemd, created by systemd; $TMPDIR/poolctl-NAME for supervisord)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: poolctl export systemd|supervisord [-c FILE] [--name NAME] [--user USER] [--template] [--runtime-dir DIR]")
 		fs.PrintDefaults()
