@@ -27,7 +27,7 @@ func runExport(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	name := fs.String("name", "", "pool `NAME` (default: the config file's name without its extension)")
 	user := fs.String("user", "", "run the master as `USER` (default: the service manager's user, root)")
 	template := fs.Bool("template", false, "systemd: print poolctl@.service, whose instance name is the pool name")
-	runtimeDir := fs.String("runtime-dir", "", "POOLCTL_RUNTIME_DIR of the service, where `poolctl attach` finds it (default: /run/poolctl-NAME for systemd, created by systemd; $TMPDIR/poolctl-NAME for supervisord)")
+	runtimeDir := fs.String("runtime-dir", "", "the service's POOLCTL_RUNTIME_DIR, the `DIR` in which poolctl attach finds the pool (default: /run/poolctl-NAME for systemd, created by systemd; $TMPDIR/poolctl-NAME for supervisord)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: poolctl export systemd|supervisord [-c FILE] [--name NAME] [--user USER] [--template] [--runtime-dir DIR]")
 		fs.PrintDefaults()
@@ -35,6 +35,9 @@ func runExport(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	pos, err := parseFlagsAnywhere(fs, args)
 	if err != nil {
 		return err
+	}
+	if len(pos) == 0 {
+		return fmt.Errorf("%w: export takes one format, systemd or supervisord", errUsage)
 	}
 	if len(pos) != 1 || (pos[0] != "systemd" && pos[0] != "supervisord") {
 		return fmt.Errorf("%w: export takes one format, systemd or supervisord (got %q)", errUsage, strings.Join(pos, " "))
