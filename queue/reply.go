@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -81,4 +82,122 @@ func (c *Client) PushReply(ctx context.Context, replyTo string, ttl time.Duratio
 		return fmt.Errorf("push reply to %s: %w", replyTo, err)
 	}
 	return nil
+}
+
+// Job status replies (docs/messages.md): a payload's "reply_to" and
+// "correlation_id" ask the worker to report on the job. "started" goes
+// out once per reservation (StartedReply); the terminal reply
+// ("completed" or "failed") is pushed by the very script that
+// acknowledges or fails the job (Ack, Fail, AckReserve), so that exactly
+// one goes out per acknowledged job, whatever replies are lost.
+
+// Reply statuses.
+const (
+	ReplyStarted   = "started"
+	ReplyCompleted = "completed"
+	ReplyFailed    = "failed"
+)
+
+// ReplyMessage is a job status reply as pushed to a reply list.
+type ReplyMessage struct {
+	CorrelationID string `json:"correlation_id"`
+	Status        string `json:"status"`
+	JobID         string `json:"job_id"`
+	Class         string `json:"class"`
+	Queue         string `json:"queue"`
+	Worker        string `json:"worker"`
+	At            string `json:"at"` // RFC 3339 with milliseconds, UTC
+	// Data is the result of a completed job, the failure of a failed one;
+	// absent from "started", JSON null when a job printed nothing.
+	Data            json.RawMessage `json:"data,omitzero"`
+	DurationSeconds *float64        `json:"duration_seconds,omitempty"`
+	// Attempt counts the runs of this correlation id (1, then 2 after a
+	// crash requeued the job, ...). The pushing script fills it in.
+	Attempt int `json:"attempt,omitzero"`
+}
+
+// FailureData is the "data" of a failed reply.
+type FailureData struct {
+	Exception  string   `json:"exception"`
+	Error      string   `json:"error"`
+	ExitStatus *int     `json:"exit_status,omitempty"` // command jobs that exited
+	StderrTail []string `json:"stderr_tail"`
+}
+
+// ReplyTimeLayout formats a reply's "at".
+const ReplyTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// JobReply is where a job's replies go and its terminal reply, set by the
+// worker before it acknowledges or fails the job.
+type JobReply struct {
+	To            string        // reply_to; must pass ValidateReplyTo
+	CorrelationID string        // the attempts counter's field
+	TTL           time.Duration // <= 0: DefaultReplyTTL
+	// Final is the terminal message (EncodeReply's output), pushed by the
+	// acknowledging script when it does acknowledge the job; nil: none.
+	Final []byte
+}
+
+// EncodeReply encodes m for the pushing scripts: without its closing
+// brace and with a trailing `"attempt":`, which the script completes
+// with the attempt number it counted.
+func EncodeReply(m ReplyMessage) ([]byte, error) {
+	m.Attempt = 0
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s reply: %w", m.Status, err)
+	}
+	return append(b[:len(b)-1], `,"attempt":`...), nil
+}
+
+// AttemptsKey is the hash counting the attempts of each correlation id
+// replying to replyTo (field: the correlation id; value: "N:TOKEN", the
+// count and the reservation that counted last).
+func (k Keys) AttemptsKey(replyTo string) string { return k.ns + "poolctl:attempts:" + replyTo }
+
+// replyKeys are the reply list and attempts hash of r, or (when r is nil)
+// keys in the namespace that the scripts will not touch: every key a
+// script names is passed in KEYS, and they share the namespace's slot on
+// a Cluster with a hash-tagged namespace.
+func (c *Client) replyKeys(r *JobReply) (list, attempts string) {
+	if r == nil || r.Final == nil {
+		return c.keys.AttemptsKey(""), c.keys.AttemptsKey("")
+	}
+	return c.keys.ReplyKey(r.To), c.keys.AttemptsKey(r.To)
+}
+
+// replyArgs are the message, TTL (ms) and correlation id ARGV of the
+// acknowledging scripts; the message is "" when there is none.
+func replyArgs(r *JobReply) (msg []byte, ttlMS int64, cid string) {
+	if r == nil || r.Final == nil {
+		return []byte{}, 0, ""
+	}
+	return r.Final, replyTTL(r.TTL).Milliseconds(), r.CorrelationID
+}
+
+func replyTTL(ttl time.Duration) time.Duration {
+	if ttl <= 0 {
+		return DefaultReplyTTL
+	}
+	return ttl
+}
+
+// StartedReply pushes msg (EncodeReply's output, status "started") for
+// job to job.Reply.To, counting the attempt, and returns the attempt
+// number. It is idempotent per reservation: a retry after a lost reply
+// pushes nothing more and counts nothing more.
+func (c *Client) StartedReply(ctx context.Context, job *Job, msg []byte) (int, error) {
+	r := job.Reply
+	if r == nil {
+		return 0, fmt.Errorf("started reply: the job has no reply_to")
+	}
+	if err := ValidateReplyTo(r.To); err != nil {
+		return 0, err
+	}
+	n, err := startedScript.Run(ctx, c.rdb, []string{c.keys.AttemptsKey(r.To), c.keys.ReplyKey(r.To)},
+		r.CorrelationID, job.Token, msg, replyTTL(r.TTL).Milliseconds()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("push started reply to %s: %w", r.To, err)
+	}
+	return n, nil
 }
