@@ -2,8 +2,12 @@ package queue
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -200,4 +204,68 @@ func (c *Client) StartedReply(ctx context.Context, job *Job, msg []byte) (int, e
 		return 0, fmt.Errorf("push started reply to %s: %w", r.To, err)
 	}
 	return n, nil
+}
+
+// NewReplyTo returns a fresh reply list name under ReplyPrefix.
+func NewReplyTo() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return ReplyPrefix + hex.EncodeToString(b[:])
+}
+
+// WithReplyTo returns a copy of payload (a JSON object, as EncodePayload
+// makes) with "reply_to" and "correlation_id" added.
+func WithReplyTo(payload []byte, replyTo, correlationID string) ([]byte, error) {
+	if len(payload) < 2 || payload[0] != '{' || payload[len(payload)-1] != '}' {
+		return nil, fmt.Errorf("add reply_to: the payload is not a JSON object")
+	}
+	extra, err := json.Marshal(struct {
+		ReplyTo       string `json:"reply_to"`
+		CorrelationID string `json:"correlation_id"`
+	}{replyTo, correlationID})
+	if err != nil {
+		return nil, fmt.Errorf("add reply_to: %w", err)
+	}
+	out := make([]byte, 0, len(payload)+len(extra))
+	out = append(out, payload[:len(payload)-1]...)
+	if len(payload) > 2 {
+		out = append(out, ',')
+	}
+	return append(out, extra[1:]...), nil
+}
+
+// maxReplyWait bounds one blocking pop of PopReply, so that a client's
+// default read timeout always outlasts it.
+const maxReplyWait = time.Second
+
+// PopReply waits up to timeout (at most a second: call it in a loop) for
+// the next message on the reply list named replyTo and takes it; it
+// returns nil, nil when none came.
+func (c *Client) PopReply(ctx context.Context, replyTo string, timeout time.Duration) ([]byte, error) {
+	timeout = min(max(timeout, time.Millisecond), maxReplyWait)
+	// Sent by hand: go-redis's BLPop rounds timeouts up to whole seconds.
+	secs := strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64)
+	res, err := c.rdb.Do(ctx, "BLPOP", c.keys.ReplyKey(replyTo), secs).StringSlice()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wait for a reply on %s: %w", replyTo, err)
+	}
+	if len(res) != 2 {
+		return nil, fmt.Errorf("wait for a reply on %s: unexpected reply %q", replyTo, res)
+	}
+	return []byte(res[1]), nil
+}
+
+// DeleteReplies removes the reply list named replyTo and its attempts
+// counter.
+func (c *Client) DeleteReplies(ctx context.Context, replyTo string) error {
+	pipe := c.rdb.Pipeline()
+	pipe.Del(ctx, c.keys.ReplyKey(replyTo))
+	pipe.Del(ctx, c.keys.AttemptsKey(replyTo))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("delete reply list %s: %w", replyTo, err)
+	}
+	return nil
 }
