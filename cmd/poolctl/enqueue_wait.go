@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/poolctl/poolctl/queue"
@@ -38,7 +41,7 @@ func newReplyWait(payloads [][]byte) (*replyWait, error) {
 
 // waitStatus is how `enqueue --wait` ends other than with every job
 // completed: 1 when a job failed, 2 when replies were missing at the
-// timeout.
+// timeout, 130 when interrupted (INT or TERM).
 type waitStatus struct {
 	msg    string
 	status int
@@ -48,8 +51,10 @@ func (e waitStatus) Error() string   { return e.msg }
 func (e waitStatus) ExitStatus() int { return e.status }
 
 // await prints replies until every job has its terminal reply or timeout
-// (0 = none) passes, then deletes the reply list.
+// (0 = none) passes, or INT or TERM arrives, then deletes the reply list.
 func (w *replyWait) await(ctx context.Context, c *queue.Client, timeout time.Duration, asJSON bool, stdout io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -75,6 +80,10 @@ func (w *replyWait) await(ctx context.Context, c *queue.Client, timeout time.Dur
 			}
 		}
 		raw, err := c.PopReply(ctx, w.replyTo, wait)
+		if ctx.Err() != nil {
+			return waitStatus{status: 130, msg: fmt.Sprintf("interrupted: %d of %d job(s) without a final reply; they may still run",
+				len(w.corrs)-len(final), len(w.corrs))}
+		}
 		if err != nil {
 			return err
 		}

@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,5 +136,42 @@ func TestEnqueueWaitForSeveralJobs(t *testing.T) {
 	r = e.run("", "enqueue", "--json", "--redis", srv.URL(), "rq", "Poolctl::Noop")
 	if r.code != 2 || !strings.Contains(r.stderr, "--json and --timeout apply to --wait only") {
 		t.Errorf("--json without --wait: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// INT while waiting: exit 130 at once, saying the job may still run, and
+// the reply list is deleted.
+func TestEnqueueWaitInterrupted(t *testing.T) {
+	e, srv := replyPool(t)
+	cmd := exec.Command(shellBin, "enqueue", "--wait", "--redis", srv.URL(), "rq", "Poolctl::Sleep", "4000")
+	cmd.Env = e.env
+	out, errb := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	waitFor(t, 10*time.Second, "the started reply", func() bool { return strings.Contains(out.String(), "started") })
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(errb.String(), "interrupted: 1 of 1 job(s) without a final reply; they may still run") {
+			t.Fatalf("after INT: %v, stderr %q", err, errb.String())
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("enqueue --wait did not stop within 3s of INT")
+	}
+	if left := replyLists(t, srv); len(left) != 0 {
+		t.Errorf("reply lists left behind while the job runs: %q", left)
 	}
 }
