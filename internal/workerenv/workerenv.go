@@ -25,4 +25,8 @@ const (
 	// in Redis: the master's sign that the worker is ready (rolling
 	// restarts wait for it). Set only for built-in workers.
 	ReadyFD = "POOLCTL_READY_FD"
+	// ReplyTTL is the config's reply_ttl (Go duration): how long a job's
+	// reply list lives after its last reply (docs/messages.md). Unset
+	// means queue.DefaultReplyTTL.
+	ReplyTTL = "POOLCTL_REPLY_TTL"
 )
