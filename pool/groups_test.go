@@ -68,3 +68,34 @@ term_timeout: 2s
 		t.Fatalf("foo's worker changed when only bar's command did: %v -> %v", foo, got)
 	}
 }
+
+// reply_ttl reaches every worker's environment (POOLCTL_REPLY_TTL), so a
+// HUP that changes it replaces the workers, as for any setting they run
+// with.
+func TestHUPReplyTTLReplacesWorkers(t *testing.T) {
+	cfg := `
+workers:
+  foo: 2
+command: ["sleep", "1000"]
+reply_ttl: 1h
+start_secs: 0.2
+term_timeout: 2s
+`
+	tm := startMaster(t, cfg)
+	st := tm.waitState("2 workers", func(s *State) bool { return len(s.Workers) == 2 && s.Settled() })
+	before := pidsOf(st, "foo")
+	tm.writeConfig(strings.Replace(cfg, "reply_ttl: 1h", "reply_ttl: 2h", 1))
+	tm.signal(syscall.SIGHUP)
+	tm.waitState("foo replaced", func(s *State) bool {
+		now := pidsOf(s, "foo")
+		if !s.Settled() || len(now) != 2 {
+			return false
+		}
+		for _, p := range now {
+			if p == before[0] || p == before[1] {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -117,7 +117,7 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 		g.jobTimeout = *gs.JobTimeout
 		g.startAfter = *gs.StartSecs
 		g.recycle = recycleSettings{maxRSS: gs.MaxRSS, maxJobs: gs.MaxJobs, maxLifetime: gs.MaxLifetime}
-		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), g.jobTimeout.String(), g.recycle.maxJobs})
+		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), g.jobTimeout.String(), g.recycle.maxJobs, cfg.ReplyTTL.String()})
 		g.fingerprint = string(fp)
 		g.failures, g.fatal, g.reason, g.backoffUntil = 0, false, "", time.Time{}
 		if g.timer != nil {
