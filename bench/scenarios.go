@@ -21,20 +21,22 @@ type sizes struct {
 	IdleRuns     int // lifecycle runs that include the idle window
 	Enqueue      int // 100,000
 	GrowFrom     int // 4 (to 2×)
+	Scale        int // 1,000 `sleep` workers (issue 16)
+	ScaleIdle    time.Duration
 }
 
 var fullSizes = sizes{
 	Runs: 5, SlowRuns: 3, Workers: 100, Status: 200, DrainJobs: 20000,
 	DrainWorkers: []int{1, 2, 4, 8}, LatSamples: 250,
 	MasterIdle: 20 * time.Second, WorkerIdle: 10 * time.Second, IdleRuns: 3,
-	Enqueue: 100000, GrowFrom: 4,
+	Enqueue: 100000, GrowFrom: 4, Scale: 1000, ScaleIdle: 5 * time.Second,
 }
 
 var smokeSizes = sizes{
 	Runs: 1, SlowRuns: 1, Workers: 6, Status: 6, DrainJobs: 300,
 	DrainWorkers: []int{1, 2}, LatSamples: 10,
 	MasterIdle: time.Second, WorkerIdle: 500 * time.Millisecond, IdleRuns: 1,
-	Enqueue: 1000, GrowFrom: 2,
+	Enqueue: 1000, GrowFrom: 2, Scale: 20, ScaleIdle: 500 * time.Millisecond,
 }
 
 // metric is one measured value of one run.
@@ -76,6 +78,7 @@ func scenarios() []scenario {
 		scenario{"status", func(sizes) int { return 1 }, status},
 		scenario{"enqueue", fast, enqueue},
 		scenario{"cockpit", func(sizes) int { return 1 }, cockpit},
+		scenario{"scale", slow, scale},
 	)
 	return ss
 }

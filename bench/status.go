@@ -148,7 +148,8 @@ func statusInShell(e *env, runtime string, n, runs int) ([]metric, error) {
 				return nil, fmt.Errorf("status in shell listed %d workers (%v), want %d", len(doc.Workers), err, n)
 			}
 			if i > 0 {
-				out = append(out, metric{key: "status_shell", value: float64(el.Microseconds()) / 1000})
+				out = append(out, metric{key: "status_shell", value: float64(el.Microseconds()) / 1000},
+					metric{key: "status_bytes", value: float64(len(line))})
 			}
 			break
 		}
