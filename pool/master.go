@@ -193,6 +193,7 @@ type Master struct {
 	orphanRound   int
 	orphansKilled map[int]bool
 	stateErr      bool
+	stateWrites   stateThrottle
 	// autoscaleOff holds the autoscaled queue lists a shell pinned
 	// (Paths.AutoscaleOff), read at every load.
 	autoscaleOff map[string]bool
@@ -349,6 +350,7 @@ func (m *Master) run(ctx context.Context) error {
 			m.handleSignal(sig.(syscall.Signal))
 		case fn := <-m.calls:
 			fn()
+			m.runQueued()
 		case <-claimCheck.C:
 			m.keepClaim()
 		case <-watchdog:
@@ -366,6 +368,21 @@ func (m *Master) run(ctx context.Context) error {
 	m.sweepOrphans()
 	m.log.Printf("manager stopped: all workers reaped")
 	return nil
+}
+
+// runQueued runs the calls already queued (a burst of promotion or stop
+// timers firing together) so that the loop reconciles and publishes once
+// for all of them rather than once each, which made a burst of n workers
+// cost n plans and n state writes over n workers.
+func (m *Master) runQueued() {
+	for range cap(m.calls) {
+		select {
+		case fn := <-m.calls:
+			fn()
+		default:
+			return
+		}
+	}
 }
 
 // watchShell logs once when the shell that started the master is gone, so

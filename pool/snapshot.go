@@ -53,9 +53,52 @@ func (m *Master) keepClaim() {
 	m.dirty = true // and the state file
 }
 
-// flushState publishes the state file when something changed.
+// stateWriteInterval bounds how often the master rewrites the state file
+// while changes keep coming (a HUP to 1,000 workers, then their 1,000
+// promotions to running, then 1,000 reaps): a change after a quiet
+// interval is written at once, and the changes of a burst together once
+// the interval has passed since the last write, so the last state is
+// always written, at most this late. Unthrottled, a burst of n changes
+// cost n writes of an O(n) file.
+const stateWriteInterval = 50 * time.Millisecond
+
+// stateThrottle decides when a pending change of the state is written.
+type stateThrottle struct {
+	last  time.Time // the last write
+	armed bool      // a wake-up for the pending change is scheduled
+}
+
+// next is asked, at now, about a pending change: write it now, or wait
+// (> 0) and schedule one wake-up then, or (write false, wait 0) do
+// nothing because a wake-up is already scheduled.
+func (t *stateThrottle) next(now time.Time, interval time.Duration) (write bool, wait time.Duration) {
+	if d := t.last.Add(interval).Sub(now); d > 0 {
+		if t.armed {
+			return false, 0
+		}
+		t.armed = true
+		return false, d
+	}
+	t.last, t.armed = now, false
+	return true, 0
+}
+
+// flushState publishes the state file when something changed, at most
+// once per stateWriteInterval (see stateThrottle). Everything one event
+// changed is written together: the event loop calls it only between
+// events, so a state showing a new configuration shows its new workers.
 func (m *Master) flushState() {
 	if !m.dirty {
+		return
+	}
+	write, wait := m.stateWrites.next(time.Now(), stateWriteInterval)
+	if !write {
+		if wait > 0 {
+			time.AfterFunc(wait, func() {
+				// The loop flushes after every call.
+				m.post(func() { m.stateWrites.armed = false })
+			})
+		}
 		return
 	}
 	m.keepClaim()
