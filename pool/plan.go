@@ -66,18 +66,19 @@ type world struct {
 // world always gives the same actions.
 func plan(w world) []action {
 	var acts []action
+	// Only the workers not already stopping matter: while a pool of n
+	// stops, n reaps would otherwise sort n pids each.
 	pids := make([]int, 0, len(w.workers))
-	for pid := range w.workers {
-		pids = append(pids, pid)
+	for pid, wk := range w.workers {
+		if wk.state != workerStopping {
+			pids = append(pids, pid)
+		}
 	}
 	sort.Ints(pids)
 	halt := w.paused || w.stopping != notStopping
 	live := map[string][]*worker{}
 	for _, pid := range pids {
 		wk := w.workers[pid]
-		if wk.state == workerStopping {
-			continue
-		}
 		if g := w.groups[wk.queues]; halt || g == nil || (g.fingerprint != wk.fingerprint && wk.roll != rollOld) {
 			// Removed, changed, paused or stopping: stop gracefully.
 			acts = append(acts, stopAction(wk))
