@@ -62,6 +62,7 @@ type Session struct {
 	// stop and log.tail move it past what they showed.
 	log     *logtail.Cursor
 	sampler *pstree.Sampler
+	usage   *procUsage // status's per-worker CPU and RSS
 	leave   leaveMode
 
 	configSync
@@ -91,6 +92,7 @@ func NewSession(opts Options) (*Session, error) {
 		errw:    opts.Stderr,
 		info:    opts.Stdout,
 		sampler: pstree.NewSampler(),
+		usage:   newProcUsage(),
 	}
 	s.setPool(opts.Name)
 	if opts.Attach {

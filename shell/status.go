@@ -97,8 +97,8 @@ type JobStatus struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
-// collectStatus gathers the state file, one process scan and one Redis
-// summary.
+// collectStatus gathers the state file, one process scan (one stat file
+// per process, procusage.go) and one Redis summary.
 func (s *Session) collectStatus(ctx context.Context) *Status {
 	s.refreshConfig()
 	now := time.Now()
@@ -186,10 +186,11 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 		return st
 	}
 	st.state = ps
-	procs := map[int]*pstree.Proc{}
-	if tree, err := s.sampler.Tree(ctx, int32(ps.PID)); err == nil {
-		tree.Walk(func(p *pstree.Proc, _ int) { procs[int(p.PID)] = p })
+	pids := make([]int, len(ps.Workers))
+	for i, w := range ps.Workers {
+		pids[i] = w.PID
 	}
+	used, _ := s.usage.of(ps.PID, pids) // none when /proc cannot be read: 0s
 	for _, g := range ps.Groups {
 		st.Groups = append(st.Groups, GroupStatus{Queues: g.Queues, Desired: g.Desired, Live: g.Live, State: g.State, Reason: g.Reason, Autoscale: g.Autoscale, Recycled: g.Recycled})
 	}
@@ -220,11 +221,8 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			UptimeSeconds: now.Sub(w.StartedAt).Round(time.Second).Seconds(),
 			Restarts:      w.Restarts, LastExit: w.LastExit, Roll: w.Roll,
 		}
-		if p := procs[w.PID]; p != nil {
-			p.Walk(func(q *pstree.Proc, _ int) {
-				ws.CPUPercent += q.CPUPercent
-				ws.RSSBytes += q.RSSBytes
-			})
+		if u, ok := used[w.PID]; ok {
+			ws.CPUPercent, ws.RSSBytes = u.CPUPercent, u.RSSBytes
 		}
 		info, registered := byPID[w.PID]
 		if registered && info.Job != nil {
