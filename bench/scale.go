@@ -32,6 +32,7 @@ func scaleRows(z sizes) []row {
 		{key: "scale_spawn_big", label: fmt.Sprintf("0 → %d `sleep` workers (HUP; state + /proc)", big), unit: "s", target: "≤ 0.6 s", limit: 0.6},
 		{key: "scale_spawn_big_x", label: "  … as a multiple of the floor's starts", unit: "×", info: true},
 		{key: "scale_spawn_big_per", label: fmt.Sprintf("  … time per worker, as a multiple of the %d-worker time per worker", n), unit: "×", info: true},
+		{key: "scale_cpu_spawn", label: "  … master CPU per worker, HUP until every worker is promoted", unit: "ms", info: true, zeroOK: true},
 		{key: "scale_writes_spawn", label: "  … state-file writes during the spawn", unit: "count", info: true, zeroOK: true},
 		{key: "scale_writes_rate", label: "  … state-file writes/s, HUP until every worker is promoted", unit: "/s", info: true, zeroOK: true},
 		{key: "scale_state_kb", label: "  … state file size", unit: "KiB", info: true},
@@ -87,6 +88,7 @@ func scale(e *env, z sizes, _ int) ([]metric, error) {
 		metric{key: "scale_spawn_big", value: bp.spawn.Seconds()},
 		metric{key: "scale_spawn_big_x", value: bp.spawn.Seconds() / fbs.Seconds()},
 		metric{key: "scale_spawn_big_per", value: (bp.spawn.Seconds() / float64(big)) / (sp.spawn.Seconds() / float64(n))},
+		metric{key: "scale_cpu_spawn", value: bp.cpuPromoted * 1000 / float64(big)},
 		metric{key: "scale_writes_spawn", value: float64(bp.writesSpawn)},
 		metric{key: "scale_writes_rate", value: float64(bp.writesPromoted) / bp.promoted.Seconds()})
 	if fi, err := os.Stat(bp.m.paths.State); err == nil {
@@ -158,6 +160,7 @@ type sleepPool struct {
 	writesSpawn    int           // state-file replacements during spawn
 	promoted       time.Duration // HUP until every worker is "running"
 	writesPromoted int           // state-file replacements during promoted
+	cpuPromoted    float64       // master CPU seconds during promoted
 }
 
 func scaleSleepPool(e *env, n int) (*sleepPool, error) {
@@ -181,6 +184,7 @@ func scaleSleepPool(e *env, n int) (*sleepPool, error) {
 	}
 	defer stopCount()
 	execd := map[int]bool{}
+	c0 := cpuTicks(m.pid)
 	t0, err := m.reconfigure(e.config(map[string]int{"foo": n}, []string{"foo"}, sleepCommand))
 	if err != nil {
 		return nil, err
@@ -224,6 +228,7 @@ func scaleSleepPool(e *env, n int) (*sleepPool, error) {
 		return nil, m.failure("sleep workers were not promoted to running")
 	}
 	p.promoted, p.writesPromoted = t2.Sub(t0), int(writes.Load())
+	p.cpuPromoted = float64(cpuTicks(m.pid)-c0) / clkTck
 	ok = true
 	return p, nil
 }
