@@ -57,3 +57,18 @@ func misconfiguration(err error) string {
 	}
 	return ""
 }
+
+// Explain wraps err so that its message is Describe's ("Redis refused
+// the command: …" or "Redis unavailable: …") while errors.Is and
+// errors.As still see err. It returns nil for nil.
+func Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &explained{err}
+}
+
+type explained struct{ err error }
+
+func (e *explained) Error() string { return Describe(e.err) }
+func (e *explained) Unwrap() error { return e.err }

@@ -145,3 +145,14 @@ func TestEffectiveNamespaceKeysShareASlot(t *testing.T) {
 		}
 	}
 }
+
+// Explain gives Describe's message and keeps the error for errors.As.
+func TestExplain(t *testing.T) {
+	err := fmt.Errorf("enqueue to q: %w", Explain(redis.ErrCrossSlot))
+	if !strings.HasPrefix(err.Error(), "enqueue to q: Redis refused the command: CROSSSLOT ") {
+		t.Errorf("message %q", err)
+	}
+	if !IsServerError(err) || !errors.Is(err, redis.ErrCrossSlot) || Explain(nil) != nil {
+		t.Error("Explain hides the error it wraps, or wraps nil")
+	}
+}

@@ -139,7 +139,8 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 			return fmt.Errorf("$%s: want a job count (0 = no limit), got %q", workerenv.MaxJobs, raw)
 		}
 	}
-	w := New(queue.New(rdb, *namespace), blocking, Config{
+	ns, _ := redisconn.EffectiveNamespace(*redisURL, *namespace) // as the master decides it
+	w := New(queue.New(rdb, ns), blocking, Config{
 		MaxJobs:           maxJobs,
 		Queues:            names,
 		Jobs:              jobs,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -396,7 +397,7 @@ func (w *Worker) giveBack(ctx context.Context) {
 func (w *Worker) redisDown(err error, backoff time.Duration, wake <-chan struct{}) time.Duration {
 	w.redisOK.Store(false)
 	if backoff == 0 {
-		w.logf("Redis unavailable: %v; retrying with backoff", err)
+		w.logf("%s; retrying with backoff", redisconn.Describe(err))
 		backoff = 100 * time.Millisecond
 	} else {
 		backoff = min(backoff*2, 5*time.Second)
@@ -481,7 +482,7 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 			// Unknown which half ran: the ack is idempotent, so make sure
 			// of it, and have the caller requeue a next job that may have
 			// been moved.
-			w.logf("Redis unavailable: %v; recording the job again", err)
+			w.logf("%s; recording the job again", redisconn.Describe(err))
 			lost = true
 		}
 	}
@@ -590,7 +591,7 @@ func (w *Worker) retryWithGrace(op func() error, idle bool, grace time.Duration)
 			wake = nil // stopping: only the backoff wakes us now
 		}
 		if !logged {
-			w.logf("Redis unavailable: %v; retrying with backoff", err)
+			w.logf("%s; retrying with backoff", redisconn.Describe(err))
 			logged = true
 		}
 		select {
