@@ -1,0 +1,179 @@
+package main
+
+// End-to-end tests of pools on Redis's own distributed set-ups (issue 14
+// §4): a 3-node Redis Cluster and a master + replica + sentinel, real
+// servers on loopback ports.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/poolctl/poolctl/internal/redistest"
+	"github.com/poolctl/poolctl/pool/poolfs"
+)
+
+// startDistributedPool writes a config of built-in workers on redisURL
+// (body extends it), starts a master by hand and waits until its workers
+// run.
+func startDistributedPool(t *testing.T, e *shellEnv, name, redisURL, body string) (poolfs.Paths, int) {
+	t.Helper()
+	e.reap(name)
+	cfg := filepath.Join(t.TempDir(), "pool.yml")
+	data := fmt.Sprintf("redis: %q\nstart_secs: 100ms\nterm_timeout: 10s\nheartbeat_interval: 1s\n%s", redisURL, body)
+	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := e.paths(name)
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(p.Log); t.Failed() && err == nil {
+			t.Logf("pool log (last 4 KiB):\n%s", b[max(0, len(b)-4096):])
+		}
+	})
+	master, _ := e.startMaster(t, "-c", cfg, "--name", name, "--log", p.Log)
+	waitFor(t, 30*time.Second, "workers running", func() bool {
+		st, err := poolfs.ReadState(p.State)
+		return err == nil && st.Settled() && len(st.Workers) == 4
+	})
+	return p, master.Process.Pid
+}
+
+func readLog(t *testing.T, p poolfs.Paths) string {
+	t.Helper()
+	b, err := os.ReadFile(p.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// stopPool stops the master with QUIT and waits for it and its workers to
+// be gone.
+func stopPool(t *testing.T, p poolfs.Paths, pid int) {
+	t.Helper()
+	st, _ := poolfs.ReadState(p.State)
+	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{pid}
+	if st != nil {
+		pids = append(pids, pidsOfState(st)...)
+	}
+	waitFor(t, 30*time.Second, "the master and its workers to exit", func() bool {
+		for _, p := range pids {
+			if alive(p) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func pidsOfState(st *poolfs.State) []int {
+	var pids []int
+	for _, w := range st.Workers {
+		pids = append(pids, w.PID)
+	}
+	return pids
+}
+
+// A pool of built-in workers on a 3-node Cluster, with the default
+// namespace, drains 10,000 jobs enqueued by `poolctl enqueue -n`: the
+// master says it uses the hash-tagged namespace {resque}: and publishes
+// it; every key is Resque's, under that namespace (Ruby's
+// Resque.redis.namespace = "{resque}" reads them); nothing says Redis is
+// unavailable or refused a command. Before the namespace was decided in
+// one place, every worker logged "Redis unavailable: … CROSSSLOT …"
+// forever while enqueue reported success.
+func TestClusterPoolDrainsWithRubyCompatibleKeys(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	e := newShellEnv(t)
+	p, pid := startDistributedPool(t, e, "cl", cluster.URL(), "workers:\n  clq: 4\n")
+	rdb := cluster.Client()
+	ctx := context.Background()
+
+	const n = 10000
+	r := e.run("", "enqueue", "--redis", cluster.URL(), "-n", fmt.Sprint(n), "clq", "Poolctl::Noop", "{i}")
+	if r.code != 0 || !strings.Contains(r.stdout, "enqueued 10000 job(s)") {
+		t.Fatalf("enqueue: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	waitFor(t, 60*time.Second, "10,000 jobs processed", func() bool {
+		got, _ := rdb.Get(ctx, "{resque}:stat:processed").Int()
+		return got == n
+	})
+	if got := rdb.LLen(ctx, "{resque}:queue:clq").Val(); got != 0 {
+		t.Errorf("{resque}:queue:clq holds %d jobs after the drain", got)
+	}
+	if !rdb.SIsMember(ctx, "{resque}:queues", "clq").Val() {
+		t.Error("{resque}:queues does not name clq")
+	}
+	if got := rdb.SCard(ctx, "{resque}:workers").Val(); got != 4 {
+		t.Errorf("{resque}:workers holds %d workers, want 4", got)
+	}
+	if got := rdb.HLen(ctx, "{resque}:workers:heartbeat").Val(); got != 4 {
+		t.Errorf("{resque}:workers:heartbeat holds %d beats, want 4", got)
+	}
+	for _, id := range rdb.SMembers(ctx, "{resque}:workers").Val() {
+		if rdb.Exists(ctx, "{resque}:worker:"+id+":started", "{resque}:stat:processed:"+id).Val() != 2 {
+			t.Errorf("worker %s lacks Resque's started or per-worker processed key", id)
+		}
+	}
+	if got := rdb.Get(ctx, "{resque}:stat:failed").Val(); got != "" && got != "0" {
+		t.Errorf("{resque}:stat:failed = %s", got)
+	}
+	// Nothing was written outside the tagged namespace, on any node.
+	var mu sync.Mutex
+	var stray []string
+	err := rdb.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		keys, err := node.Keys(ctx, "*").Result()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range keys {
+			if !strings.HasPrefix(k, "{resque}:") {
+				stray = append(stray, k)
+			}
+		}
+		return err
+	})
+	if err != nil || len(stray) > 0 {
+		t.Errorf("keys outside {resque}: %v (%v)", stray, err)
+	}
+
+	st, err := poolfs.ReadState(p.State)
+	if err != nil || st.Namespace != "{resque}:" {
+		t.Errorf("state.json namespace %q (%v), want {resque}:", st.Namespace, err)
+	}
+	r = e.run("status --json\nstatus\n", "attach", "cl")
+	if m := lastJSON(t, r.stdout); m["namespace"] != "{resque}:" || m["processed"] != float64(n) {
+		t.Errorf("status --json: namespace %v, processed %v; want {resque}: and %d\n%s%s", m["namespace"], m["processed"], n, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "namespace {resque}:)") {
+		t.Errorf("status does not show the namespace:\n%s", r.stdout)
+	}
+	r = e.run("", "queues", "--redis", cluster.URL())
+	if r.code != 0 || !strings.Contains(r.stdout, "processed 10000, failed 0") {
+		t.Errorf("queues on the cluster: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	stopPool(t, p, pid)
+	log := readLog(t, p)
+	if !strings.Contains(log, `namespace "resque:" has no hash tag`) || !strings.Contains(log, `using "{resque}:"`) {
+		t.Errorf("the log does not say which namespace was chosen:\n%s", log)
+	}
+	for _, bad := range []string{"unavailable", "refused the command", "CROSSSLOT", "cannot"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("the log says %q:\n%s", bad, log)
+		}
+	}
+	if got := rdb.SCard(ctx, "{resque}:workers").Val(); got != 0 {
+		t.Errorf("%d workers still registered after the pool stopped", got)
+	}
+}
