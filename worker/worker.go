@@ -279,6 +279,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 
 	var backoff time.Duration
 	lostReply := false
+	busy := false // a job was taken since the worker was last idle
 	var expanded []string
 	var expandedAt time.Time
 	for {
@@ -327,6 +328,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 			}
 		}
 		if job != nil {
+			busy = true
 			if backoff > 0 {
 				w.logf("Redis is reachable again")
 				backoff = 0
@@ -373,6 +375,17 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 			backoff = 0
 		}
 		w.redisOK.Store(true)
+		if busy {
+			// Idle after work, holding nothing: a job still in flight is
+			// one whose acknowledgement Redis lost (a Sentinel switchover
+			// applied it to the demoted master). It goes back to its queue.
+			if n, err := w.q.Requeue(bg, w.id); err == nil {
+				busy = false
+				if n > 0 {
+					w.logf("requeued %d job(s) whose acknowledgement Redis lost (a failover?)", n)
+				}
+			}
+		}
 	}
 	w.logf("stopping (processed %d, failed %d)", w.processed.Load(), w.failed.Load())
 	return nil

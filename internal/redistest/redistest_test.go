@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -65,5 +66,22 @@ func TestSentinelKillMasterPromotesTheReplica(t *testing.T) {
 	defer rdb.Close()
 	if err := rdb.Set(ctx, "after", "failover", 0).Err(); err != nil {
 		t.Fatalf("the promoted master refuses writes: %v", err)
+	}
+}
+
+// A switchover promotes the replica and demotes the live master, which
+// then refuses writes with READONLY.
+func TestSentinelSwitchoverDemotesTheMaster(t *testing.T) {
+	s := StartSentinel(t)
+	ctx := context.Background()
+	old := s.Master.Addr()
+	s.Switchover()
+	if s.Master.Addr() == old || s.Replica.Addr() != old {
+		t.Fatalf("master %s, replica %s; want them swapped", s.Master.Addr(), s.Replica.Addr())
+	}
+	demoted := redis.NewClient(&redis.Options{Addr: s.Replica.Addr()})
+	defer demoted.Close()
+	if err := demoted.Set(ctx, "k", "v", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "READONLY") {
+		t.Fatalf("a write to the demoted master: %v, want READONLY", err)
 	}
 }

@@ -98,6 +98,32 @@ func StartSentinel(tb testing.TB) *Sentinel {
 	return s
 }
 
+// StartReplica boots a redis-server replicating master and waits until it
+// is in sync; it stops when the test ends. Promote it with REPLICAOF NO
+// ONE; until then, writes to it are refused with READONLY.
+func StartReplica(tb testing.TB, master *Process) *Server {
+	tb.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr())
+	p, err := launchWith(subdir(tb, "replica"), "--replicaof", host, port)
+	if err != nil {
+		tb.Fatalf("redistest: replica: %v", err)
+	}
+	tb.Cleanup(p.Stop)
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1})
+	defer rdb.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, err := rdb.Info(context.Background(), "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return &Server{Process: p, tb: tb}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("redistest: replica of %s not in sync after 20 s: %v", master.Addr(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func subdir(tb testing.TB, name string) string {
 	dir := filepath.Join(tb.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -140,6 +166,38 @@ func (s *Sentinel) KillMaster() {
 		}
 		role, err := promoted.Do(ctx, "ROLE").Slice()
 		return err == nil && len(role) > 0 && role[0] == "master"
+	})
+	s.Master, s.Replica = s.Replica, s.Master
+}
+
+// Switchover has the sentinel fail over with the master alive (SENTINEL
+// FAILOVER): the replica is promoted and the old master, still running,
+// is made its replica, so clients still writing to it get READONLY. It
+// waits (up to 30 s) until both have their new roles; Master and Replica
+// are swapped.
+func (s *Sentinel) Switchover() {
+	s.tb.Helper()
+	ctx := context.Background()
+	sentinel := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinel.Addr(), MaxRetries: -1})
+	defer sentinel.Close()
+	if err := sentinel.Failover(ctx, SentinelMaster).Err(); err != nil {
+		s.tb.Fatalf("redistest: SENTINEL FAILOVER: %v", err)
+	}
+	promoted := redis.NewClient(&redis.Options{Addr: s.Replica.Addr(), MaxRetries: -1})
+	defer promoted.Close()
+	demoted := redis.NewClient(&redis.Options{Addr: s.Master.Addr(), MaxRetries: -1})
+	defer demoted.Close()
+	s.waitFor(30*time.Second, "the switchover", func() bool {
+		addr, err := s.MasterAddr(ctx)
+		if err != nil || addr != s.Replica.Addr() {
+			return false
+		}
+		p, err := promoted.Do(ctx, "ROLE").Slice()
+		if err != nil || len(p) == 0 || p[0] != "master" {
+			return false
+		}
+		d, err := demoted.Do(ctx, "ROLE").Slice()
+		return err == nil && len(d) > 0 && d[0] == "slave"
 	})
 	s.Master, s.Replica = s.Replica, s.Master
 }
