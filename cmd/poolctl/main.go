@@ -36,13 +36,14 @@ func commands() []command {
 	return []command{
 		{"master", "run the pool master in the foreground: poolctl master -c FILE", runMaster},
 		{"work", "run one built-in worker: poolctl work --queues foo,bar", runWork},
-		{"enqueue", "push jobs: poolctl enqueue [-n COUNT] [-q] QUEUE CLASS [ARG...] [-- ARG...]", runEnqueue},
+		{"enqueue", "push jobs: poolctl enqueue [-n COUNT] [-q] [--wait [--timeout D] [--json]] QUEUE CLASS [ARG...] [-- ARG...]", runEnqueue},
 		{"queues", "show queue depths, stats and workers", runQueues},
 		{"failed", "list, retry or clear failure records: poolctl failed [list|retry N|retry --all|clear]", runFailed},
 		{"progress", "follow a batch until its queues drain: poolctl progress [--name NAME] [--json] [--timeout D] [QUEUE...]", runProgress},
 		{"attach", "attach a shell to a running pool: poolctl attach [NAME]", runAttach},
 		{"top", "watch a running pool live: poolctl top [NAME] [--json] [--interval D] [--count N]", runTop},
 		{"list", "list the pools running on this host", runList},
+		{"export", "print a service definition for a pool: poolctl export systemd|supervisord [-c FILE] [--name NAME] [--user USER] [--template]", runExport},
 		{"version", "print the version", func(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "poolctl", version)
 			return nil
