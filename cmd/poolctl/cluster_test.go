@@ -283,3 +283,73 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 		t.Errorf("a failover logged as a refusal:\n%s", log)
 	}
 }
+
+// A Redis that refuses poolctl's commands for good (an ACL user without
+// scripting: NOPERM) is said plainly, as a misconfiguration no retry
+// cures, once per worker, not at every retry; the workers keep retrying
+// (the operator may grant the permission) and fail no job.
+func TestMisconfiguredRedisIsSaidOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	admin := srv.Client()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "noscripts", "on", ">pw", "~*", "&*", "+@all", "-@scripting").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e := newShellEnv(t)
+	if r := e.run("", "enqueue", "--redis", srv.URL(), "-q", "-n", "5", "mq", "Poolctl::Noop"); r.code != 0 {
+		t.Fatalf("enqueue: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	url := "redis://noscripts:pw@" + srv.Addr() + "/0"
+	p, pid := startDistributedPool(t, e, "mc", url, "workers:\n  mq: 4\n")
+	// ACL LOG counts the refusals: wait for many retries per worker.
+	waitFor(t, 30*time.Second, "24 refused script calls (several per worker)", func() bool {
+		entries, err := admin.Do(ctx, "ACL", "LOG").Slice()
+		if err != nil {
+			return false
+		}
+		total := int64(0)
+		for _, e := range entries {
+			if m, ok := e.(map[any]any); ok {
+				if c, ok := m["count"].(int64); ok {
+					total += c
+				}
+			}
+			if l, ok := e.([]any); ok {
+				for i := 0; i+1 < len(l); i += 2 {
+					if l[i] == "count" {
+						if c, ok := l[i+1].(int64); ok {
+							total += c
+						}
+					}
+				}
+			}
+		}
+		return total >= 24
+	})
+	log := readLog(t, p)
+	st, err := poolfs.ReadState(p.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range pidsOfState(st) {
+		var said []string
+		for _, l := range strings.Split(log, "\n") {
+			if strings.Contains(l, fmt.Sprintf("poolctl-worker[%d]", w)) && strings.Contains(l, "NOPERM") {
+				said = append(said, l)
+			}
+		}
+		if len(said) != 1 || !strings.Contains(said[0], "Redis refused the command: ") || !strings.Contains(said[0], "retrying will not help until it is granted") {
+			t.Errorf("worker %d said NOPERM %d times, want once, plainly:\n%s", w, len(said), strings.Join(said, "\n"))
+		}
+	}
+	if strings.Contains(log, "unavailable") {
+		t.Errorf("a refusal logged as unavailability:\n%s", log)
+	}
+	if got := admin.LLen(ctx, "resque:failed").Val(); got != 0 {
+		t.Errorf("%d jobs failed", got)
+	}
+	if got := admin.LLen(ctx, "resque:queue:mq").Val(); got != 5 {
+		t.Errorf("queue mq holds %d jobs, want the 5 enqueued (none taken)", got)
+	}
+	stopPool(t, p, pid)
+}
