@@ -82,10 +82,12 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	for _, p := range c.Nodes {
 		rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1})
 		for {
-			slots, err := rdb.ClusterSlots(ctx).Result()
-			covered := 0
-			for _, s := range slots {
-				covered += s.End - s.Start + 1
+			shards, err := rdb.ClusterShards(ctx).Result()
+			covered := int64(0)
+			for _, sh := range shards {
+				for _, r := range sh.Slots {
+					covered += r.End - r.Start + 1
+				}
 			}
 			if err == nil && covered == 16384 {
 				break
