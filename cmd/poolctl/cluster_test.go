@@ -163,12 +163,26 @@ func TestClusterPoolDrainsWithRubyCompatibleKeys(t *testing.T) {
 		t.Errorf("queues on the cluster: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
+	// A reload compares the namespace in force with the file's, tagged
+	// the same way: nothing changed, so it applies and no worker restarts.
+	before := fmt.Sprint(pidsOfState(st))
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the reload", func() bool {
+		l := readLog(t, p)
+		return strings.Contains(l, "reloaded configuration") || strings.Contains(l, "reload failed")
+	})
+	if st, err := poolfs.ReadState(p.State); err != nil || fmt.Sprint(pidsOfState(st)) != before {
+		t.Errorf("workers after HUP: %v, want the same %s (%v)", pidsOfState(st), before, err)
+	}
+
 	stopPool(t, p, pid)
 	log := readLog(t, p)
 	if !strings.Contains(log, `namespace "resque:" has no hash tag`) || !strings.Contains(log, `using "{resque}:"`) {
 		t.Errorf("the log does not say which namespace was chosen:\n%s", log)
 	}
-	for _, bad := range []string{"unavailable", "refused the command", "CROSSSLOT", "cannot"} {
+	for _, bad := range []string{"unavailable", "refused the command", "CROSSSLOT", "cannot", "reload failed"} {
 		if strings.Contains(log, bad) {
 			t.Errorf("the log says %q:\n%s", bad, log)
 		}
