@@ -115,7 +115,7 @@ func NewSession(opts Options) (*Session, error) {
 		}
 		cfg.Workers = cfg.Workers.Merge(upd)
 		if s.userFile != "" {
-			s.overrides = mergeOverrides(nil, upd)
+			s.overrides = spec.MergeOverrides(nil, upd)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
