@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -113,6 +114,8 @@ type worker struct {
 	restarts    int
 	stopTimer   *time.Timer
 	promote     *time.Timer
+	paused      bool // sent USR2 for a pause of its queue list
+	pauseGaveUp bool // running, and does not catch USR2: left unpaused
 }
 
 // A group is one queue list of the configuration in force and what the
@@ -137,6 +140,7 @@ type group struct {
 	reason       string
 	timer        *time.Timer
 	lastExit     string
+	paused       bool // its workers, later ones too, are paused (USR2)
 }
 
 // state tells what the master does about g's missing workers at now.
@@ -192,6 +196,12 @@ type Master struct {
 	// (Paths.AutoscaleOff), read at every load.
 	autoscaleOff map[string]bool
 	lockErr      bool // the last attempt to re-take the lock file failed
+	// remoteControl is the config's remote_control as of the last load,
+	// read by the control listener's goroutine.
+	remoteControl atomic.Bool
+	// pauseTimer re-checks the workers of paused queue lists that do not
+	// catch USR2 yet, nil when none is waiting.
+	pauseTimer *time.Timer
 }
 
 // Run loads the config and runs the master until it is told to stop (by
@@ -425,8 +435,10 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 		switch sig {
 		case syscall.SIGUSR2:
 			m.workersPausedAt, m.dirty = time.Now(), true
+			m.pauseAll(true)
 		case syscall.SIGCONT:
 			m.workersPausedAt, m.dirty = time.Time{}, true
+			m.pauseAll(false)
 		}
 	}
 }

@@ -80,6 +80,7 @@ func (m *Master) reload() {
 // launch settings are unchanged keep their processes; every FATAL or
 // backoff is cleared.
 func (m *Master) applyConfig(cfg *spec.Config) {
+	m.remoteControl.Store(cfg.RemoteControl)
 	jobs, _ := json.Marshal(cfg.Jobs)
 	seen := map[string]bool{}
 	m.order = m.order[:0]
@@ -215,6 +216,9 @@ func (m *Master) apply(a action) {
 			if g.failures > failures {
 				break // a failed spawn backs off; do not burn the retries now
 			}
+		}
+		if g.paused {
+			m.armPauseCheck() // pause the new workers as soon as they catch USR2
 		}
 	case actBackoff:
 		g.backoffUntil = a.until
