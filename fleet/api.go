@@ -17,36 +17,6 @@ var errTODO = errors.New("fleet: not implemented yet")
 // ErrNoReply is wrapped by Send when no reply came within its timeout.
 var ErrNoReply = errors.New("no reply")
 
-// Registrar keeps one master's registry entry fresh.
-type Registrar struct{}
-
-// NewRegistrar returns a registrar writing to ns's registry every interval
-// (HeartbeatInterval when 0).
-func NewRegistrar(rdb redis.UniversalClient, ns string, interval time.Duration) *Registrar {
-	return &Registrar{}
-}
-
-// Update sets the entry the next heartbeat writes. Safe from any goroutine;
-// never blocks.
-func (r *Registrar) Update(e Entry) {}
-
-// Run writes the latest entry (Heartbeat from the Redis server's clock)
-// at once after the first Update and then every interval, until ctx ends.
-func (r *Registrar) Run(ctx context.Context) {}
-
-// Remove deletes the entry (a clean exit).
-func (r *Registrar) Remove(ctx context.Context) error { return errTODO }
-
-// List returns every registered pool sorted by ID, with Age and Stale by
-// the server's clock, pruning entries absent longer than PruneAfter.
-func List(ctx context.Context, rdb redis.UniversalClient, ns string) ([]Listed, error) {
-	return nil, errTODO
-}
-
-// DecodeCommand decodes and validates a control message strictly: unknown
-// keys (a command line among them) are refused with the key named.
-func DecodeCommand(raw []byte) (Command, error) { return Command{}, errTODO }
-
 // ListenerOptions tunes a Listener.
 type ListenerOptions struct {
 	// PollTimeout bounds each blocking pop (so ctx is seen); 0 = 1 s.
