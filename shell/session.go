@@ -69,6 +69,9 @@ type Session struct {
 	redis  redisClients
 	queues queueNameCache
 	top    topMemory // the pauses top sent (top.go)
+	// fleetSeen are the pool ids the last fleet command listed, for
+	// completion (which must not wait for Redis).
+	fleetSeen []string
 }
 
 // NewSession prepares a session from opts without starting anything.
