@@ -62,17 +62,17 @@ func validHost(h string) error {
 // and its control listener over the master's executor. It runs on
 // clients of its own and stops before the master's Redis goes away.
 type fleetMember struct {
-	id        string
-	reg       *fleet.Registrar
-	rdb       redis.UniversalClient
-	blocking  redis.UniversalClient
-	sampler   *stats.Sampler
-	base      fleet.Entry
-	remote    *pool.Remote
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	logf      func(string, ...any)
-	interval  time.Duration
+	id       string
+	reg      *fleet.Registrar
+	rdb      redis.UniversalClient
+	blocking redis.UniversalClient
+	sampler  *stats.Sampler
+	base     fleet.Entry
+	remote   *pool.Remote
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	logf     func(string, ...any)
+	interval time.Duration
 
 	mu        sync.Mutex
 	state     *pool.State      // the latest the master published
