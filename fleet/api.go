@@ -17,29 +17,6 @@ var errTODO = errors.New("fleet: not implemented yet")
 // ErrNoReply is wrapped by Send when no reply came within its timeout.
 var ErrNoReply = errors.New("no reply")
 
-// ListenerOptions tunes a Listener.
-type ListenerOptions struct {
-	// PollTimeout bounds each blocking pop (so ctx is seen); 0 = 1 s.
-	PollTimeout time.Duration
-	// ReplyTTL is the reply lists' TTL; 0 = queue.DefaultReplyTTL.
-	ReplyTTL time.Duration
-	// Logf logs what the listener does (commands served, refused,
-	// expired; Redis trouble once per outage).
-	Logf func(format string, args ...any)
-}
-
-// Listener serves a master's control list and the broadcast channel.
-type Listener struct{}
-
-// NewListener returns the listener of pool id. blocking is a client of its
-// own for the blocking pops.
-func NewListener(rdb, blocking redis.UniversalClient, ns, id string, exec Executor, o ListenerOptions) *Listener {
-	return &Listener{}
-}
-
-// Run serves commands until ctx ends, surviving Redis outages.
-func (l *Listener) Run(ctx context.Context) error { return errTODO }
-
 // Client sends control messages.
 type Client struct{}
 

@@ -146,9 +146,11 @@ type Reply struct {
 	Error  string          `json:"error,omitempty"`
 }
 
-// Executor carries out the verbs on a master. Its methods are called from
-// the listener's goroutine; each returns a JSON-encodable result. The
-// listener has already checked expiry and RemoteControl.
+// Executor carries out the verbs on a master. The listener calls its
+// methods one at a time (never two at once, though not always from the
+// same goroutine), with a context bounded by ListenerOptions.ExecTimeout;
+// each returns a JSON-encodable result. The listener has already checked
+// expiry and RemoteControl.
 type Executor interface {
 	Status(ctx context.Context) (any, error)
 	Config(ctx context.Context, words []string) (any, error)
