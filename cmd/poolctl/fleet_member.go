@@ -132,15 +132,8 @@ func startFleetMember(url, ns string, paths pool.Paths, o fleetOptions, sampler 
 			logf("fleet: control listener stopped: %v", err)
 		}
 	}()
-	logf("fleet: registered as %s (remote control %s)", id, onOff(remote.RemoteControl()))
+	logf("fleet: registering as %s", id)
 	return f, nil
-}
-
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
 }
 
 // Observe updates the registry entry from a state the master published

@@ -486,9 +486,14 @@ func TestFleetAttachedShellSeesRemoteConfig(t *testing.T) {
 	if got := readFileT(t, cfg); strings.Contains(got, "foo: 3") {
 		t.Errorf("the user's file was rewritten:\n%s", got)
 	}
+	// The same handler as poolctl fleet: a bad word is refused, and the
+	// script's exit status says a command failed.
 	sh.send(t, "fleet config s/sp nope\n")
-	waitFor(t, 10*time.Second, "the shell's fleet refuses a bad word", func() bool {
-		return strings.Contains(sh.out.String(), `nope`)
-	})
-	sh.close(t)
+	sh.stdin.Close()
+	if err := sh.cmd.Wait(); err == nil || sh.cmd.ProcessState.ExitCode() != 1 {
+		t.Errorf("shell exit: %v, want status 1 after a failed command", err)
+	}
+	if out := sh.out.String(); !strings.Contains(out, `fleet: spec: argument 1: entry 1 "nope"`) {
+		t.Errorf("the shell's fleet did not refuse the bad word:\n%s", out)
+	}
 }
