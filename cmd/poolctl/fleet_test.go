@@ -393,6 +393,29 @@ func TestFleetCommandWaitsForRestart(t *testing.T) {
 	if d, _ := desiredLive(h.state(t), "foo"); d != 2 {
 		t.Errorf("the expired command was carried out: foo desired %d", d)
 	}
+
+	// pause, then stop: answered, then the master stops and leaves the
+	// registry.
+	if r := fleetRun(t, srv, "pause", "h/r", "foo"); r.code != 0 || !strings.Contains(r.stdout, "h/r: paused foo") {
+		t.Errorf("fleet pause: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if g := groupOf(h.state(t), "foo"); !g.Paused {
+		t.Errorf("foo not paused in the state: %+v", g)
+	}
+	if r := fleetRun(t, srv, "pause", "h/r", "nope"); r.code != 1 || !strings.Contains(r.stderr, `"nope" is not a queue list of pool r`) {
+		t.Errorf("fleet pause of an unknown list: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := fleetRun(t, srv, "stop", "h/r"); r.code != 0 || !strings.Contains(r.stdout, "h/r: stopping gracefully") {
+		t.Errorf("fleet stop: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	select {
+	case <-h.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the master did not stop after fleet stop")
+	}
+	if r := fleetRun(t, srv, "--json"); strings.Contains(r.stdout, "h/r") {
+		t.Errorf("stopped pool still listed: %s", r.stdout)
+	}
 }
 
 // waitingCommand returns the command id (the first when "") waiting in
@@ -495,5 +518,89 @@ func TestFleetAttachedShellSeesRemoteConfig(t *testing.T) {
 	}
 	if out := sh.out.String(); !strings.Contains(out, `fleet: spec: argument 1: entry 1 "nope"`) {
 		t.Errorf("the shell's fleet did not refuse the bad word:\n%s", out)
+	}
+}
+
+// docACLs returns the ACL SETUSER commands of docs/fleet.md, as words,
+// by user.
+func docACLs(t *testing.T) map[string][]any {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/fleet.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]any{}
+	text := strings.ReplaceAll(string(b), "\\\n", " ")
+	for line := range strings.SplitSeq(text, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 3 || fields[0] != "ACL" || fields[1] != "SETUSER" {
+			continue
+		}
+		args := make([]any, len(fields))
+		for i, f := range fields {
+			args[i] = f
+		}
+		out[fields[2]] = args
+	}
+	if len(out) != 2 {
+		t.Fatalf("docs/fleet.md: want the operators' and the pools' ACL, got %v", out)
+	}
+	return out
+}
+
+// TestFleetDocumentedACLs: the ACLs docs/fleet.md gives are enough: a
+// pool runs jobs and serves commands as its user, and an operator lists,
+// pings and steers the pool as theirs, but cannot touch a queue.
+func TestFleetDocumentedACLs(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	for user, args := range docACLs(t) {
+		if err := rdb.Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("ACL of %s: %v", user, err)
+		}
+	}
+	addr := strings.TrimPrefix(srv.URL(), "redis://")
+	poolURL := "redis://pool:POOL-PASSWORD@" + addr
+	opsURL := "redis://fleet-ops:OPS-PASSWORD@" + addr
+
+	cfg := filepath.Join(t.TempDir(), "pool.yml")
+	body := "redis: " + poolURL + "\nsample_interval: 200ms\nstart_secs: 100ms\nterm_timeout: 2s\nremote_control: true\nworkers:\n  foo: 1\n"
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startFleetPool(t, "h", "acl", cfg, nil)
+	// The pool's user runs jobs.
+	if err := queue.New(rdb, "").Enqueue(ctx, "foo", []byte(`{"class":"Poolctl::Sleep","args":[1]}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the job done by the pool's user", func() bool {
+		n, err := rdb.Get(ctx, "resque:stat:processed").Int()
+		return err == nil && n == 1
+	})
+	ops := func(args ...string) result {
+		return newShellEnv(t).run("", append(append([]string{"fleet"}, args...), "--redis", opsURL)...)
+	}
+	waitFor(t, 10*time.Second, "the operator lists the pool", func() bool {
+		r := ops("--json")
+		if r.code != 0 {
+			t.Logf("fleet --json: exit %d: %s", r.code, r.stderr)
+		}
+		return r.code == 0 && strings.Contains(r.stdout, `"h/acl"`)
+	})
+	for _, args := range [][]string{{"ping"}, {"status", "h/acl"}, {"config", "h/acl", "foo=2"}, {"top", "--json"}} {
+		if r := ops(args...); r.code != 0 {
+			t.Errorf("operator: fleet %q: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	if d, _ := desiredLive(h.state(t), "foo"); d != 2 {
+		t.Errorf("operator's config not applied: foo desired %d", d)
+	}
+	if strings.Contains(h.log(t), "NOPERM") {
+		t.Errorf("the pool's user lacks a permission:\n%s", h.log(t))
+	}
+	// The operator cannot run jobs.
+	if r := newShellEnv(t).run("", "enqueue", "--redis", opsURL, "foo", "Poolctl::Sleep", "1"); r.code == 0 {
+		t.Errorf("the operator enqueued a job:\n%s%s", r.stdout, r.stderr)
 	}
 }
