@@ -255,6 +255,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 		orphansKilled: map[int]bool{},
 	}
+	// Known before the control listener starts (with the cockpit, before
+	// the first applyConfig): a command waiting for this master must not
+	// be refused for want of it.
+	m.remoteControl.Store(cfg.RemoteControl)
 	return m.run(ctx)
 }
 
