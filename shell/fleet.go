@@ -36,6 +36,7 @@ takes control messages from its own list. On this pool's Redis:
                                  without a heartbeat
   fleet top [--json] [--count N] [--interval D]
                                  the pools' cockpit figures and their total
+                                 (JSON Lines with --json or in a script)
   fleet ping [--timeout D]       ask every pool (broadcast); lists who answered
                                  and in how long, and who did not
   fleet status HOST/NAME         the master's state
@@ -68,6 +69,9 @@ type FleetOptions struct {
 	StaleAfter time.Duration // 0 = fleet.StaleAfter
 	Count      int           // top: frames, 0 = 1
 	Interval   time.Duration // top: between frames; 0 = 2s
+	// Pipe: the output is not a terminal, where top prints JSON Lines
+	// (as top does in a script).
+	Pipe bool
 }
 
 // DefaultFleetTimeout is how long a fleet command waits for answers.
@@ -153,6 +157,7 @@ func cmdFleet(ctx context.Context, s *Session, args []string) error {
 		}
 		cancel()
 	}
+	o.Pipe = !s.interactive
 	return Fleet(ctx, q, words, o, s.out, s.info)
 }
 
@@ -460,7 +465,7 @@ func fleetTop(ctx context.Context, q *queue.Client, o FleetOptions, out io.Write
 				t.Failed += c.Failed
 			}
 		}
-		if o.JSON {
+		if o.JSON || o.Pipe {
 			if err := json.NewEncoder(out).Encode(f); err != nil {
 				return err
 			}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/poolctl/poolctl/shell"
+	"golang.org/x/term"
 )
 
 // runFleet is `poolctl fleet`: the shell's fleet command (shell.Fleet) on
@@ -46,8 +48,12 @@ func runFleet(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return err
 	}
 	defer closeRedis()
+	pipe := true
+	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		pipe = false
+	}
 	err = shell.Fleet(ctx, q, words, shell.FleetOptions{JSON: *asJSON, Timeout: *timeout, Expire: *expire,
-		StaleAfter: *staleAfter, Count: *count, Interval: *interval}, stdout, stderr)
+		StaleAfter: *staleAfter, Count: *count, Interval: *interval, Pipe: pipe}, stdout, stderr)
 	var ue *shell.UsageError
 	if errors.As(err, &ue) {
 		return fmt.Errorf("%w: %s", errUsage, ue.Reason)

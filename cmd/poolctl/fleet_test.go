@@ -200,6 +200,10 @@ func TestFleetTwoHosts(t *testing.T) {
 		_ = json.Unmarshal([]byte(r.stdout), &f)
 		return r.code == 0 && len(f.Pools) == 2 && f.Total.Workers == 2 && f.Total.Busy == 2 && f.Total.InFlight == 2
 	})
+	// In a pipe, top prints JSON Lines, --count of them.
+	if r := fleetRun(t, srv, "top", "--count", "2", "--interval", "100ms"); r.code != 0 || strings.Count(r.stdout, "\n") != 2 || !strings.Contains(r.stdout, `"busy":2`) {
+		t.Errorf("fleet top --count 2 in a pipe: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	r := fleetRun(t, srv, "ping", "--json")
 	if r.code != 0 {
 		t.Fatalf("fleet ping: exit %d\n%s%s", r.code, r.stdout, r.stderr)
