@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/poolctl
 FUZZTIME ?= 30s
 
-.PHONY: help build test run bench lint fuzz chaos clean check-redis
+.PHONY: help build test run bench lint fuzz chaos clean check-redis check-systemd
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,20 @@ check-redis:
 	export DEBIAN_FRONTEND=noninteractive; \
 	$$sudo apt-get update -qq && $$sudo apt-get install -y -qq redis-server >/dev/null && command -v redis-server >/dev/null
 
-test: check-redis ## run every test with the race detector against a private redis-server (installs redis-server when it can)
+# check-systemd installs systemd (for systemd-analyze, which checks the
+# units `poolctl export systemd` prints) in CI (CI=true) on Debian/Ubuntu
+# as root or with passwordless sudo. It is optional: anywhere else, or if
+# the install fails, the tests that need it skip and say why.
+check-systemd:
+	@command -v systemd-analyze >/dev/null && exit 0; \
+	[ "$${CI:-}" = true ] && command -v apt-get >/dev/null || exit 0; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else exit 0; fi; \
+	echo "make: installing systemd (apt-get) for systemd-analyze verify" >&2; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	{ $$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends systemd; } >/dev/null 2>&1 || \
+	  echo "make: could not install systemd; the export tests will skip systemd-analyze verify" >&2
+
+test: check-redis check-systemd ## run every test with the race detector against a private redis-server (installs redis-server when it can)
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 run: build ## start a demo pool on a fresh machine (embedded Redis if none is running)

@@ -7,7 +7,9 @@
 // Keys, for namespace "resque:":
 //
 //	resque:poolctl:pools              HASH  HOST/NAME -> Entry (JSON)
-//	resque:poolctl:control:HOST/NAME  LIST  Command (JSON), RPUSH in, BLPOP out
+//	resque:poolctl:control:HOST/NAME  LIST  Command (JSON), RPUSH in, BLMOVE out to
+//	resque:poolctl:taken:HOST/NAME    LIST  the Command being served (at most one but
+//	                                        after a stall), removed once answered
 //	resque:poolctl:control            pub/sub channel of fleet-wide Commands
 //	resque:REPLY_TO                   LIST  Reply (JSON), with a TTL (queue.PushReply)
 //
@@ -37,6 +39,10 @@ func RegistryKey(ns string) string { return ns + "poolctl:pools" }
 
 // ControlKey is the list pool id takes its commands from.
 func ControlKey(ns, id string) string { return ns + "poolctl:control:" + id }
+
+// TakenKey is the list a command of pool id sits on while the pool serves
+// it, so that none is lost between the pop and the answer.
+func TakenKey(ns, id string) string { return ns + "poolctl:taken:" + id }
 
 // BroadcastChannel is the channel of fleet-wide commands.
 func BroadcastChannel(ns string) string { return ns + "poolctl:control" }

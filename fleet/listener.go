@@ -29,7 +29,9 @@ type ListenerOptions struct {
 	// effect), and the next command waits for it to return.
 	ExecTimeout time.Duration
 	// Logf logs what the listener does (commands served, refused,
-	// expired; Redis trouble once per outage).
+	// expired; Redis trouble once per outage). It is called from two
+	// goroutines (the list's and the channel's), so it must be safe for
+	// concurrent use, as log.Printf is.
 	Logf func(format string, args ...any)
 }
 
@@ -39,11 +41,18 @@ type Listener struct {
 	q             *queue.Client
 	id            string
 	key, channel  string
-	exec          Executor
-	o             ListenerOptions
+	taken         string // TakenKey: commands taken, not yet answered
+	// served is a command answered but still on the taken list (its
+	// removal failed); owned by the list loop.
+	served []byte
+	exec   Executor
+	o      ListenerOptions
 	// execSlot holds one token while an Executor call runs: calls never
 	// overlap, even one abandoned after ExecTimeout and the next.
 	execSlot chan struct{}
+	// silence is how long the subscription may stay silent, after a
+	// PING of ours, before it is taken for dead and made anew.
+	silence time.Duration
 }
 
 // NewListener returns the listener of pool id. blocking is a client of its
@@ -61,16 +70,18 @@ func NewListener(rdb, blocking redis.UniversalClient, ns, id string, exec Execut
 	}
 	return &Listener{
 		rdb: rdb, blocking: blocking, q: queue.New(rdb, ns),
-		id: id, key: ControlKey(ns, id), channel: BroadcastChannel(ns),
+		id: id, key: ControlKey(ns, id), taken: TakenKey(ns, id), channel: BroadcastChannel(ns),
 		exec: exec, o: o, execSlot: make(chan struct{}, 1),
+		silence: defaultSilence,
 	}
 }
 
 // Run serves commands until ctx ends, surviving Redis outages: the pool's
 // own list one command at a time in order, the broadcast channel
 // alongside. It returns nil once ctx has ended and both loops stopped;
-// a command popped as ctx ended is pushed back to the head of the list
-// for the next master. With a stalled Redis, the return can wait for the
+// a command taken as ctx ended goes back to the head of the list for the
+// next master, and one whose master died serving it is served again by
+// the next (at least once). With a stalled Redis, the return can wait for the
 // client's blocking read deadline (go-redis: the pop's timeout + 10 s).
 func (l *Listener) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
@@ -88,7 +99,7 @@ func (l *Listener) listLoop(ctx context.Context) {
 	out := outage{logf: l.o.Logf, what: "control list " + l.key}
 	var b backoff
 	for ctx.Err() == nil {
-		raw, err := l.pop(ctx)
+		raw, err := l.take(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -103,57 +114,110 @@ func (l *Listener) listLoop(ctx context.Context) {
 			continue
 		}
 		if ctx.Err() != nil {
-			l.pushBack(ctx, raw)
+			l.giveBack(ctx, raw)
 			return
 		}
 		l.serve(ctx, raw, "list")
+		l.done(ctx, raw)
 	}
 }
 
-// pop takes the next command off the pool's list, nil after PollTimeout.
-// The pop is never abandoned midway (its context is not cancelled), so a
-// command the server handed out is never dropped on the floor.
-func (l *Listener) pop(ctx context.Context) ([]byte, error) {
+// take returns the next command: one left on the taken list (by a
+// previous master that died serving it, or by a pop whose answer was
+// lost), else one moved there from the pool's list within PollTimeout;
+// nil when none came.
+//
+// Commands go through the taken list because a blocking pop can outlive
+// its client: when Redis stalls past the client's read timeout, go-redis
+// drops the connection, yet the server may still serve the pop it had
+// received, on a socket nobody reads. A BLPOP would lose that command; a
+// BLMOVE leaves it on the taken list, where the next take finds it.
+func (l *Listener) take(ctx context.Context) ([]byte, error) {
+	// Never cancelled midway, so an answer the server sent is read.
 	pctx := context.WithoutCancel(ctx)
-	var vals []string
-	var err error
+	if l.served != nil {
+		// Served, but its removal failed: never serve it twice for that.
+		if err := l.rdb.LRem(pctx, l.taken, 1, l.served).Err(); err != nil {
+			return nil, fmt.Errorf("clear a served command from %s: %w", l.taken, err)
+		}
+		l.served = nil
+	}
+	left, err := l.blocking.LIndex(pctx, l.taken, 0).Result()
+	switch {
+	case err == nil:
+		return []byte(left), nil
+	case !errors.Is(err, redis.Nil):
+		return nil, fmt.Errorf("read %s: %w", l.taken, err)
+	}
+	var v string
 	if l.o.PollTimeout < time.Second {
-		// go-redis's BLPop rounds to whole seconds; Redis takes fractions.
+		// go-redis's BLMove rounds to whole seconds; Redis takes fractions.
 		secs := strconv.FormatFloat(l.o.PollTimeout.Seconds(), 'f', 3, 64)
-		vals, err = l.blocking.Do(pctx, "blpop", l.key, secs).StringSlice()
+		v, err = l.blocking.Do(pctx, "blmove", l.key, l.taken, "LEFT", "RIGHT", secs).Text()
 	} else {
-		vals, err = l.blocking.BLPop(pctx, l.o.PollTimeout, l.key).Result()
+		v, err = l.blocking.BLMove(pctx, l.key, l.taken, "LEFT", "RIGHT", l.o.PollTimeout).Result()
 	}
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("pop %s: %w", l.key, err)
-	case len(vals) != 2:
-		return nil, fmt.Errorf("pop %s: unexpected reply %q", l.key, vals)
+		return nil, fmt.Errorf("take a command from %s: %w", l.key, err)
 	}
-	return []byte(vals[1]), nil
+	return []byte(v), nil
 }
 
-// pushBack returns a command taken as the listener stopped to the head of
-// its list, where the next master finds it.
-func (l *Listener) pushBack(ctx context.Context, raw []byte) {
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+// done removes a served command from the taken list. Should that fail,
+// the next take retries the removal before anything else; only a master
+// that dies meanwhile leaves it to be served again by the next (at least
+// once, as jobs are).
+func (l *Listener) done(ctx context.Context, raw []byte) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := l.rdb.LPush(pctx, l.key, raw).Err(); err != nil {
-		l.o.Logf("fleet: could not return a command taken while stopping to %s: %v: %s", l.key, err, raw)
+	if err := l.rdb.LRem(dctx, l.taken, 1, raw).Err(); err != nil {
+		l.served = raw
 	}
 }
+
+// giveBack returns a command taken as the listener stopped to the head of
+// the pool's list, where the next master finds it.
+func (l *Listener) giveBack(ctx context.Context, raw []byte) {
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err := l.rdb.TxPipelined(gctx, func(p redis.Pipeliner) error {
+		p.LRem(gctx, l.taken, 1, raw)
+		p.LPush(gctx, l.key, raw)
+		return nil
+	})
+	if err != nil {
+		l.o.Logf("fleet: could not return a command taken while stopping to %s (it stays on %s): %v", l.key, l.taken, err)
+	}
+}
+
+// defaultSilence is Listener.silence unless a test changes it.
+const defaultSilence = 15 * time.Second
 
 func (l *Listener) broadcastLoop(ctx context.Context) {
 	// go-redis remembers the channel even when this first subscribe
 	// fails, and resubscribes on every reconnection (after a Redis
 	// restart among them).
 	ps := l.rdb.Subscribe(ctx, l.channel)
-	defer ps.Close()
+	defer func() { _ = ps.Close() }()
 	out := outage{logf: l.o.Logf, what: "broadcast channel " + l.channel}
 	var b backoff
+	// A connection that died without a word (a host or a network gone)
+	// only times out, which go-redis takes for a quiet channel: PING it
+	// when quiet, and start over when even that goes unanswered.
+	lastHeard, lastPing := time.Now(), time.Now()
 	for ctx.Err() == nil {
+		if time.Since(lastHeard) > l.silence {
+			out.fail(fmt.Errorf("no answer to PING for %s", time.Since(lastHeard).Round(time.Second)))
+			_ = ps.Close()
+			ps = l.rdb.Subscribe(ctx, l.channel)
+			lastHeard, lastPing = time.Now(), time.Now()
+		} else if time.Since(lastPing) > l.silence/3 {
+			_ = ps.Ping(ctx)
+			lastPing = time.Now()
+		}
 		msg, err := ps.ReceiveTimeout(ctx, l.o.PollTimeout)
 		if ctx.Err() != nil {
 			return
@@ -167,6 +231,7 @@ func (l *Listener) broadcastLoop(ctx context.Context) {
 			b.wait(ctx)
 			continue
 		}
+		lastHeard = time.Now()
 		out.ok()
 		b.reset()
 		if m, ok := msg.(*redis.Message); ok {

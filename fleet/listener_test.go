@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -403,8 +404,8 @@ func TestListenerSurvivesFreeze(t *testing.T) {
 	}
 	c = newCmd(VerbPing)
 	push(t, rdb, "h/p", c)
-	if r := awaitReply(t, rdb, c.ReplyTo, 20*time.Second); r.Status != StatusOK {
-		t.Errorf("ping after a stall: %+v", r)
+	if r, err := popReply(rdb, c.ReplyTo, 20*time.Second); err != nil || r.Status != StatusOK {
+		t.Fatalf("ping after a stall: %+v, %v; listener log:\n%s", r, err, run.logs.String())
 	}
 	c = newCmd(VerbPing)
 	b, _ := json.Marshal(c)
@@ -471,6 +472,9 @@ func TestListenerStopsPromptly(t *testing.T) {
 	if n, _ := rdb.LLen(context.Background(), ControlKey(testNS, "h/p")).Result(); n != 1 {
 		t.Errorf("control list holds %d commands after the listener stopped, want the 1 sent", n)
 	}
+	if n, _ := rdb.LLen(context.Background(), TakenKey(testNS, "h/p")).Result(); n != 0 {
+		t.Errorf("taken list holds %d commands after the listener stopped", n)
+	}
 }
 
 func TestListenerSlowExecutor(t *testing.T) {
@@ -531,5 +535,145 @@ func TestListenerShutdownDuringExecution(t *testing.T) {
 	r := awaitReply(t, rdb, c.ReplyTo, 5*time.Second)
 	if r.Status != StatusError || !strings.Contains(r.Error, "stopping") {
 		t.Errorf("reply to a command interrupted by shutdown: %+v", r)
+	}
+}
+
+func TestListenerResubscribesWhenTheConnectionGoesSilent(t *testing.T) {
+	srv := redistest.Start(t)
+	px := startProxy(t, srv.Addr())
+	viaProxy := func() *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: px.Addr()})
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	exec := newFakeExec(t)
+	run := &listenerRun{logs: &testutil.Buffer{}, done: make(chan struct{})}
+	l := NewListener(viaProxy(), viaProxy(), testNS, "h/p", exec, ListenerOptions{
+		PollTimeout: 200 * time.Millisecond,
+		Logf:        func(f string, a ...any) { fmt.Fprintf(run.logs, f+"\n", a...) },
+	})
+	l.silence = 2 * time.Second
+	var ctx context.Context
+	ctx, run.cancel = context.WithCancel(context.Background())
+	go func() { _ = l.Run(ctx); close(run.done) }()
+	t.Cleanup(func() { run.stop(t, 20*time.Second) })
+
+	rdb := slowClient(srv, t)
+	broadcastPing := func(what string) {
+		t.Helper()
+		c := newCmd(VerbPing)
+		b, _ := json.Marshal(c)
+		testutil.Eventually(t, 30*time.Second, what, func() bool {
+			_ = rdb.Publish(context.Background(), BroadcastChannel(testNS), b).Err()
+			_, err := popReply(rdb, c.ReplyTo, 300*time.Millisecond)
+			return err == nil
+		})
+	}
+	broadcastPing("a broadcast ping answered")
+	px.Blackhole()
+	broadcastPing("a broadcast ping answered after the subscription's connection went silent")
+	if !strings.Contains(run.logs.String(), "no answer to PING") {
+		t.Errorf("the silent connection was not logged:\n%s", run.logs.String())
+	}
+}
+
+func TestListenerServesACommandWhosePopWasAnsweredToNobody(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := slowClient(srv, t)
+	ctx := context.Background()
+	// A pop the server answers on a socket nobody reads, as one sent just
+	// before a stall whose client gave up: it is first in line.
+	zombie, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { zombie.Close() })
+	key, taken := ControlKey(testNS, "h/p"), TakenKey(testNS, "h/p")
+	fmt.Fprintf(zombie, "*6\r\n$6\r\nBLMOVE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$4\r\nLEFT\r\n$5\r\nRIGHT\r\n$1\r\n0\r\n", len(key), key, len(taken), taken)
+	testutil.Eventually(t, 5*time.Second, "the zombie pop blocked", func() bool {
+		info, _ := rdb.Info(ctx, "clients").Result()
+		return strings.Contains(info, "blocked_clients:1")
+	})
+	exec := newFakeExec(t)
+	startListener(t, srv, "h/p", exec, ListenerOptions{})
+	testutil.Eventually(t, 5*time.Second, "the listener's pop blocked too", func() bool {
+		info, _ := rdb.Info(ctx, "clients").Result()
+		return strings.Contains(info, "blocked_clients:2")
+	})
+
+	c := newCmd(VerbStatus)
+	push(t, rdb, "h/p", c)
+	if r := awaitReply(t, rdb, c.ReplyTo, 10*time.Second); r.Status != StatusOK {
+		t.Errorf("reply %+v", r)
+	}
+	testutil.Eventually(t, 5*time.Second, "the taken list emptied", func() bool {
+		n, err := rdb.LLen(ctx, taken).Result()
+		return err == nil && n == 0
+	})
+	if got := exec.Calls(); len(got) != 1 {
+		t.Errorf("executor calls %q, want the status once", got)
+	}
+}
+
+func TestListenerServesWhatADeadMasterLeftTaken(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := slowClient(srv, t)
+	ctx := context.Background()
+	// The previous master died between taking these and answering.
+	first, second := newCmd(VerbStatus), newCmd(VerbPing)
+	for _, c := range []Command{first, second} {
+		b, _ := json.Marshal(c)
+		if err := rdb.RPush(ctx, TakenKey(testNS, "h/p"), b).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third := newCmd(VerbStatus)
+	push(t, rdb, "h/p", third)
+	exec := newFakeExec(t)
+	startListener(t, srv, "h/p", exec, ListenerOptions{})
+	for _, c := range []Command{first, second, third} {
+		if r := awaitReply(t, rdb, c.ReplyTo, 10*time.Second); r.Status != StatusOK {
+			t.Errorf("%s: %+v", c.ID, r)
+		}
+	}
+	if got := strings.Join(exec.Calls(), "|"); got != "status|status" {
+		t.Errorf("executor calls %q", got)
+	}
+	testutil.Eventually(t, 5*time.Second, "the taken list emptied", func() bool {
+		n, err := rdb.LLen(ctx, TakenKey(testNS, "h/p")).Result()
+		return err == nil && n == 0
+	})
+}
+
+func TestListenerNeverServesTwiceForAFailedRemoval(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := slowClient(srv, t)
+	ctx := context.Background()
+	// The listener's own client may not LREM, until the test allows it.
+	if err := rdb.Do(ctx, "acl", "setuser", "lis", "on", ">pw", "~*", "&*", "+@all", "-lrem").Err(); err != nil {
+		t.Fatal(err)
+	}
+	lis := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "lis", Password: "pw"})
+	t.Cleanup(func() { _ = lis.Close() })
+	exec := newFakeExec(t)
+	run := startListenerWith(t, lis, srv.Client(), "h/p", exec, ListenerOptions{})
+
+	c := newCmd(VerbStatus)
+	push(t, rdb, "h/p", c)
+	if r := awaitReply(t, rdb, c.ReplyTo, 10*time.Second); r.Status != StatusOK {
+		t.Fatalf("reply %+v", r)
+	}
+	testutil.Eventually(t, 10*time.Second, "the failed removal seen", func() bool {
+		return len(exec.Calls()) > 1 || strings.Contains(run.logs.String(), "Redis unavailable")
+	})
+	if err := rdb.Do(ctx, "acl", "setuser", "lis", "+lrem").Err(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "the taken list emptied", func() bool {
+		n, err := rdb.LLen(ctx, TakenKey(testNS, "h/p")).Result()
+		return err == nil && n == 0
+	})
+	if got := exec.Calls(); len(got) != 1 {
+		t.Errorf("executor calls %q: a command was served again because its removal failed", got)
 	}
 }

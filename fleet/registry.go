@@ -52,9 +52,12 @@ func NewRegistrar(rdb redis.UniversalClient, ns string, interval time.Duration) 
 	}
 }
 
-// Update sets the entry the next heartbeat writes. Safe from any goroutine;
-// never blocks.
+// Update sets the entry the next heartbeat writes (its ID defaults to
+// PoolID(Host, Name)). Safe from any goroutine; never blocks.
 func (r *Registrar) Update(e Entry) {
+	if e.ID == "" {
+		e.ID = PoolID(e.Host, e.Name)
+	}
 	r.mu.Lock()
 	r.entry = &e
 	r.mu.Unlock()

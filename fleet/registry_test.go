@@ -66,7 +66,9 @@ func TestRegistryTwoPoolsListedAndHeartbeatAdvances(t *testing.T) {
 	rdb := srv.Client()
 	a := NewRegistrar(rdb, testNS, 100*time.Millisecond)
 	b := NewRegistrar(rdb, testNS, 100*time.Millisecond)
-	a.Update(testEntry("h1", "b", 100))
+	noID := testEntry("h1", "b", 100)
+	noID.ID = "" // defaults to HOST/NAME
+	a.Update(noID)
 	b.Update(testEntry("h1", "a", 200))
 	runRegistrar(t, a)
 	runRegistrar(t, b)
