@@ -485,8 +485,12 @@ func (m *Master) pauseAll(pause bool) {
 	for _, g := range m.groups {
 		g.paused = pause
 	}
+	// A worker that did not catch USR2 yet when it was forwarded (one
+	// still starting, or slow to start on a loaded host) dropped it: each
+	// worker that catches it gets it again (pausing twice is pausing),
+	// the others once they do.
 	for _, w := range m.workers {
-		w.paused, w.pauseGaveUp = pause && w.state != workerStarting, false
+		w.paused, w.pauseGaveUp = false, false
 	}
 	if pause {
 		m.armPauseCheck()

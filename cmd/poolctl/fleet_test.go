@@ -415,6 +415,10 @@ func TestFleetCommandWaitsForRestart(t *testing.T) {
 	if g := groupOf(h.state(t), "foo"); !g.Paused {
 		t.Errorf("foo not paused in the state: %+v", g)
 	}
+	waitFor(t, 10*time.Second, "the shell's status shows the paused workers", func() bool {
+		r := h.e.run("status\n", "attach", "r")
+		return r.code == 0 && strings.Count(r.stdout, "Paused (USR2)") == 2
+	})
 	if r := fleetRun(t, srv, "pause", "h/r", "nope"); r.code != 1 || !strings.Contains(r.stderr, `"nope" is not a queue list of pool r`) {
 		t.Errorf("fleet pause of an unknown list: exit %d\n%s", r.code, r.stderr)
 	}
