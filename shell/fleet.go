@@ -26,10 +26,10 @@ import (
 // runs the same handler (Fleet).
 func fleetCommand() *Command {
 	return &Command{
-		Name: "fleet", Args: "[list|top|ping|status|config|reload|stop|pause|resume|autoscale] [HOST/NAME] [ARGS] [--json] [--timeout D] [--expire D]", MaxArgs: -1, Arg: argFleet,
+		Name: "fleet", Args: "[VERB [HOST/NAME] [ARGS]] [--json] [--timeout D]", MaxArgs: -1, Arg: argFleet,
 		Summary: "every pool on this Redis: list, watch, ping and steer them by control messages",
 		Help: `Every master registers itself in Redis (HOST/NAME, refreshed every 2s) and
-takes control messages from its own list. On this pool's Redis:
+takes control messages from its own list. On this pool's Redis, VERB is:
 
   fleet [--json]                 every pool: state, live/desired workers per
                                  queue list, heartbeat age; stale after 10s
