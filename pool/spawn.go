@@ -64,7 +64,7 @@ func (m *Master) workerEnv(g *group) []string {
 		switch key, _, _ := strings.Cut(kv, "="); key {
 		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID":
 			continue // systemd speaks to the master; a worker must not answer for it
-		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL, workerenv.HeartbeatInterval, workerenv.MaxJobs:
+		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL, workerenv.HeartbeatInterval, workerenv.MaxJobs, workerenv.ReplyTTL:
 			continue
 		}
 		env = append(env, kv)
@@ -79,6 +79,9 @@ func (m *Master) workerEnv(g *group) []string {
 		workerenv.JobTimeout+"="+g.jobTimeout.String(),
 		workerenv.HeartbeatInterval+"="+m.cfg.HeartbeatInterval.String(),
 	)
+	if m.cfg.ReplyTTL > 0 {
+		env = append(env, workerenv.ReplyTTL+"="+m.cfg.ReplyTTL.String())
+	}
 	if g.recycle.maxJobs > 0 {
 		env = append(env, workerenv.MaxJobs+"="+strconv.Itoa(g.recycle.maxJobs))
 	}

@@ -54,6 +54,9 @@ type Job struct {
 	// Reserved is when the job was reserved, by the reserving caller's
 	// clock (the now it passed): the end of the job's wait in its queue.
 	Reserved time.Time
+	// Reply, when set, is where the job's status replies go; its Final
+	// message is pushed by the call that acknowledges or fails the job.
+	Reply *JobReply
 }
 
 // Resque's time formats.
@@ -253,7 +256,7 @@ func reserved(cmd *redis.Cmd, queues []string, token string, now time.Time) (*Jo
 }
 
 // AckReserve acknowledges done as a success with its timing t
-// (idempotently, like Ack) and reserves the next job from queues (like
+// (idempotently, like Ack, terminal reply included) and reserves the next job from queues (like
 // Reserve) in one round trip, the busy worker's fast path. It returns nil,
 // nil when the queues are empty. On error the caller cannot tell which
 // half ran: retry the Ack, then requeue the worker's in-flight lists.
@@ -275,7 +278,7 @@ func (c *Client) AckReserveCmd(ctx context.Context, s redis.Scripter, id string,
 
 // LoadScripts loads every script into Redis's script cache.
 func (c *Client) LoadScripts(ctx context.Context) error {
-	for _, s := range []*redis.Script{reserveScript, ackReserveScript, claimScript, ackScript, requeueScript, unregisterScript, retryScript} {
+	for _, s := range []*redis.Script{reserveScript, ackReserveScript, claimScript, ackScript, startedScript, requeueScript, unregisterScript, retryScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}
@@ -284,18 +287,21 @@ func (c *Client) LoadScripts(ctx context.Context) error {
 }
 
 func (c *Client) ackReserveArgs(id string, done *Job, t Timing, next string, queues []string, now time.Time) ([]string, []any) {
-	keys := make([]string, 7, 7+2*len(queues))
+	keys := make([]string, 9, 9+2*len(queues))
 	keys[0] = c.keys.Worker(id)
 	keys[1] = c.keys.InFlight(id, done.Queue)
 	keys[2] = c.keys.Processed()
 	keys[3] = c.keys.ProcessedBy(id)
 	keys[4] = c.keys.Stats(done.Queue)
-	keys[5] = c.keys.InFlightIndex(id)
-	keys[6] = c.keys.Reservation(id)
+	keys[5], keys[6] = c.replyKeys(done.Reply)
+	keys[7] = c.keys.InFlightIndex(id)
+	keys[8] = c.keys.Reservation(id)
 	st := t.statsArgs()
-	args := make([]any, 0, 4+len(st)+len(queues))
+	msg, ttl, cid := replyArgs(done.Reply)
+	args := make([]any, 0, 7+len(st)+len(queues))
 	args = append(args, done.Payload, done.Token)
 	args = append(args, st[:]...)
+	args = append(args, msg, ttl, cid)
 	args = append(args, next, now.UTC().Format(time.RFC3339))
 	for _, q := range queues {
 		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
@@ -357,20 +363,31 @@ func rawOrString(payload []byte) json.RawMessage {
 }
 
 // Ack records a successful job, and its timing t in the stats hash of its
-// queue, and removes it from the in-flight list. It is idempotent: it acts
-// only while the worker's reservation still carries job's token, so
-// retrying after a lost reply can neither count it twice nor remove
-// another job with the same payload.
+// queue, pushes its terminal reply (job.Reply.Final) and removes it from
+// the in-flight list, in one script. It is idempotent: it acts only while
+// the worker's reservation still carries job's token, so retrying after a
+// lost reply can neither count it (or reply) twice nor remove another job
+// with the same payload.
 func (c *Client) Ack(ctx context.Context, id string, job *Job, t Timing) error {
-	st := t.statsArgs()
-	err := ackScript.Run(ctx, c.rdb,
-		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id),
-			c.keys.Stats(job.Queue)},
-		job.Payload, job.Token, st[0], st[1], st[2], st[3], st[4]).Err()
-	if err != nil {
+	if err := c.finish(ctx, id, job, t, nil, ""); err != nil {
 		return fmt.Errorf("acknowledge job from %s: %w", job.Queue, err)
 	}
 	return nil
+}
+
+// finish runs ackScript: a success when rec is nil, else a failure with
+// its record and the class's failed field.
+func (c *Client) finish(ctx context.Context, id string, job *Job, t Timing, rec []byte, failedField string) error {
+	if rec == nil {
+		rec = []byte{}
+	}
+	list, attempts := c.replyKeys(job.Reply)
+	msg, ttl, cid := replyArgs(job.Reply)
+	st := t.statsArgs()
+	return ackScript.Run(ctx, c.rdb,
+		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id),
+			c.keys.Stats(job.Queue), c.keys.Failed(), c.keys.FailedBy(id), c.keys.FailedList(), list, attempts},
+		job.Payload, job.Token, st[0], st[1], st[2], st[3], st[4], rec, failedField, msg, ttl, cid).Err()
 }
 
 // Failure describes why a job failed, for Resque's failure record.
@@ -392,9 +409,9 @@ type FailureRecord struct {
 	RetriedAt string          `json:"retried_at,omitempty"`
 }
 
-// Fail records a failed job (failure record, stats, its timing t) and
-// removes it from the in-flight list, atomically and idempotently, like
-// Ack. As in Resque, a failed job counts as processed too.
+// Fail records a failed job (failure record, stats, its timing t),
+// pushes its terminal reply and removes it from the in-flight list,
+// atomically and idempotently, like Ack. As in Resque, a failed job counts as processed too.
 func (c *Client) Fail(ctx context.Context, id string, job *Job, t Timing, f Failure, now time.Time) error {
 	if f.Backtrace == nil {
 		f.Backtrace = []string{}
@@ -411,12 +428,7 @@ func (c *Client) Fail(ctx context.Context, id string, job *Job, t Timing, f Fail
 	if err != nil {
 		return fmt.Errorf("encode failure record: %w", err)
 	}
-	st := t.statsArgs()
-	err = ackScript.Run(ctx, c.rdb,
-		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id),
-			c.keys.Stats(job.Queue), c.keys.Failed(), c.keys.FailedBy(id), c.keys.FailedList()},
-		job.Payload, job.Token, st[0], st[1], st[2], st[3], st[4], rec, ClassField(StatFailed, t.RecordedClass())).Err()
-	if err != nil {
+	if err := c.finish(ctx, id, job, t, rec, ClassField(StatFailed, t.RecordedClass())); err != nil {
 		return fmt.Errorf("record failed job from %s: %w", job.Queue, err)
 	}
 	return nil

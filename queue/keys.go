@@ -18,6 +18,8 @@
 //	resque:poolctl:reservation:ID       the token of ID's current reservation
 //	resque:poolctl:identity:ID          ID's process identity on its host (boot id and start ticks)
 //	resque:poolctl:stats:QUEUE          HASH of QUEUE's counters and job timings (stats.go)
+//	resque:REPLY_TO                     LIST of a job's status replies, when its payload names reply_to (reply.go)
+//	resque:poolctl:attempts:REPLY_TO    HASH correlation id -> attempts counted (reply.go)
 //
 // The resque:poolctl: keys are poolctl's own (Resque ignores them): a job
 // moves atomically from its queue to the worker's in-flight list and

@@ -90,7 +90,7 @@ end
 // ARGV starting at ARGV[a] (Timing.statsArgs: the class's run_us field,
 // the run time in µs, the class's run bucket field, the wait in µs or ""
 // and the wait bucket field); failed_f, the class's failed field, is
-// given for a failure only. The acknowledging scripts call it only when
+// given for a failure only ("" or nil otherwise). The acknowledging scripts call it only when
 // they did acknowledge the job.
 const statsLua = `
 local function record_stats(h, a, failed_f)
@@ -101,7 +101,7 @@ local function record_stats(h, a, failed_f)
     redis.call('HINCRBY', h, '` + StatWaitUS + `', ARGV[a+3])
     redis.call('HINCRBY', h, ARGV[a+4], 1)
   end
-  if failed_f then
+  if failed_f and failed_f ~= '' then
     redis.call('HINCRBY', h, '` + StatFailed + `', 1)
     redis.call('HINCRBY', h, failed_f, 1)
   end
@@ -114,26 +114,76 @@ end
 // then the queue pairs; ARGV[1] token, ARGV[2] run_at, then queue names.
 var reserveScript = redis.NewScript(strictJSONLua + "local B, A = 3, 2\n" + reserveLua)
 
+// replyLua defines push_reply(list, attempts, msg, ttl, cid): the
+// terminal reply of an acknowledged job. msg is EncodeReply's output
+// ("" = no reply wanted), completed here with the attempt the started
+// reply counted (1 when none was counted: the job failed before it
+// started); the count is then dropped, so that a later job with the same
+// correlation id counts from 1 again. The acknowledging scripts call it
+// only when they did acknowledge the job: that is what makes the terminal
+// reply exactly-once.
+const replyLua = `
+local function push_reply(list, attempts, msg, ttl, cid)
+  if msg == '' then return end
+  local n = 1
+  local cur = redis.call('HGET', attempts, cid)
+  if cur then n = tonumber(string.match(cur, '^(%d+)')) or 1 end
+  redis.call('HDEL', attempts, cid)
+  redis.call('RPUSH', list, msg .. n .. '}')
+  redis.call('PEXPIRE', list, ttl)
+end
+`
+
+// startedScript pushes a job's "started" reply and counts its attempt,
+// once per reservation: the attempts hash remembers the token that
+// counted last, and a retried call for the same token (its first reply
+// lost) pushes and counts nothing more. A job requeued after a crash is
+// reserved again with a new token, and so counts attempt 2.
+//
+// KEYS[1] attempts hash, KEYS[2] reply list
+// ARGV[1] correlation id, ARGV[2] token, ARGV[3] the message
+// (EncodeReply), ARGV[4] TTL in ms
+//
+// Returns the attempt number.
+var startedScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local n, tok = 0, ''
+if cur then
+  local a, b = string.match(cur, '^(%d+):(.*)$')
+  if a then n, tok = tonumber(a), b end
+end
+if tok == ARGV[2] then return n end
+n = n + 1
+redis.call('HSET', KEYS[1], ARGV[1], n .. ':' .. ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[3] .. n .. '}')
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return n
+`)
+
 // ackReserveScript acknowledges a successful job and reserves the next
 // one in a single round trip, the busy worker's fast path. The ack half
-// (counters and the done job's timing in its queue's stats hash) runs
-// only when the reservation key still holds the done job's token and the
-// job was still in flight.
+// (counters, the done job's timing in its queue's stats hash and its
+// terminal reply) runs only when the reservation key still holds the done
+// job's token and the job was still in flight.
 //
 // KEYS[1] worker key, KEYS[2] the done job's in-flight list, KEYS[3] total
 // processed, KEYS[4] worker processed, KEYS[5] the stats hash of the done
-// job's queue, KEYS[6] in-flight index, KEYS[7] reservation key, then the
-// queue pairs from KEYS[8]
+// job's queue, KEYS[6] the done job's reply list, KEYS[7] its attempts
+// hash, KEYS[8] in-flight index, KEYS[9] reservation key, then the queue
+// pairs from KEYS[10]
 // ARGV[1] the done job's payload, ARGV[2] its token, ARGV[3..7] its
-// timing (statsLua), ARGV[8] the next token, ARGV[9] run_at, ARGV[9+i]
-// queue names
-var ackReserveScript = redis.NewScript(strictJSONLua + statsLua + `
-if redis.call('GET', KEYS[7]) == ARGV[2] and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 1 then
+// timing (statsLua), ARGV[8..10] its reply message, TTL (ms) and
+// correlation id (replyLua), ARGV[11] the next token, ARGV[12] run_at,
+// ARGV[12+i] queue names
+var ackReserveScript = redis.NewScript(strictJSONLua + statsLua + replyLua + `
+if redis.call('GET', KEYS[9]) == ARGV[2] and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 1 then
   redis.call('INCR', KEYS[3])
   redis.call('INCR', KEYS[4])
   record_stats(KEYS[5], 3)
+  push_reply(KEYS[6], KEYS[7], ARGV[8], ARGV[9], ARGV[10])
 end
-local B, A = 7, 9
+local B, A = 9, 12
 ` + reserveLua)
 
 // claimScript records a job that BLMOVE moved into the worker's in-flight
@@ -201,31 +251,34 @@ return n
 // job's token and the job is in its in-flight list, the job is removed,
 // the reservation and the worker's current-job record are deleted, the
 // counters are incremented (processed always, as Resque counts failures
-// as processed too; failed and the failure record for a failure) and the
-// job's timing is added to its queue's stats hash. Anything else (a
-// retried call whose first reply was lost, a job requeued meanwhile)
-// changes nothing.
+// as processed too; failed and the failure record for a failure), the
+// job's timing is added to its queue's stats hash and its terminal reply
+// is pushed. Anything else (a retried call whose first reply was lost, a
+// job requeued meanwhile) changes nothing.
 //
 // KEYS[1] in-flight list, KEYS[2] worker key, KEYS[3] reservation key,
 // KEYS[4] total processed, KEYS[5] worker processed, KEYS[6] the stats
-// hash of the job's queue[, KEYS[7] total failed, KEYS[8] worker failed,
-// KEYS[9] failed list]
-// ARGV[1] payload, ARGV[2] token, ARGV[3..7] the job's timing (statsLua)[,
-// ARGV[8] failure record, ARGV[9] the class's failed field]
+// hash of the job's queue, KEYS[7] total failed, KEYS[8] worker failed,
+// KEYS[9] failed list, KEYS[10] reply list, KEYS[11] attempts hash
+// ARGV[1] payload, ARGV[2] token, ARGV[3..7] the job's timing (statsLua),
+// ARGV[8] failure record or "" for a success, ARGV[9] the class's failed
+// field or "", ARGV[10..12] the reply message, TTL (ms) and correlation
+// id (replyLua)
 //
 // Returns 1 when the job was finished by this call, else 0.
-var ackScript = redis.NewScript(statsLua + `
+var ackScript = redis.NewScript(statsLua + replyLua + `
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('INCR', KEYS[4])
 redis.call('INCR', KEYS[5])
-if ARGV[8] then
+if ARGV[8] ~= '' then
   redis.call('INCR', KEYS[7])
   redis.call('INCR', KEYS[8])
   redis.call('RPUSH', KEYS[9], ARGV[8])
 end
 record_stats(KEYS[6], 3, ARGV[9])
+push_reply(KEYS[10], KEYS[11], ARGV[10], ARGV[11], ARGV[12])
 return 1
 `)
 

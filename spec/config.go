@@ -28,6 +28,10 @@ const (
 
 	DefaultSampleInterval = time.Second
 	DefaultStalledAfter   = 10 * time.Second
+
+	// DefaultReplyTTL is queue.DefaultReplyTTL (spec imports no Redis
+	// code; a worker test checks they agree).
+	DefaultReplyTTL = time.Hour
 )
 
 // Config is a pool configuration file.
@@ -66,6 +70,9 @@ type Config struct {
 	// StalledAfter is how long a queue with jobs waiting may go without a
 	// job finishing before it shows as stalled (default 10s).
 	StalledAfter time.Duration
+	// ReplyTTL is how long a job's reply list lives after its last reply
+	// (default 1h; docs/messages.md).
+	ReplyTTL time.Duration
 	// Metrics is the address the master serves Prometheus /metrics and
 	// /healthz on ("" = off); a bare ":PORT" binds loopback only.
 	Metrics string
@@ -110,6 +117,7 @@ func DefaultConfig() Config {
 		RecoveryInterval:  DefaultRecoveryInterval,
 		SampleInterval:    DefaultSampleInterval,
 		StalledAfter:      DefaultStalledAfter,
+		ReplyTTL:          DefaultReplyTTL,
 	}
 }
 
@@ -266,6 +274,7 @@ func (c *Config) durations() []durationSetting {
 		{"recovery_interval", &c.RecoveryInterval, true},
 		{"sample_interval", &c.SampleInterval, true},
 		{"stalled_after", &c.StalledAfter, true},
+		{"reply_ttl", &c.ReplyTTL, true},
 	}
 }
 

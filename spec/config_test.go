@@ -104,7 +104,8 @@ jobs: {A: [a]}
 		{"settings without workers", "start_retries: 2\n", "", withDefaults(func(c *Config) { c.StartRetries = 2 })},
 		{"null settings keep defaults", "workers:\ncommand:\nnamespace:\nterm_timeout: ~\n", "", withDefaults(func(*Config) {})},
 		{"empty command is built-in", "workers: {a: 1}\ncommand: []\n", "", withDefaults(func(c *Config) { c.Workers = Spec{{"a", 1}} })},
-		{"duration forms", "term_timeout: 1m30s\nstart_secs: 0\nbackoff_max: \"45\"\njob_timeout: 0.25\n", "", withDefaults(func(c *Config) {
+		{"duration forms", "term_timeout: 1m30s\nstart_secs: 0\nbackoff_max: \"45\"\njob_timeout: 0.25\nreply_ttl: 10m\n", "", withDefaults(func(c *Config) {
+			c.ReplyTTL = 10 * time.Minute
 			c.TermTimeout = 90 * time.Second
 			c.StartSecs = 0
 			c.BackoffMax = 45 * time.Second
@@ -378,6 +379,7 @@ func TestValidate(t *testing.T) {
 		{"negative backoff_max", func(c *Config) { c.BackoffMax = -time.Minute }, "spec: config: backoff_max must not be negative, got -1m0s"},
 		{"negative job_timeout", func(c *Config) { c.JobTimeout = -time.Millisecond }, "spec: config: job_timeout must not be negative, got -1ms"},
 		{"start_retries zero", func(c *Config) { c.StartRetries = 0 }, "spec: config: start_retries must be at least 1, got 0"},
+		{"zero reply_ttl", func(c *Config) { c.ReplyTTL = 0 }, "spec: config: reply_ttl must be positive, got 0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -106,7 +106,7 @@ func isSettingKey(key string) bool {
 	case "workers", "command", "jobs", "redis", "namespace",
 		"term_timeout", "start_secs", "start_retries", "backoff_max", "job_timeout",
 		"heartbeat_interval", "heartbeat_expiry", "recovery_interval",
-		"sample_interval", "stalled_after", "metrics", "limits", "remote_control",
+		"sample_interval", "stalled_after", "reply_ttl", "metrics", "limits", "remote_control",
 		"environments":
 		return true
 	}

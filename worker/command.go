@@ -139,7 +139,14 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 			return fmt.Errorf("$%s: want a job count (0 = no limit), got %q", workerenv.MaxJobs, raw)
 		}
 	}
+	var replyTTL time.Duration
+	if raw := os.Getenv(workerenv.ReplyTTL); raw != "" {
+		if replyTTL, err = time.ParseDuration(raw); err != nil || replyTTL <= 0 {
+			return fmt.Errorf("$%s: want a positive duration such as 1h, got %q", workerenv.ReplyTTL, raw)
+		}
+	}
 	w := New(queue.New(rdb, *namespace), blocking, Config{
+		ReplyTTL:          replyTTL,
 		MaxJobs:           maxJobs,
 		Queues:            names,
 		Jobs:              jobs,

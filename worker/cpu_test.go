@@ -21,7 +21,7 @@ func processCPU() time.Duration {
 // much CPU as they asked for, as real CPU-bound work does (the autoscaler's
 // no-gain rule and load tests depend on it).
 func TestCpuJobBurnsCPUTime(t *testing.T) {
-	h := builtinHandler(ClassCpu)
+	h, _ := builtinHandler(ClassCpu)
 	const ms, jobs = 40, 3
 	n := runtime.NumCPU() * jobs
 	cpu0, wall0 := processCPU(), time.Now()
@@ -30,7 +30,7 @@ func TestCpuJobBurnsCPUTime(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := h(context.Background(), JobInfo{Class: ClassCpu, Args: json.RawMessage("[40]")}); err != nil {
+			if err := h.run(context.Background(), JobInfo{Class: ClassCpu, Args: json.RawMessage("[40]")}); err != nil {
 				t.Error(err)
 			}
 		}()

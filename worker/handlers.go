@@ -22,6 +22,9 @@ type JobError struct {
 	Exception string
 	Message   string
 	Backtrace []string
+	// ExitStatus is a command job's exit status, when it exited (rather
+	// than being killed by a signal or failing to start).
+	ExitStatus *int
 }
 
 func (e *JobError) Error() string { return e.Message }
@@ -43,15 +46,29 @@ type JobInfo struct {
 	Args  json.RawMessage
 }
 
-// handler runs one job; it returns nil on success.
-type handler func(ctx context.Context, job JobInfo) error
+// handler runs one job.
+type handler struct {
+	// check rejects args the class cannot run, before the job is reported
+	// started; nil accepts any.
+	check func(args json.RawMessage) error
+	// run runs the job; it returns nil on success.
+	run func(ctx context.Context, job JobInfo) error
+}
 
-func builtinHandler(class string) handler {
+// checkMilliseconds accepts [milliseconds].
+func checkMilliseconds(args json.RawMessage) error {
+	_, err := intArg(args)
+	return err
+}
+
+// builtinHandler is the handler of a built-in class; ok is false for
+// any other class.
+func builtinHandler(class string) (h handler, ok bool) {
 	switch class {
 	case ClassNoop:
-		return func(context.Context, JobInfo) error { return nil }
+		return handler{run: func(context.Context, JobInfo) error { return nil }}, true
 	case ClassSleep:
-		return func(ctx context.Context, job JobInfo) error {
+		return handler{check: checkMilliseconds, run: func(ctx context.Context, job JobInfo) error {
 			ms, err := intArg(job.Args)
 			if err != nil {
 				return err
@@ -64,18 +81,18 @@ func builtinHandler(class string) handler {
 			case <-ctx.Done():
 				return context.Cause(ctx)
 			}
-		}
+		}}, true
 	case ClassFail:
-		return func(_ context.Context, job JobInfo) error {
+		return handler{run: func(_ context.Context, job JobInfo) error {
 			msg := "Poolctl::Fail always fails"
 			var args []any
 			if json.Unmarshal(job.Args, &args) == nil && len(args) > 0 {
 				msg = fmt.Sprint(args[0])
 			}
 			return &JobError{Exception: "Poolctl::Failure", Message: msg}
-		}
+		}}, true
 	case ClassCpu:
-		return func(ctx context.Context, job JobInfo) error {
+		return handler{check: checkMilliseconds, run: func(ctx context.Context, job JobInfo) error {
 			ms, err := intArg(job.Args)
 			if err != nil {
 				return err
@@ -98,9 +115,9 @@ func builtinHandler(class string) handler {
 			}
 			_ = x
 			return nil
-		}
+		}}, true
 	}
-	return nil
+	return handler{}, false
 }
 
 func intArg(args json.RawMessage) (int64, error) {
@@ -135,9 +152,10 @@ const maxEnvArgsBytes = 64 << 10
 // alone decides the outcome; background children it left are killed),
 // and dies with the worker (parent-death signal from a locked thread). In
 // a worker process (Command), which adopts orphans, processes that left
-// the group (daemons) are ended too once the job is over.
-func commandHandler(argv []string, stdout, stderr io.Writer) handler {
-	return func(ctx context.Context, job JobInfo) error {
+// the group (daemons) are ended too once the job is over. The last
+// stdoutTailBytes of the job's stdout are kept in out, for its reply.
+func commandHandler(argv []string, stdout, stderr io.Writer, out *tailBuffer) handler {
+	return handler{run: func(ctx context.Context, job JobInfo) error {
 		// Pdeathsig is tied to the forking thread: keep it alive for the
 		// life of the child.
 		runtime.LockOSThread()
@@ -156,7 +174,11 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 		outLines, errLines := newJobLines(stdout, job.ID, time.Now), newJobLines(stderr, job.ID, time.Now)
 		defer outLines.Flush()
 		defer errLines.Flush()
-		jio, err := newJobIO(cmd, job.Args, outLines, io.MultiWriter(errLines, tail))
+		var outW io.Writer = outLines
+		if out != nil {
+			outW = io.MultiWriter(outLines, out)
+		}
+		jio, err := newJobIO(cmd, job.Args, outW, io.MultiWriter(errLines, tail))
 		if err != nil {
 			return fmt.Errorf("run %s: %w", argv[0], err)
 		}
@@ -191,10 +213,14 @@ func commandHandler(argv []string, stdout, stderr io.Writer) handler {
 			if len(lines) > 0 {
 				msg += ": " + lines[len(lines)-1]
 			}
-			return &JobError{Exception: "Poolctl::CommandFailed", Message: msg, Backtrace: lines}
+			je := &JobError{Exception: "Poolctl::CommandFailed", Message: msg, Backtrace: lines}
+			if code := exitErr.ProcessState.ExitCode(); code >= 0 {
+				je.ExitStatus = &code
+			}
+			return je
 		}
 		return &JobError{Exception: "Poolctl::CommandFailed", Message: fmt.Sprintf("cannot run %s: %v", argv[0], err)}
-	}
+	}}
 }
 
 // environWithout is this process's environment less the variable name,
@@ -246,16 +272,22 @@ func describeExit(ps *os.ProcessState) string {
 	return "exited with status " + strconv.Itoa(ps.ExitCode())
 }
 
+// stdoutTailBytes is how much of a command job's stdout is kept for its
+// completed reply's data.
+const stdoutTailBytes = 64 << 10
+
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
+	mu    sync.Mutex
+	max   int
+	buf   []byte
+	total int64 // bytes written, kept or not
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.total += int64(len(p))
 	t.buf = append(t.buf, p...)
 	if over := len(t.buf) - t.max; over > 0 {
 		t.buf = append(t.buf[:0], t.buf[over:]...)
@@ -284,3 +316,11 @@ func threadCPU() time.Duration {
 
 // rusageThread is RUSAGE_THREAD (Linux): the calling thread's usage.
 const rusageThread = 1
+
+// contents returns what the buffer holds and whether that is everything
+// written to it.
+func (t *tailBuffer) contents() (b []byte, whole bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.buf...), t.total == int64(len(t.buf))
+}

@@ -39,7 +39,10 @@ type Config struct {
 	// finished this many jobs (succeeded or failed), so that the master
 	// replaces it: recycling, against leaks.
 	MaxJobs int
-	Now     func() time.Time
+	// ReplyTTL is how long a job's reply list lives after its last reply
+	// (docs/messages.md); 0 = queue.DefaultReplyTTL.
+	ReplyTTL time.Duration
+	Now      func() time.Time
 }
 
 // DefaultBlockTimeout bounds an idle single-queue worker's blocking wait.
@@ -459,6 +462,7 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 		return nil, false // back to the queue at unregister, not to failed
 	}
 	now := w.cfg.Now()
+	w.setFinal(job, ran, err)
 	timing := queue.Timing{Class: ran.class, Run: ran.run}
 	if !ran.enqueued.IsZero() {
 		timing.Wait, timing.Waited = queue.QueueWait(ran.enqueued, job.Reserved, now)
@@ -496,31 +500,50 @@ func (w *Worker) jobsDone() bool {
 	return w.cfg.MaxJobs > 0 && w.processed.Load()+w.failed.Load() >= int64(w.cfg.MaxJobs)
 }
 
-// jobRun is what the worker measured of a job, for its timing.
+// jobRun is what the worker measured of a job, for its timing and
+// replies.
 type jobRun struct {
+	id       string        // the job id handlers and replies see
 	class    string        // the payload's class, "" when it has none
 	enqueued time.Time     // its enqueued_at, zero when none
 	run      time.Duration // the handler's run time, by the monotonic clock
+	stdout   *tailBuffer   // a command job's stdout tail; nil for built-ins
 }
 
-// execute decodes the payload and runs its handler.
+// execute decodes the payload, checks it can run, reports it started
+// (when it wants replies) and runs its handler. A job that cannot run
+// fails at once, without a started reply.
 func (w *Worker) execute(ctx context.Context, job *queue.Job) (jobRun, error) {
+	r := jobRun{id: w.jobID()}
 	p, err := DecodePayload(job.Payload)
 	if err != nil {
-		var r jobRun
 		var pe *PayloadError
 		if errors.As(err, &pe) {
 			r.class, r.enqueued = pe.Class, pe.EnqueuedAt
+			w.wantReplies(job, pe.ReplyTo, pe.CorrelationID)
 		}
 		return r, &JobError{Exception: "Poolctl::BadPayload", Message: err.Error()}
 	}
-	r := jobRun{class: p.Class, enqueued: p.EnqueuedAt}
-	h := builtinHandler(p.Class)
-	if argv, ok := w.cfg.Jobs[p.Class]; ok && len(argv) > 0 {
-		h = commandHandler(argv, w.cfg.Stdout, w.cfg.Stderr)
+	r.class, r.enqueued = p.Class, p.EnqueuedAt
+	w.wantReplies(job, p.ReplyTo, p.CorrelationID)
+	h, ok := builtinHandler(p.Class)
+	if argv, found := w.cfg.Jobs[p.Class]; found && len(argv) > 0 {
+		r.stdout = &tailBuffer{max: stdoutTailBytes}
+		h, ok = commandHandler(argv, w.cfg.Stdout, w.cfg.Stderr, r.stdout), true
 	}
-	if h == nil {
+	if !ok {
 		return r, &JobError{Exception: "Poolctl::UnknownClass", Message: "unknown job class " + p.Class}
+	}
+	if h.check != nil {
+		if err := h.check(p.Args); err != nil {
+			return r, err
+		}
+	}
+	if job.Reply != nil {
+		if err := w.sendStarted(job, r); err != nil {
+			w.logf("could not report a job from %s started: %v; it goes back to its queue", job.Queue, err)
+			return r, errTerminated
+		}
 	}
 	if w.cfg.JobTimeout > 0 {
 		var cancel context.CancelFunc
@@ -528,7 +551,7 @@ func (w *Worker) execute(ctx context.Context, job *queue.Job) (jobRun, error) {
 		defer cancel()
 	}
 	start := time.Now() // monotonic, whatever cfg.Now says
-	err = h(ctx, JobInfo{ID: w.jobID(), Class: p.Class, Queue: job.Queue, Args: p.Args})
+	err = h.run(ctx, JobInfo{ID: r.id, Class: p.Class, Queue: job.Queue, Args: p.Args})
 	r.run = time.Since(start)
 	switch {
 	case errors.Is(err, errTimeout):

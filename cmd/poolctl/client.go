@@ -105,13 +105,19 @@ func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	rf := addRedisFlags(fs)
 	n := fs.Int("n", 1, "push `COUNT` copies (an argument {i} becomes the copy's index, 0-based)")
 	quiet := fs.Bool("q", false, "print nothing on success")
+	wait := fs.Bool("wait", false, "wait for the jobs' status replies, print them as they come, and exit 0 when all completed, 1 when any failed, 2 at the timeout")
+	timeout := fs.Duration("timeout", 0, "with --wait, stop waiting after `D` (exit status 2; the jobs may still run); 0 = no limit")
+	asJSON := fs.Bool("json", false, "with --wait, print the replies as JSON lines, as the workers sent them")
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintln(out, "usage: poolctl enqueue [flags] QUEUE CLASS [ARG...] [-- ARG...]")
+		fmt.Fprintln(out, "       poolctl enqueue --wait [--timeout D] [--json] [flags] QUEUE CLASS [ARG...]")
 		fmt.Fprintln(out, "Arguments are parsed as JSON where they parse, else kept as strings; {i} is the copy's index.")
 		fmt.Fprintln(out, "Flags may also follow the arguments; everything after -- is an argument.")
 		fmt.Fprintln(out, "Each payload carries \"enqueued_at\" (Unix epoch seconds, as Sidekiq writes it; Resque ignores it),")
 		fmt.Fprintln(out, "from which workers measure how long jobs wait in their queue.")
+		fmt.Fprintln(out, "With --wait, each payload also carries \"reply_to\" and \"correlation_id\" (docs/messages.md),")
+		fmt.Fprintln(out, "the replies are printed on stdout, and the reply list is deleted at the end.")
 		fs.PrintDefaults()
 		fmt.Fprintln(out, "\nBuilt-in job classes (any other class must be named under jobs: in the pool's config):")
 		fmt.Fprintf(out, "  %-16s does nothing\n", worker.ClassNoop)
@@ -136,9 +142,21 @@ func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if *n < 1 {
 		return fmt.Errorf("%w: -n must be at least 1", errUsage)
 	}
+	if !*wait && (*asJSON || *timeout != 0) {
+		return fmt.Errorf("%w: --json and --timeout apply to --wait only", errUsage)
+	}
+	if *timeout < 0 {
+		return fmt.Errorf("%w: --timeout must not be negative, got %s", errUsage, *timeout)
+	}
 	payloads, err := buildPayloads(class, pos[2:], *n, time.Now())
 	if err != nil {
 		return err
+	}
+	var w *replyWait
+	if *wait {
+		if w, err = newReplyWait(payloads); err != nil {
+			return err
+		}
 	}
 	c, closeFn, err := rf.open(stderr)
 	if err != nil {
@@ -148,6 +166,13 @@ func runEnqueue(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	start := time.Now()
 	if err := c.Enqueue(ctx, q, payloads...); err != nil {
 		return err
+	}
+	if w != nil {
+		// stdout is for the replies alone.
+		if !*quiet {
+			fmt.Fprintf(stderr, "enqueued %d job(s) of %s on %s; waiting for their replies on %s\n", *n, class, q, w.replyTo)
+		}
+		return w.await(ctx, c, *timeout, *asJSON, stdout)
 	}
 	if !*quiet {
 		fmt.Fprintf(stdout, "enqueued %d job(s) of %s on %s in %s\n", *n, class, q, time.Since(start).Round(time.Millisecond))

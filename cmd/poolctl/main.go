@@ -36,7 +36,7 @@ func commands() []command {
 	return []command{
 		{"master", "run the pool master in the foreground: poolctl master -c FILE", runMaster},
 		{"work", "run one built-in worker: poolctl work --queues foo,bar", runWork},
-		{"enqueue", "push jobs: poolctl enqueue [-n COUNT] [-q] QUEUE CLASS [ARG...] [-- ARG...]", runEnqueue},
+		{"enqueue", "push jobs: poolctl enqueue [-n COUNT] [-q] [--wait [--timeout D] [--json]] QUEUE CLASS [ARG...] [-- ARG...]", runEnqueue},
 		{"queues", "show queue depths, stats and workers", runQueues},
 		{"failed", "list, retry or clear failure records: poolctl failed [list|retry N|retry --all|clear]", runFailed},
 		{"progress", "follow a batch until its queues drain: poolctl progress [--name NAME] [--json] [--timeout D] [QUEUE...]", runProgress},

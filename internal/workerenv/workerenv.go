@@ -20,4 +20,8 @@ const (
 	// (status 0) after finishing this many jobs, and the master starts a
 	// replacement. Set only for groups with max_jobs.
 	MaxJobs = "POOLCTL_MAX_JOBS"
+	// ReplyTTL is the config's reply_ttl (Go duration): how long a job's
+	// reply list lives after its last reply (docs/messages.md). Unset
+	// means queue.DefaultReplyTTL.
+	ReplyTTL = "POOLCTL_REPLY_TTL"
 )
