@@ -22,6 +22,7 @@ type fleetOptions struct {
 	host       string        // the host part of the pool id (--host)
 	configPath string        // the config file the master reads
 	heartbeat  time.Duration // registry refresh (--fleet-heartbeat); 0 = fleet.HeartbeatInterval
+	replyTTL   time.Duration // the reply lists' TTL: the config's reply_ttl at start
 }
 
 // fleetHost returns the host part of a pool id: flag, else $POOLCTL_HOST,
@@ -105,7 +106,7 @@ func startFleetMember(url, ns string, paths pool.Paths, o fleetOptions, sampler 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
-	l := fleet.NewListener(rdb, blocking, ns, id, fleetExecutor{id: id, r: remote}, fleet.ListenerOptions{Logf: logf})
+	l := fleet.NewListener(rdb, blocking, ns, id, fleetExecutor{id: id, r: remote}, fleet.ListenerOptions{Logf: logf, ReplyTTL: o.replyTTL})
 	f.wg.Add(3)
 	go func() {
 		defer f.wg.Done()

@@ -235,6 +235,7 @@ func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger
 	c.recycler.Start()
 	// The fleet registry entry and control listener (issue 14): a pool
 	// that cannot join the fleet still runs, and says why.
+	fo.replyTTL = cfg.ReplyTTL
 	if url != "" {
 		f, err := startFleetMember(url, cfg.Namespace, paths, fo, c.sampler, ctl.Remote(), log.Printf)
 		if err != nil {
