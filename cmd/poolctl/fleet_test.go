@@ -359,7 +359,9 @@ func TestFleetRemoteControlOff(t *testing.T) {
 // passed meanwhile is answered "expired" and not carried out.
 func TestFleetCommandWaitsForRestart(t *testing.T) {
 	srv := redistest.Start(t)
-	h := startFleetPool(t, "h", "r", fleetConfig(t, srv, "  foo: 1\n", true), nil)
+	cfg := fleetConfig(t, srv, "  foo: 1\n", true)
+	appendFile(t, cfg, "reply_ttl: 30m\n")
+	h := startFleetPool(t, "h", "r", cfg, nil)
 	h.stop(t)
 	if r := fleetRun(t, srv, "--json"); strings.Contains(r.stdout, "h/r") {
 		t.Fatalf("stopped pool still listed: %s", r.stdout)
@@ -395,6 +397,14 @@ func TestFleetCommandWaitsForRestart(t *testing.T) {
 		d, l := desiredLive(h.state(t), "foo")
 		return d == 2 && l == 2
 	})
+	var ttl time.Duration
+	waitFor(t, 10*time.Second, "the expired command's answer", func() bool {
+		ttl, _ = rdb.PTTL(context.Background(), "resque:"+late.ReplyTo).Result()
+		return ttl > 0
+	})
+	if ttl > 30*time.Minute || ttl < 29*time.Minute {
+		t.Errorf("reply list TTL %s, want the config's reply_ttl: 30m", ttl)
+	}
 	res, err := rdb.BLPop(context.Background(), 10*time.Second, "resque:"+late.ReplyTo).Result()
 	if err != nil {
 		t.Fatalf("no answer to the expired command: %v", err)
@@ -619,5 +629,17 @@ func TestFleetDocumentedACLs(t *testing.T) {
 	// The operator cannot run jobs.
 	if r := newShellEnv(t).run("", "enqueue", "--redis", opsURL, "foo", "Poolctl::Sleep", "1"); r.code == 0 {
 		t.Errorf("the operator enqueued a job:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
 	}
 }
