@@ -46,7 +46,7 @@ term_timeout: 2s
 	}
 	foo := pidsOf(st, "foo")
 
-	tm.writeConfig(strings.Replace(cfg, "job_timeout: 5m", "job_timeout: 5m\n    max_jobs: 10", 1))
+	tm.writeConfig(strings.Replace(cfg, "job_timeout: 5m", "job_timeout: 5m\n    max_rss: 500MB\n    max_lifetime: 6h", 1))
 	tm.signal(syscall.SIGHUP)
 	tm.waitLog("reloaded configuration")
 	same := tm.waitState("settled", func(s *State) bool { return s.Settled() })
@@ -67,4 +67,35 @@ term_timeout: 2s
 	if got := pidsOf(after, "foo"); len(got) != 1 || got[0] != foo[0] {
 		t.Fatalf("foo's worker changed when only bar's command did: %v -> %v", foo, got)
 	}
+}
+
+// reply_ttl reaches every worker's environment (POOLCTL_REPLY_TTL), so a
+// HUP that changes it replaces the workers, as for any setting they run
+// with.
+func TestHUPReplyTTLReplacesWorkers(t *testing.T) {
+	cfg := `
+workers:
+  foo: 2
+command: ["sleep", "1000"]
+reply_ttl: 1h
+start_secs: 0.2
+term_timeout: 2s
+`
+	tm := startMaster(t, cfg)
+	st := tm.waitState("2 workers", func(s *State) bool { return len(s.Workers) == 2 && s.Settled() })
+	before := pidsOf(st, "foo")
+	tm.writeConfig(strings.Replace(cfg, "reply_ttl: 1h", "reply_ttl: 2h", 1))
+	tm.signal(syscall.SIGHUP)
+	tm.waitState("foo replaced", func(s *State) bool {
+		now := pidsOf(s, "foo")
+		if !s.Settled() || len(now) != 2 {
+			return false
+		}
+		for _, p := range now {
+			if p == before[0] || p == before[1] {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -116,6 +116,10 @@ type worker struct {
 	promote     *time.Timer
 	paused      bool // sent USR2 for a pause of its queue list
 	pauseGaveUp bool // running, and does not catch USR2: left unpaused
+	// ready: registered in Redis (built-in) or alive past start_secs
+	// (command); a rolling restart waits for it.
+	ready bool
+	roll  rollRole // its part in a rolling restart
 }
 
 // A group is one queue list of the configuration in force and what the
@@ -132,6 +136,7 @@ type group struct {
 	restarts     int
 	spawns       int           // workers started, all told
 	jobTimeout   time.Duration // the group's job_timeout (its own, else the config's)
+	startAfter   time.Duration // the group's start_secs (its own, else the config's)
 	recycle      recycleSettings
 	recycled     map[string]int // recycles by kind (rss, jobs, lifetime) since the master started
 	autoscale    autoscaleState
@@ -202,6 +207,10 @@ type Master struct {
 	// pauseTimer re-checks the workers of paused queue lists that do not
 	// catch USR2 yet, nil when none is waiting.
 	pauseTimer *time.Timer
+	// roll is the rolling restart under way, else the last one (nil when
+	// none); restartRefused the last restart request refused.
+	roll           *roll
+	restartRefused *poolfs.RestartRefusal
 }
 
 // Run loads the config and runs the master until it is told to stop (by
@@ -266,7 +275,7 @@ func (m *Master) run(ctx context.Context) error {
 	defer close(m.done)
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGINT, syscall.SIGTERM,
-		syscall.SIGWINCH, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGCHLD)
+		syscall.SIGWINCH, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGCHLD, syscall.SIGPWR)
 	defer signal.Stop(sigs)
 
 	if err := becomeSubreaper(); err != nil {
@@ -413,6 +422,8 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 			m.log.Printf("cannot reopen log: %v (still writing to the old file)", err)
 		}
 		m.reload()
+	case syscall.SIGPWR:
+		m.takeRestartRequest() // a shell's rolling restart (restart.go)
 	case syscall.SIGQUIT:
 		m.beginStop(gracefulStop, "QUIT")
 	case syscall.SIGINT, syscall.SIGTERM:

@@ -52,8 +52,11 @@ type world struct {
 //     changed (fingerprint), and every worker while the master is paused
 //     or stopping, are stopped with QUIT (workers already stopping are
 //     left alone); a paused or stopping master decides nothing else;
+//   - a rolling restart's old workers (restart.go) are live and are not
+//     stopped for a changed fingerprint; its replacements are neither
+//     counted nor stopped until they are ready (the roll owns them);
 //   - a queue list with more live workers than desired stops the surplus,
-//     oldest first;
+//     a roll's old workers first, then oldest first;
 //   - one with fewer starts the missing ones, unless it is FATAL (nothing)
 //     or backing off (it waits); a crash-looping one (failed starts not yet
 //     cleared by a worker that survived start_secs) starts one probe, and
@@ -75,10 +78,13 @@ func plan(w world) []action {
 		if wk.state == workerStopping {
 			continue
 		}
-		if g := w.groups[wk.queues]; halt || g == nil || g.fingerprint != wk.fingerprint {
+		if g := w.groups[wk.queues]; halt || g == nil || (g.fingerprint != wk.fingerprint && wk.roll != rollOld) {
 			// Removed, changed, paused or stopping: stop gracefully.
 			acts = append(acts, stopAction(wk))
 			continue
+		}
+		if wk.roll == rollNew {
+			continue // a rolling restart's replacement: counted once ready
 		}
 		live[wk.queues] = append(live[wk.queues], wk)
 	}
@@ -89,8 +95,12 @@ func plan(w world) []action {
 		g := w.groups[q]
 		ws := live[q]
 		if n := len(ws) - g.desired; n > 0 {
-			// The autoscaler's idle workers first, then the oldest.
+			// Workers a rolling restart replaces first, then the
+			// autoscaler's idle ones, then the oldest.
 			sort.SliceStable(ws, func(i, j int) bool {
+				if oi, oj := ws[i].roll == rollOld, ws[j].roll == rollOld; oi != oj {
+					return oi
+				}
 				pi, pj := g.autoscale.prefer[ws[i].pid], g.autoscale.prefer[ws[j].pid]
 				if pi != pj {
 					return pi

@@ -66,7 +66,7 @@ func (m *Master) onExit(pid int, ws syscall.WaitStatus) {
 	}
 	g.restarts++
 	ran := time.Since(w.started)
-	if ran < m.cfg.StartSecs {
+	if ran < g.startAfter {
 		m.failedStart(g, fmt.Sprintf("worker[%d] exited after %s (%s)", pid, ran.Round(time.Millisecond), status))
 		return
 	}

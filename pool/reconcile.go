@@ -74,6 +74,7 @@ func (m *Master) reload() {
 	m.paused = false
 	m.applyConfig(cfg)
 	m.log.Printf("reloaded configuration: %s -> %s", old.Describe(), cfg.Workers.Describe())
+	m.rollChanged()
 }
 
 // applyConfig makes cfg the desired state. Queue lists whose count and
@@ -115,8 +116,9 @@ func (m *Master) applyConfig(cfg *spec.Config) {
 		// change means its workers must be replaced.
 		gs := cfg.Group(e.Queues)
 		g.jobTimeout = *gs.JobTimeout
+		g.startAfter = *gs.StartSecs
 		g.recycle = recycleSettings{maxRSS: gs.MaxRSS, maxJobs: gs.MaxJobs, maxLifetime: gs.MaxLifetime}
-		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), g.jobTimeout.String(), g.recycle.maxJobs})
+		fp, _ := json.Marshal([]any{g.argv, m.redisURL, cfg.Namespace, string(jobs), g.jobTimeout.String(), g.recycle.maxJobs, cfg.ReplyTTL.String()})
 		g.fingerprint = string(fp)
 		g.failures, g.fatal, g.reason, g.backoffUntil = 0, false, "", time.Time{}
 		if g.timer != nil {
@@ -188,6 +190,7 @@ func (m *Master) stopWorker(w *worker, sig syscall.Signal, bound time.Duration, 
 // reconcile moves the live workers toward the desired counts: it asks
 // plan what to do and does it.
 func (m *Master) reconcile() {
+	m.advanceRoll()
 	acts := plan(world{
 		order:    m.order,
 		groups:   m.groups,
@@ -216,9 +219,6 @@ func (m *Master) apply(a action) {
 			if g.failures > failures {
 				break // a failed spawn backs off; do not burn the retries now
 			}
-		}
-		if g.paused {
-			m.armPauseCheck() // pause the new workers as soon as they catch USR2
 		}
 	case actBackoff:
 		g.backoffUntil = a.until

@@ -67,18 +67,23 @@ func (m *Master) Recycle(pid int, identity, reason string) {
 		}
 		m.log.Printf("recycling worker[%d] (%s): %s", pid, w.queues, reason)
 		m.countRecycle(g, RecycleKind(reason))
-		m.stopWorker(w, syscall.SIGQUIT, m.cfg.TermTimeout, false)
-		// The ladder: TERM after term_timeout, then KILL after as long.
-		w.stopTimer.Stop()
-		bound := m.cfg.TermTimeout
-		w.stopTimer = time.AfterFunc(bound, func() {
-			m.post(func() {
-				if m.workers[pid] != w || m.stopping != notStopping {
-					return // gone, or a master stop owns it now
-				}
-				m.log.Printf("worker[%d] still running %s after QUIT: sending TERM", pid, bound)
-				m.stopWorker(w, syscall.SIGTERM, bound, true)
-			})
+		m.retire(w)
+	})
+}
+
+// retire stops w with the ladder recycling and rolling restarts use:
+// QUIT, TERM after term_timeout, KILL after term_timeout more.
+func (m *Master) retire(w *worker) {
+	m.stopWorker(w, syscall.SIGQUIT, m.cfg.TermTimeout, false)
+	w.stopTimer.Stop()
+	pid, bound := w.pid, m.cfg.TermTimeout
+	w.stopTimer = time.AfterFunc(bound, func() {
+		m.post(func() {
+			if m.workers[pid] != w || m.stopping != notStopping {
+				return // gone, or a master stop owns it now
+			}
+			m.log.Printf("worker[%d] still running %s after QUIT: sending TERM", pid, bound)
+			m.stopWorker(w, syscall.SIGTERM, bound, true)
 		})
 	})
 }

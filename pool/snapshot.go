@@ -113,8 +113,13 @@ func (m *Master) snapshot() *State {
 		Metrics:         m.metricsAddr,
 		Limits:          publishedLimits(m.cfg.Limits),
 		WorkersPausedAt: m.workersPausedAt,
+		RestartRefused:  m.restartRefused,
 		Groups:          []GroupState{},
 		Workers:         []WorkerState{},
+	}
+	if m.roll != nil {
+		pub := m.roll.pub
+		s.Restart = &pub
 	}
 	switch {
 	case m.stopping != notStopping:
@@ -125,10 +130,13 @@ func (m *Master) snapshot() *State {
 	liveCount := map[string]int{}
 	for _, w := range m.workers {
 		g := m.groups[w.queues]
-		if w.state != workerStopping && g != nil && g.fingerprint == w.fingerprint {
+		// Live as plan counts: a rolling restart's old workers are, its
+		// replacements are not until ready.
+		if w.state != workerStopping && g != nil && (w.roll == rollOld || (w.roll == rollNone && g.fingerprint == w.fingerprint)) {
 			liveCount[w.queues]++
 		}
-		ws := WorkerState{PID: w.pid, Queues: w.queues, State: string(w.state), StartedAt: w.started, Identity: w.identity, Builtin: w.builtin, Restarts: w.restarts, Paused: w.paused}
+		ws := WorkerState{PID: w.pid, Queues: w.queues, State: string(w.state), StartedAt: w.started, Identity: w.identity, Builtin: w.builtin, Restarts: w.restarts,
+			Ready: w.ready, Roll: w.roll.String(), Paused: w.paused}
 		if g != nil {
 			ws.LastExit = g.lastExit
 		}

@@ -23,7 +23,9 @@ import (
 // for dead and unregisters it; this title keeps poolctl's workers listed.
 const BuiltinWorkerArgv0 = "poolctl-worker[resque:work]"
 
-func (m *Master) spawn(g *group) {
+// spawn starts one worker for g and returns it, nil when it could not
+// start (g then backs off or is FATAL).
+func (m *Master) spawn(g *group) *worker {
 	w, err := m.startProcess(g)
 	if err != nil {
 		m.dirty = true
@@ -32,20 +34,26 @@ func (m *Master) spawn(g *group) {
 			// Permanent: retrying cannot help until the config changes.
 			g.fatal, g.reason = true, reason
 			m.log.Printf("FATAL: %s; not retrying until reload or config change", reason)
-			return
+			return nil
 		}
 		m.failedStart(g, reason)
-		return
+		return nil
 	}
 	m.workers[w.pid] = w
 	g.spawns++
 	m.dirty = true
 	m.log.Printf("Starting worker[%d] queues: %s", w.pid, g.queues)
+	if g.paused {
+		m.armPauseCheck() // pause it as soon as it catches USR2
+	}
 	pid := w.pid
-	w.promote = time.AfterFunc(m.cfg.StartSecs, func() {
+	w.promote = time.AfterFunc(g.startAfter, func() {
 		m.post(func() {
 			if cur := m.workers[pid]; cur == w && w.state == workerStarting {
 				w.state = workerRunning
+				if !w.builtin {
+					w.ready = true // a command is ready once it lived start_secs
+				}
 				if g := m.groups[w.queues]; g != nil && g.fingerprint == w.fingerprint {
 					g.failures, g.reason = 0, ""
 				}
@@ -53,6 +61,7 @@ func (m *Master) spawn(g *group) {
 			}
 		})
 	})
+	return w
 }
 
 func (m *Master) workerEnv(g *group) []string {
@@ -64,7 +73,7 @@ func (m *Master) workerEnv(g *group) []string {
 		switch key, _, _ := strings.Cut(kv, "="); key {
 		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID":
 			continue // systemd speaks to the master; a worker must not answer for it
-		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL, workerenv.HeartbeatInterval, workerenv.MaxJobs, workerenv.ReplyTTL:
+		case workerenv.Queues, workerenv.Queue, workerenv.Namespace, workerenv.Pool, workerenv.MasterPID, workerenv.Jobs, workerenv.JobTimeout, workerenv.RedisURL, workerenv.HeartbeatInterval, workerenv.MaxJobs, workerenv.ReplyTTL, workerenv.ReadyFD:
 			continue
 		}
 		env = append(env, kv)
@@ -111,15 +120,34 @@ func (m *Master) startProcess(g *group) (*worker, error) {
 	if g.builtin {
 		deathSig = syscall.SIGTERM
 	}
+	env, files := m.workerEnv(g), []*os.File{devnull, w, w}
+	var readyR, readyW *os.File
+	if g.builtin {
+		// Built-in workers say on this pipe when they are registered.
+		if readyR, readyW, err = os.Pipe(); err != nil {
+			r.Close()
+			w.Close()
+			devnull.Close()
+			return nil, fmt.Errorf("pipe: %w", err)
+		}
+		env = append(env, workerenv.ReadyFD+"="+strconv.Itoa(len(files)))
+		files = append(files, readyW)
+	}
 	proc, err := os.StartProcess(g.path, g.argv, &os.ProcAttr{
-		Env:   m.workerEnv(g),
-		Files: []*os.File{devnull, w, w},
+		Env:   env,
+		Files: files,
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathSig},
 	})
 	devnull.Close()
 	w.Close()
+	if readyW != nil {
+		readyW.Close()
+	}
 	if err != nil {
 		r.Close()
+		if readyR != nil {
+			readyR.Close()
+		}
 		return nil, err
 	}
 	pid := proc.Pid
@@ -134,7 +162,7 @@ func (m *Master) startProcess(g *group) (*worker, error) {
 		m.log.pump(pid, r)
 		r.Close()
 	}()
-	return &worker{
+	wk := &worker{
 		pid:         pid,
 		queues:      g.queues,
 		fingerprint: g.fingerprint,
@@ -143,5 +171,9 @@ func (m *Master) startProcess(g *group) (*worker, error) {
 		identity:    identity,
 		state:       workerStarting,
 		restarts:    g.restarts,
-	}, nil
+	}
+	if readyR != nil {
+		go m.awaitReady(wk, readyR)
+	}
+	return wk, nil
 }

@@ -266,6 +266,8 @@ Examples:
 			Run:  cmdPstree,
 		},
 		tuneCommand(),
+		restartCommand(false),
+		restartCommand(true),
 		{
 			Name: "log", Summary: "show the whole log (in $PAGER at a terminal)", MaxArgs: 0,
 			Help: "At a terminal, opens the log in $PAGER (default less); in a script, prints it.",

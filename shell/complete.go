@@ -115,6 +115,8 @@ func (s *Session) complete(d prompt.Document) []prompt.Suggest {
 		out = tuneSuggestions(s, fields, before)
 	case argFleet:
 		out = fleetSuggestions(s, fields[1:], strings.HasSuffix(before, " "))
+	case argRestart:
+		out = s.restartSuggestions()
 	case argAutoscale:
 		out = s.autoscaleSuggestions(fields[1:], strings.HasSuffix(before, " "))
 	case argPool:

@@ -48,6 +48,9 @@ type Status struct {
 	// Metrics is the address the master serves Prometheus /metrics on
 	// (state.json's metrics); absent when off.
 	Metrics string `json:"metrics,omitempty"`
+	// Restart is the rolling restart under way, else the last one
+	// (state.json's restart); absent when none.
+	Restart *poolfs.RestartState `json:"restart,omitempty"`
 
 	state *poolfs.State // the master's, nil when it is not running
 }
@@ -83,6 +86,7 @@ type WorkerStatus struct {
 	CPUPercent    float64    `json:"cpu_percent"`
 	RSSBytes      uint64     `json:"rss_bytes"`
 	LastExit      string     `json:"last_exit,omitempty"`
+	Roll          string     `json:"roll,omitempty"` // in a rolling restart: old (to be replaced), new (not ready yet)
 }
 
 // JobStatus is the job a worker is processing.
@@ -129,6 +133,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			st.StartedAt = &t
 			st.Error = x.Error
 			st.Metrics = x.Metrics
+			st.Restart = x.Restart
 			pausedAt = x.WorkersPausedAt // USR2 from anyone, cleared by CONT
 			// What the master runs, not what this shell last asked for or
 			// a file edited since: status tells the truth.
@@ -213,7 +218,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 		ws := WorkerStatus{
 			PID: w.PID, Queues: w.Queues, ProcessState: w.State, StartedAt: w.StartedAt,
 			UptimeSeconds: now.Sub(w.StartedAt).Round(time.Second).Seconds(),
-			Restarts:      w.Restarts, LastExit: w.LastExit,
+			Restarts:      w.Restarts, LastExit: w.LastExit, Roll: w.Roll,
 		}
 		if p := procs[w.PID]; p != nil {
 			p.Walk(func(q *pstree.Proc, _ int) {
@@ -330,11 +335,14 @@ func (s *Session) printStatus(st *Status) {
 	if st.Error != "" {
 		fmt.Fprintf(w, "reload error: %s\n", st.Error)
 	}
+	if line := restartStatusLine(st.Restart); line != "" && st.PID != 0 {
+		fmt.Fprintln(w, line)
+	}
 	if st.PID != 0 {
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "  PID\tQUEUES\tSTATE\tUPTIME\tRESTARTS\tCPU%\tRSS")
 		for _, x := range st.Workers {
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%.1f\t%s\n", x.PID, x.Queues, x.State,
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%.1f\t%s\n", x.PID, x.Queues, x.State+rollText(x.Roll),
 				humanDuration(time.Duration(x.UptimeSeconds)*time.Second), x.Restarts, x.CPUPercent, pstree.HumanBytes(x.RSSBytes))
 		}
 		var reasons []string

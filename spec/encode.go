@@ -118,6 +118,9 @@ func groupNode(count *yaml.Node, g Group) *yaml.Node {
 	if g.MaxLifetime > 0 {
 		add("max_lifetime", strNode(g.MaxLifetime.String()))
 	}
+	if g.StartSecs != nil {
+		add("start_secs", strNode(g.StartSecs.String()))
+	}
 	if a := g.Autoscale; a != nil {
 		as := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
 		as.Content = append(as.Content, strNode("min"), intNode(a.Min), strNode("max"), intNode(a.Max),

@@ -24,6 +24,7 @@ import (
 //	    max_rss: 500MB
 //	    max_jobs: 1000
 //	    max_lifetime: 6h
+//	    start_secs: 5s
 //	    autoscale: {min: 1, max: 32, target_wait: 5s, down_after: 30s}
 type Group struct {
 	// Command is this list's worker argv ("{queues}" substituted), nil
@@ -38,6 +39,11 @@ type Group struct {
 	MaxJobs int
 	// MaxLifetime recycles a worker older than this (0 = never).
 	MaxLifetime time.Duration
+	// StartSecs, when set, replaces the config's start_secs for this
+	// list: how long a worker must live for its start to count, and for
+	// a command worker to be ready in a rolling restart.
+	//lint:ignore ST1011 named after the start_secs setting (supervisord's startsecs)
+	StartSecs *time.Duration
 	// Autoscale, when set, lets the master choose the count within its
 	// bounds.
 	Autoscale *Autoscale
@@ -69,12 +75,12 @@ type Limits struct {
 
 // IsZero reports whether g has no settings of its own.
 func (g Group) IsZero() bool {
-	return g.Command == nil && g.JobTimeout == nil && g.MaxRSS == 0 && g.MaxJobs == 0 && g.MaxLifetime == 0 && g.Autoscale == nil
+	return g.Command == nil && g.JobTimeout == nil && g.MaxRSS == 0 && g.MaxJobs == 0 && g.MaxLifetime == 0 && g.Autoscale == nil && g.StartSecs == nil
 }
 
 // Group returns the settings in force for the queue list queues
-// (canonical form): its own, with the config's command and job_timeout
-// where it has none.
+// (canonical form): its own, with the config's command, job_timeout and
+// start_secs where it has none.
 func (c *Config) Group(queues string) Group {
 	g := c.Groups[queues]
 	if g.Command == nil && len(c.Command) > 0 {
@@ -84,11 +90,15 @@ func (c *Config) Group(queues string) Group {
 		jt := c.JobTimeout
 		g.JobTimeout = &jt
 	}
+	if g.StartSecs == nil {
+		ss := c.StartSecs
+		g.StartSecs = &ss
+	}
 	return g
 }
 
 // groupKeys are the keys of a group mapping.
-var groupKeys = []string{"count", "command", "job_timeout", "max_rss", "max_jobs", "max_lifetime", "autoscale"}
+var groupKeys = []string{"count", "command", "job_timeout", "max_rss", "max_jobs", "max_lifetime", "start_secs", "autoscale"}
 
 // group decodes a group mapping; count is -1 when the mapping gives none.
 func (d *decoder) group(n *yaml.Node, queues, prefix string) (count int, g Group, err error) {
@@ -131,6 +141,11 @@ func (d *decoder) group(n *yaml.Node, queues, prefix string) (count int, g Group
 			g.MaxJobs = int(n)
 		case "max_lifetime":
 			g.MaxLifetime, err = d.duration(v, p)
+		case "start_secs":
+			var ss time.Duration
+			if ss, err = d.duration(v, p); err == nil {
+				g.StartSecs = &ss
+			}
 		case "autoscale":
 			g.Autoscale, err = d.autoscale(v, p)
 		default:
@@ -319,8 +334,8 @@ func (c *Config) validateGroup(queues string, g Group) error {
 	if g.Command != nil && len(g.Command) == 0 {
 		return fmt.Errorf("%scommand: must not be empty", prefix)
 	}
-	if g.JobTimeout != nil && *g.JobTimeout < 0 || g.MaxLifetime < 0 || g.MaxJobs < 0 {
-		return fmt.Errorf("%sjob_timeout, max_lifetime and max_jobs must not be negative", prefix)
+	if g.JobTimeout != nil && *g.JobTimeout < 0 || g.MaxLifetime < 0 || g.MaxJobs < 0 || g.StartSecs != nil && *g.StartSecs < 0 {
+		return fmt.Errorf("%sjob_timeout, max_lifetime, max_jobs and start_secs must not be negative", prefix)
 	}
 	if a := g.Autoscale; a != nil {
 		switch {

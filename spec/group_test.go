@@ -18,6 +18,7 @@ workers:
     max_jobs: 1000
     max_lifetime: 6h
     job_timeout: 10m
+    start_secs: 5s
   "bulk:é/x":
     autoscale: {min: 1, max: 32, target_wait: 5s, down_after: 30s}
 limits: {max_workers: 64, max_cpu: 90%, min_free_memory: 512MB, max_worker_rss: 1GB}
@@ -33,15 +34,15 @@ func TestGroupsParse(t *testing.T) {
 	}
 	r := c.Group("reports,default")
 	if !reflect.DeepEqual(r.Command, []string{"bin/reports-worker", "{queues}"}) || r.MaxRSS != 500<<20 || r.MaxJobs != 1000 ||
-		r.MaxLifetime != 6*time.Hour || *r.JobTimeout != 10*time.Minute {
+		r.MaxLifetime != 6*time.Hour || *r.JobTimeout != 10*time.Minute || *r.StartSecs != 5*time.Second {
 		t.Fatalf("reports group %+v", r)
 	}
 	if argv := c.WorkerArgv("reports,default"); !reflect.DeepEqual(argv, []string{"bin/reports-worker", "reports,default"}) {
 		t.Fatalf("reports argv %q", argv)
 	}
 	m := c.Group("mail")
-	if !reflect.DeepEqual(m.Command, c.Command) || *m.JobTimeout != time.Minute || m.Autoscale != nil {
-		t.Fatalf("a plain count inherits the config's command and job_timeout: %+v", m)
+	if !reflect.DeepEqual(m.Command, c.Command) || *m.JobTimeout != time.Minute || m.Autoscale != nil || *m.StartSecs != DefaultStartSecs {
+		t.Fatalf("a plain count inherits the config's command, job_timeout and start_secs: %+v", m)
 	}
 	if argv := c.WorkerArgv("mail"); argv[2] != "--queues=mail" {
 		t.Fatalf("mail argv %q", argv)

@@ -237,6 +237,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	announceReady()
 	defer func() {
 		// A worker told to stop while Redis is stalled or unreachable must
 		// not sit out its stop timeout: a healthy Redis answers this in

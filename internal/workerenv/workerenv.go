@@ -20,6 +20,11 @@ const (
 	// (status 0) after finishing this many jobs, and the master starts a
 	// replacement. Set only for groups with max_jobs.
 	MaxJobs = "POOLCTL_MAX_JOBS"
+	// ReadyFD is the number of an inherited file descriptor (a pipe) the
+	// built-in worker writes one line to and closes once it is registered
+	// in Redis: the master's sign that the worker is ready (rolling
+	// restarts wait for it). Set only for built-in workers.
+	ReadyFD = "POOLCTL_READY_FD"
 	// ReplyTTL is the config's reply_ttl (Go duration): how long a job's
 	// reply list lives after its last reply (docs/messages.md). Unset
 	// means queue.DefaultReplyTTL.

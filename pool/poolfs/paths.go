@@ -41,6 +41,9 @@ type Paths struct {
 	// their configured count (`config Q=N`, `autoscale off Q`), one per
 	// line; the master reads it at every load.
 	AutoscaleOff string
+	// RestartRequest is a shell's rolling restart request
+	// (RestartRequest, JSON), read and removed by the master on SIGPWR.
+	RestartRequest string
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -99,7 +102,8 @@ func PathsFor(base, name string) Paths {
 		StartLock: filepath.Join(dir, "start.lock"),
 		Sample:    filepath.Join(dir, "sample.json"),
 
-		AutoscaleOff: filepath.Join(dir, "autoscale.off"),
+		AutoscaleOff:   filepath.Join(dir, "autoscale.off"),
+		RestartRequest: filepath.Join(dir, "restart.request"),
 	}
 }
 

@@ -64,6 +64,10 @@ type State struct {
 	Limits *Limits `json:"limits,omitempty"`
 	// Metrics is the address /metrics is served on, "" when off.
 	Metrics string `json:"metrics,omitempty"`
+	// Restart is the rolling restart under way, else the last one (nil
+	// when there was none); RestartRefused the last request refused.
+	Restart        *RestartState   `json:"restart,omitempty"`
+	RestartRefused *RestartRefusal `json:"restart_refused,omitempty"`
 }
 
 // GroupState is one queue list of the configuration in force.
@@ -112,12 +116,21 @@ type WorkerState struct {
 	// Paused is set when the master paused the worker (USR2) for a
 	// pause of its queue list (fleet pause, or USR2 to the master).
 	Paused bool `json:"paused,omitempty"`
+	// Ready: a built-in worker has registered in Redis, a command has
+	// lived past start_secs.
+	Ready bool `json:"ready,omitempty"`
+	// Roll is the worker's part in a rolling restart: "old" (to be
+	// replaced) or "new" (a replacement not yet ready); "" when none.
+	Roll string `json:"roll,omitempty"`
 }
 
 // Settled reports whether the live workers match the configuration: every
-// queue list has as many live, started workers as desired (or is fatal) and
-// nothing is left stopping.
+// queue list has as many live, started workers as desired (or is fatal),
+// nothing is left stopping and no rolling restart runs.
 func (s *State) Settled() bool {
+	if s.Restart != nil && s.Restart.State == RestartRunning {
+		return false
+	}
 	if s.Status == MasterPaused {
 		return len(s.Workers) == 0
 	}
