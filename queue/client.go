@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -83,7 +84,7 @@ func (c *Client) Enqueue(ctx context.Context, queue string, payloads ...[]byte) 
 		pipe.RPush(ctx, c.keys.Queue(queue), vals...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("enqueue to %s: %w", queue, err)
+		return fmt.Errorf("enqueue to %s: %w", queue, redisconn.Explain(err))
 	}
 	return nil
 }
