@@ -80,7 +80,7 @@ func (r *Remote) call(ctx context.Context, fn func() (any, error)) (any, error) 
 // returns, but the answer must describe the applied state).
 func (m *Master) publish() {
 	m.reconcile()
-	m.flushState()
+	m.flushStateNow() // not throttled: the answer describes the file too
 }
 
 // RemoteControl reports whether the configuration in force (as of the
