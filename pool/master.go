@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/pool/poolfs"
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
 )
 
@@ -296,6 +297,13 @@ func (m *Master) run(ctx context.Context) error {
 		}
 	}
 	m.redisURL = url
+	// The namespace in force is decided once, for the workers (through
+	// their environment), the janitor, the sampler and the state file.
+	ns, note := redisconn.EffectiveNamespace(url, m.cfg.Namespace)
+	if note != "" {
+		m.log.Printf("%s", note)
+	}
+	m.cfg.Namespace = ns
 	if url != "" {
 		if err := poolfs.WriteFileAtomic(m.opts.Paths.RedisURL, []byte(url+"\n")); err != nil {
 			m.log.Printf("warning: %v", err)

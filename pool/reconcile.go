@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
 )
 
@@ -51,6 +52,9 @@ func loadConfig(opts Options) (*spec.Config, spec.Spec, error) {
 
 func (m *Master) reload() {
 	cfg, over, err := loadConfig(m.opts)
+	if err == nil {
+		cfg.Namespace, _ = redisconn.EffectiveNamespace(m.redisURL, cfg.Namespace)
+	}
 	// Settings fixed at start (the janitor that recovers dead workers' jobs
 	// runs on them) refuse the whole reload: applying the rest would leave
 	// workers and their recovery on different Redis keys.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -85,7 +86,7 @@ func (c *Client) Enqueue(ctx context.Context, queue string, payloads ...[]byte) 
 	}
 	c.notifyPipe(ctx, pipe, queue, len(payloads))
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("enqueue to %s: %w", queue, err)
+		return fmt.Errorf("enqueue to %s: %w", queue, redisconn.Explain(err))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -112,7 +113,7 @@ func (r *Recoverer) loop() {
 		cancel()
 		switch {
 		case err != nil && r.ctx.Err() == nil && !logged:
-			r.opts.Logf("cannot check Redis for dead workers yet: %v", err)
+			r.opts.Logf("cannot check Redis for dead workers yet: %s", redisconn.Describe(err))
 			logged = true
 		case err == nil:
 			logged = false
@@ -341,11 +342,11 @@ func (r *Recoverer) cleanUp(pid int, queues string) {
 			return
 		}
 		if r.ctx.Err() != nil {
-			r.opts.Logf("could not clean up worker[%d] before shutdown: %v; the next master start will", pid, err)
+			r.opts.Logf("could not clean up worker[%d] before shutdown: %s; the next master start will", pid, redisconn.Describe(err))
 			return
 		}
 		if attempt == 1 {
-			r.opts.Logf("cannot clean up worker[%d] yet: %v; retrying", pid, err)
+			r.opts.Logf("cannot clean up worker[%d] yet: %s; retrying", pid, redisconn.Describe(err))
 		}
 		select {
 		case <-time.After(delay):

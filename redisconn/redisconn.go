@@ -47,7 +47,7 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 	if strings.Contains(url, "master_name=") {
 		return openSentinel(url, name, o)
 	}
-	if strings.Contains(url, "addr=") {
+	if IsCluster(url) {
 		opts, err := redis.ParseClusterURL(url)
 		if err != nil {
 			return nil, fmt.Errorf("redis URL %s: %w", redact.URL(url), redactErr(err, url))

@@ -70,6 +70,7 @@
 //	failed        number   Resque's failed count, null when Redis is unavailable
 //	redis         string   Redis URL, password redacted; absent when none
 //	redis_error   string   why queue data is missing; absent when Redis answered
+//	namespace     string   key namespace in force (the master's; hash-tagged on a Cluster); absent when no Redis
 //	workers_paused_at string when USR2 paused the workers (whoever sent it); absent when not paused
 //
 // Each worker:

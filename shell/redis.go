@@ -68,11 +68,15 @@ func (s *Session) redisURL() string {
 	return url
 }
 
+// namespace is the one in force for the pool's Redis, as the master
+// decides it (hash-tagged on a Cluster).
 func (s *Session) namespace() string {
+	ns := queue.DefaultNamespace
 	if s.cfg != nil && s.cfg.Namespace != "" {
-		return s.cfg.Namespace
+		ns = s.cfg.Namespace
 	}
-	return queue.DefaultNamespace
+	ns, _ = redisconn.EffectiveNamespace(s.redisURL(), ns)
+	return ns
 }
 
 // queueClient returns a client for the pool's Redis and its URL.

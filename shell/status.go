@@ -42,6 +42,9 @@ type Status struct {
 	Failed     *int64           `json:"failed"`
 	Redis      string           `json:"redis,omitempty"`
 	RedisError string           `json:"redis_error,omitempty"`
+	// Namespace is the key namespace in force: the master's (state.json),
+	// else the one this shell reads with; hash-tagged on a Cluster.
+	Namespace string `json:"namespace,omitempty"`
 	// WorkersPausedAt is when USR2 paused the workers, whoever sent it
 	// (the master records it); absent when they are not paused.
 	WorkersPausedAt *time.Time `json:"workers_paused_at,omitempty"`
@@ -133,6 +136,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			st.StartedAt = &t
 			st.Error = x.Error
 			st.Metrics = x.Metrics
+			st.Namespace = x.Namespace
 			st.Restart = x.Restart
 			pausedAt = x.WorkersPausedAt // USR2 from anyone, cleared by CONT
 			// What the master runs, not what this shell last asked for or
@@ -165,6 +169,9 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 		st.RedisError = err.Error()
 	} else {
 		st.Redis = redact.URL(url)
+		if st.Namespace == "" {
+			st.Namespace = qc.Keys().Namespace()
+		}
 		rctx, cancel := context.WithTimeout(ctx, summaryTimeout)
 		sum, err := qc.Summarize(rctx)
 		cancel()
@@ -399,7 +406,11 @@ func (s *Session) printStatus(st *Status) {
 			parts = []string{"(none)"}
 		}
 		fmt.Fprintf(w, "queues: %s\n", strings.Join(parts, " "))
-		fmt.Fprintf(w, "processed: %d  failed: %d  (Redis %s)\n", *st.Processed, *st.Failed, st.Redis)
+		ns := ""
+		if st.Namespace != "" && st.Namespace != queue.DefaultNamespace {
+			ns = ", namespace " + st.Namespace
+		}
+		fmt.Fprintf(w, "processed: %d  failed: %d  (Redis %s%s)\n", *st.Processed, *st.Failed, st.Redis, ns)
 	}
 	if st.Metrics != "" {
 		fmt.Fprintf(w, "metrics: http://%s/metrics\n", st.Metrics)

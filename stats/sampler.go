@@ -10,6 +10,7 @@ import (
 
 	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/redisconn"
 )
 
 // SamplerOptions configures a Sampler.
@@ -328,7 +329,7 @@ func (s *Sampler) readRedis(names []string, refs []workerRef) *redisReading {
 	defer cancel()
 	r, err := readRedis(ctx, s.opts.Queue, names, refs)
 	if err != nil {
-		msg := "cockpit cannot read Redis: " + err.Error()
+		msg := "cockpit cannot read Redis: " + redisconn.Describe(err)
 		if msg != s.redisErr {
 			s.redisErr = msg
 			s.logf("%s (figures stay at their last values until it can)", msg)

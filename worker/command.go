@@ -145,7 +145,8 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 			return fmt.Errorf("$%s: want a positive duration such as 1h, got %q", workerenv.ReplyTTL, raw)
 		}
 	}
-	w := New(queue.New(rdb, *namespace), blocking, Config{
+	ns, _ := redisconn.EffectiveNamespace(*redisURL, *namespace) // as the master decides it
+	w := New(queue.New(rdb, ns), blocking, Config{
 		ReplyTTL:          replyTTL,
 		MaxJobs:           maxJobs,
 		Queues:            names,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/redisconn"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -293,6 +294,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 
 	var backoff time.Duration
 	lostReply := false
+	busy := false // a job was taken since the worker was last idle
 	var expanded []string
 	var expandedAt time.Time
 	for {
@@ -341,6 +343,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 			}
 		}
 		if job != nil {
+			busy = true
 			if backoff > 0 {
 				w.logf("Redis is reachable again")
 				backoff = 0
@@ -387,6 +390,17 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 			backoff = 0
 		}
 		w.redisOK.Store(true)
+		if busy {
+			// Idle after work, holding nothing: a job still in flight is
+			// one whose acknowledgement Redis lost (a Sentinel switchover
+			// applied it to the demoted master). It goes back to its queue.
+			if n, err := w.q.Requeue(bg, w.id); err == nil {
+				busy = false
+				if n > 0 {
+					w.logf("requeued %d job(s) whose acknowledgement Redis lost (a failover?)", n)
+				}
+			}
+		}
 	}
 	w.logf("stopping (processed %d, failed %d)", w.processed.Load(), w.failed.Load())
 	return nil
@@ -411,7 +425,7 @@ func (w *Worker) giveBack(ctx context.Context) {
 func (w *Worker) redisDown(err error, backoff time.Duration, wake <-chan struct{}) time.Duration {
 	w.redisOK.Store(false)
 	if backoff == 0 {
-		w.logf("Redis unavailable: %v; retrying with backoff", err)
+		w.logf("%s; retrying with backoff", redisconn.Describe(err))
 		backoff = 100 * time.Millisecond
 	} else {
 		backoff = min(backoff*2, 5*time.Second)
@@ -498,7 +512,7 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 			// Unknown which half ran: the ack is idempotent, so make sure
 			// of it, and have the caller requeue a next job that may have
 			// been moved.
-			w.logf("Redis unavailable: %v; recording the job again", err)
+			w.logf("%s; recording the job again", redisconn.Describe(err))
 			lost = true
 		}
 	}
@@ -626,7 +640,7 @@ func (w *Worker) retryWithGrace(op func() error, idle bool, grace time.Duration)
 			wake = nil // stopping: only the backoff wakes us now
 		}
 		if !logged {
-			w.logf("Redis unavailable: %v; retrying with backoff", err)
+			w.logf("%s; retrying with backoff", redisconn.Describe(err))
 			logged = true
 		}
 		select {

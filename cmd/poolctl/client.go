@@ -42,7 +42,7 @@ func addRedisFlags(fs *flag.FlagSet) redisFlags {
 // given and no pool of the default name runs, the pool is the only one
 // running (said on stderr); several running are a usage error. The
 // namespace is --namespace, else the pool's when its master's Redis is
-// used.
+// used, hash-tagged on a Cluster (redisconn.EffectiveNamespace).
 func (f redisFlags) open(stderr io.Writer) (*queue.Client, func(), error) {
 	ns, name := *f.namespace, *f.name
 	if name == "" {
@@ -73,6 +73,8 @@ func (f redisFlags) open(stderr io.Writer) (*queue.Client, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// As the master decides it: hash-tagged on a Cluster.
+	ns, _ = redisconn.EffectiveNamespace(url, ns)
 	return queue.New(rdb, ns), func() { rdb.Close() }, nil
 }
 

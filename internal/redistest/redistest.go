@@ -31,6 +31,8 @@ type Process struct {
 	dir     string
 	port    int
 	persist bool
+	conf    string   // a config file to start with (sentinels), "" for none
+	extra   []string // more arguments (cluster or replica settings)
 	cmd     *exec.Cmd
 	done    chan struct{}
 }
@@ -71,7 +73,11 @@ func freePort() (int, error) {
 }
 
 func (p *Process) boot() error {
-	args := []string{
+	var args []string
+	if p.conf != "" {
+		args = append(args, p.conf) // redis-server wants its config file first
+	}
+	args = append(args,
 		"--bind", "127.0.0.1",
 		"--port", strconv.Itoa(p.port),
 		"--dir", p.dir,
@@ -79,12 +85,13 @@ func (p *Process) boot() error {
 		"--daemonize", "no",
 		"--protected-mode", "yes",
 		"--logfile", filepath.Join(p.dir, "redis.log"),
-	}
+	)
 	if p.persist {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, p.extra...)
 	cmd := exec.Command(p.bin, args...)
 	// If our process dies, take the server with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

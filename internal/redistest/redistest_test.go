@@ -2,7 +2,11 @@ package redistest
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestStartRestartKeepsDataWithPersistence(t *testing.T) {
@@ -19,5 +23,65 @@ func TestStartRestartKeepsDataWithPersistence(t *testing.T) {
 	got, err := rdb.Get(ctx, "k").Result()
 	if err != nil || got != "v" {
 		t.Fatalf("after restart: got %q, %v; want \"v\"", got, err)
+	}
+}
+
+// A cluster of three answers cluster_state:ok on every node and routes a
+// key to whichever node owns its slot.
+func TestStartCluster(t *testing.T) {
+	c := StartCluster(t, 3)
+	ctx := context.Background()
+	rdb := c.Client()
+	for i := 0; i < 30; i++ {
+		k := "k" + string(rune('a'+i))
+		if err := rdb.Set(ctx, k, i, 0).Err(); err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+	}
+	var masters atomic.Int32 // ForEachMaster runs concurrently
+	if err := rdb.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		masters.Add(1)
+		return nil
+	}); err != nil || masters.Load() != 3 {
+		t.Fatalf("%d masters, %v; want 3", masters.Load(), err)
+	}
+	for _, p := range c.Nodes {
+		if p.Addr() == "127.0.0.1:6379" {
+			t.Fatal("test server must never use port 6379")
+		}
+	}
+}
+
+// Killing the master promotes the replica: the sentinel hands out its
+// address and it takes writes.
+func TestSentinelKillMasterPromotesTheReplica(t *testing.T) {
+	s := StartSentinel(t)
+	ctx := context.Background()
+	old := s.Master.Addr()
+	s.KillMaster()
+	if s.Master.Addr() == old {
+		t.Fatal("the master did not change")
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: s.Master.Addr()})
+	defer rdb.Close()
+	if err := rdb.Set(ctx, "after", "failover", 0).Err(); err != nil {
+		t.Fatalf("the promoted master refuses writes: %v", err)
+	}
+}
+
+// A switchover promotes the replica and demotes the live master, which
+// then refuses writes with READONLY.
+func TestSentinelSwitchoverDemotesTheMaster(t *testing.T) {
+	s := StartSentinel(t)
+	ctx := context.Background()
+	old := s.Master.Addr()
+	s.Switchover()
+	if s.Master.Addr() == old || s.Replica.Addr() != old {
+		t.Fatalf("master %s, replica %s; want them swapped", s.Master.Addr(), s.Replica.Addr())
+	}
+	demoted := redis.NewClient(&redis.Options{Addr: s.Replica.Addr()})
+	defer demoted.Close()
+	if err := demoted.Set(ctx, "k", "v", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "READONLY") {
+		t.Fatalf("a write to the demoted master: %v, want READONLY", err)
 	}
 }
