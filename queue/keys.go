@@ -21,6 +21,7 @@
 //	resque:poolctl:notify:QUEUE         LIST of wake-up tokens for idle workers of QUEUE (notify.go)
 //	resque:poolctl:notify-any           LIST of wake-up tokens for idle `*` workers (notify.go)
 //	resque:poolctl:idle-poll:QUEUES     the idle workers of queue list QUEUES poll for foreign jobs (notify.go)
+//	resque:poolctl:wake:ID              LIST: a token that ends worker ID's idle wait (a pause; notify.go)
 //	resque:REPLY_TO                     LIST of a job's status replies, when its payload names reply_to (reply.go)
 //	resque:poolctl:attempts:REPLY_TO    HASH correlation id -> attempts counted (reply.go)
 //
@@ -112,3 +113,7 @@ func (k Keys) NotifyAny() string { return k.ns + "poolctl:notify-any" }
 // IdlePoll is held (with a TTL) by the idle worker of queue list
 // queueList (as given, comma-joined) that polls its queues now.
 func (k Keys) IdlePoll(queueList string) string { return k.ns + "poolctl:idle-poll:" + queueList }
+
+// WorkerWake is the list a token is pushed to to end worker id's own
+// idle wait at once (on a pause).
+func (k Keys) WorkerWake(id string) string { return k.ns + "poolctl:wake:" + id }

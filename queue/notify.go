@@ -147,3 +147,18 @@ func (c *Client) TryIdlePoll(ctx context.Context, queueList []string, every time
 	}
 	return ok, nil
 }
+
+// WakeWorker ends worker id's idle wait on its notify lists at once (it
+// waits on WorkerWake(id) too): a control change such as a pause must
+// not wait for the wait's timeout. The token expires should no wait
+// consume it.
+func (c *Client) WakeWorker(ctx context.Context, id string) error {
+	key := c.keys.WorkerWake(id)
+	pipe := c.rdb.TxPipeline()
+	pipe.RPush(ctx, key, "1")
+	pipe.PExpire(ctx, key, time.Minute)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("wake worker %s: %w", id, err)
+	}
+	return nil
+}

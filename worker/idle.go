@@ -33,11 +33,15 @@ func (w *Worker) idleWait(ctx context.Context, qs []string, wake <-chan struct{}
 	if w.idle.timeout == 0 {
 		w.idle.timeout = w.cfg.PollInterval
 	}
-	keys := w.q.NotifyKeys(w.cfg.Queues, qs)
+	wakeKey := w.q.Keys().WorkerWake(w.id)
+	keys := append(w.q.NotifyKeys(w.cfg.Queues, qs), wakeKey)
 	for {
 		key, err := w.q.WaitNotify(ctx, w.blocking, keys, w.idle.timeout)
 		if err != nil {
 			return err
+		}
+		if key == wakeKey {
+			return nil // a control change: the loop looks at it
 		}
 		if key != "" {
 			if quitting, stopping, paused, _ := w.control(); quitting || stopping || paused {
@@ -65,6 +69,20 @@ func (w *Worker) idleWait(ctx context.Context, qs []string, wake <-chan struct{}
 			return nil
 		}
 	}
+}
+
+// wakeIdle ends an idle multi-queue wait now, for a control change that
+// does not close the blocking client (a pause). It runs in the
+// background: the signal's caller does not wait on Redis.
+func (w *Worker) wakeIdle() {
+	if len(w.cfg.Queues) < 2 && !w.globs {
+		return // a single-queue worker waits in BLMOVE, not here
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = w.q.WakeWorker(ctx, w.id) // best effort: the wait times out anyway
+	}()
 }
 
 // tookJob is called when a reserve took job. After an idle wake, it

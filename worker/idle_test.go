@@ -153,3 +153,23 @@ func TestIdleMultiQueueWorkerSurvivesRedisRestartEmpty(t *testing.T) {
 	h.push("zz", `{"class":"Poolctl::Noop","args":[]}`)
 	h.eventually("a job after the restart", func() bool { return h.stat("resque:stat:processed") == "1" })
 }
+
+// A pause reaches an idle multi-queue worker at once, not after its
+// (backed-off) wait on the notify lists: it parks, and takes nothing.
+func TestIdleMultiQueuePauseIsImmediate(t *testing.T) {
+	h := newHarness(t, Config{Queues: []string{"a", "b"}, IdleWaitMax: 6 * time.Second})
+	time.Sleep(2 * time.Second) // backed off to a long wait
+	start := time.Now()
+	h.w.Pause()
+	h.eventually("the worker to park", h.w.parked.Load)
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("an idle worker took %s to park", took)
+	}
+	h.push("b", `{"class":"Poolctl::Noop","args":[]}`)
+	time.Sleep(300 * time.Millisecond)
+	if h.stat("resque:stat:processed") != "" || h.rdb.LLen(bg, "resque:queue:b").Val() != 1 {
+		t.Fatal("a paused worker took a job")
+	}
+	h.w.Resume()
+	h.eventually("the job after resume", func() bool { return h.stat("resque:stat:processed") == "1" })
+}

@@ -203,6 +203,9 @@ func (w *Worker) Pause() {
 	defer w.mu.Unlock()
 	w.paused = true
 	w.signalChange()
+	if w.cancelJob == nil {
+		w.wakeIdle()
+	}
 }
 
 // Resume picks up jobs again after Pause.
