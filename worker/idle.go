@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/poolctl/poolctl/queue"
@@ -36,7 +37,7 @@ func (w *Worker) idleWait(ctx context.Context, qs []string, wake <-chan struct{}
 	wakeKey := w.q.Keys().WorkerWake(w.id)
 	keys := append(w.q.NotifyKeys(w.cfg.Queues, qs), wakeKey)
 	for {
-		key, err := w.q.WaitNotify(ctx, w.blocking, keys, w.idle.timeout)
+		key, err := w.q.WaitNotify(ctx, w.blocking, keys, jitter(w.idle.timeout))
 		if err != nil {
 			return err
 		}
@@ -69,6 +70,15 @@ func (w *Worker) idleWait(ctx context.Context, qs []string, wake <-chan struct{}
 			return nil
 		}
 	}
+}
+
+// jitter returns d shortened by up to half, at random. Workers that went
+// idle together would otherwise back off in step and all time out at
+// the same moment, so that their queue list's poll lock (IdleWaitMax/2)
+// would be tried once per IdleWaitMax instead of throughout it: foreign
+// jobs would wait up to a full IdleWaitMax plus the poll.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
 }
 
 // wakeIdle ends an idle multi-queue wait now, for a control change that
