@@ -23,6 +23,8 @@ type Control interface {
 	// worker (TERM after term_timeout, KILL after as long again) and
 	// starts a replacement at once.
 	Recycle(pid int, identity, reason string)
+	// Remote is the executor of fleet control messages.
+	Remote() *Remote
 }
 
 // autoscaleState is a group's autoscaling, nil settings when it has none.

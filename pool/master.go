@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -114,6 +115,8 @@ type worker struct {
 	restarts    int
 	stopTimer   *time.Timer
 	promote     *time.Timer
+	paused      bool // sent USR2 for a pause of its queue list
+	pauseGaveUp bool // running, and does not catch USR2: left unpaused
 	// ready: registered in Redis (built-in) or alive past start_secs
 	// (command); a rolling restart waits for it.
 	ready bool
@@ -143,6 +146,7 @@ type group struct {
 	reason       string
 	timer        *time.Timer
 	lastExit     string
+	paused       bool // its workers, later ones too, are paused (USR2)
 }
 
 // state tells what the master does about g's missing workers at now.
@@ -198,6 +202,12 @@ type Master struct {
 	// (Paths.AutoscaleOff), read at every load.
 	autoscaleOff map[string]bool
 	lockErr      bool // the last attempt to re-take the lock file failed
+	// remoteControl is the config's remote_control as of the last load,
+	// read by the control listener's goroutine.
+	remoteControl atomic.Bool
+	// pauseTimer re-checks the workers of paused queue lists that do not
+	// catch USR2 yet, nil when none is waiting.
+	pauseTimer *time.Timer
 	// roll is the rolling restart under way, else the last one (nil when
 	// none); restartRefused the last restart request refused.
 	roll           *roll
@@ -255,6 +265,10 @@ func Run(ctx context.Context, opts Options) (err error) {
 
 		orphansKilled: map[int]bool{},
 	}
+	// Known before the control listener starts (with the cockpit, before
+	// the first applyConfig): a command waiting for this master must not
+	// be refused for want of it.
+	m.remoteControl.Store(cfg.RemoteControl)
 	return m.run(ctx)
 }
 
@@ -444,8 +458,10 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 		switch sig {
 		case syscall.SIGUSR2:
 			m.workersPausedAt, m.dirty = time.Now(), true
+			m.pauseAll(true)
 		case syscall.SIGCONT:
 			m.workersPausedAt, m.dirty = time.Time{}, true
+			m.pauseAll(false)
 		}
 	}
 }

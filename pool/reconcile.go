@@ -85,6 +85,7 @@ func (m *Master) reload() {
 // launch settings are unchanged keep their processes; every FATAL or
 // backoff is cleared.
 func (m *Master) applyConfig(cfg *spec.Config) {
+	m.remoteControl.Store(cfg.RemoteControl)
 	jobs, _ := json.Marshal(cfg.Jobs)
 	seen := map[string]bool{}
 	m.order = m.order[:0]

@@ -136,7 +136,7 @@ func (m *Master) snapshot() *State {
 			liveCount[w.queues]++
 		}
 		ws := WorkerState{PID: w.pid, Queues: w.queues, State: string(w.state), StartedAt: w.started, Identity: w.identity, Builtin: w.builtin, Restarts: w.restarts,
-			Ready: w.ready, Roll: w.roll.String()}
+			Ready: w.ready, Roll: w.roll.String(), Paused: w.paused}
 		if g != nil {
 			ws.LastExit = g.lastExit
 		}
@@ -147,7 +147,7 @@ func (m *Master) snapshot() *State {
 		g := m.groups[q]
 		st := g.state(now)
 		gs := GroupState{Queues: q, Desired: g.desired, Live: liveCount[q], State: string(st), Failures: g.failures, Reason: g.reason, Spawns: g.spawns, Restarts: g.restarts,
-			Autoscale: g.autoscale.published(), Recycle: g.recycle.published(), Recycled: maps.Clone(g.recycled)}
+			Autoscale: g.autoscale.published(), Recycle: g.recycle.published(), Recycled: maps.Clone(g.recycled), Paused: g.paused}
 		if st == groupBackoff {
 			gs.BackoffUntil = g.backoffUntil
 		}

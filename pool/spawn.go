@@ -43,6 +43,9 @@ func (m *Master) spawn(g *group) *worker {
 	g.spawns++
 	m.dirty = true
 	m.log.Printf("Starting worker[%d] queues: %s", w.pid, g.queues)
+	if g.paused {
+		m.armPauseCheck() // pause it as soon as it catches USR2
+	}
 	pid := w.pid
 	w.promote = time.AfterFunc(g.startAfter, func() {
 		m.post(func() {

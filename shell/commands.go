@@ -38,6 +38,7 @@ const (
 	argStatusFlags
 	argQueueNames // queue names, as they are (progress)
 	argAutoscale
+	argFleet
 )
 
 // Usage is the command's synopsis, e.g. "log.tail [N]".
@@ -258,6 +259,7 @@ Examples:
 		},
 		topCommand(),
 		autoscaleCommand(),
+		fleetCommand(),
 		{
 			Name: "pstree", Summary: "show the process tree under the master with CPU and memory", MaxArgs: 0,
 			Help: "Shows every process under the master, grandchildren (job processes) included,\nwith command line, CPU% since the previous sample and resident memory.",

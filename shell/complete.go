@@ -113,6 +113,8 @@ func (s *Session) complete(d prompt.Document) []prompt.Suggest {
 		out = []prompt.Suggest{{Text: "--json", Description: "one JSON object"}}
 	case argTune:
 		out = tuneSuggestions(s, fields, before)
+	case argFleet:
+		out = fleetSuggestions(s, fields[1:], strings.HasSuffix(before, " "))
 	case argRestart:
 		out = s.restartSuggestions()
 	case argAutoscale:

@@ -233,23 +233,6 @@ func (s *Session) rebase() error {
 	return nil
 }
 
-// mergeOverrides sets the entries of upd in o, keeping counts of 0 (they
-// remove a queue list of the file).
-func mergeOverrides(o, upd spec.Spec) spec.Spec {
-	out := append(spec.Spec(nil), o...)
-next:
-	for _, e := range upd {
-		for i := range out {
-			if out[i].Queues == e.Queues {
-				out[i].Count = e.Count
-				continue next
-			}
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	s.refreshConfig()
 	save := false
@@ -310,7 +293,7 @@ func cmdConfig(ctx context.Context, s *Session, args []string) error {
 	prev, prevOverrides := s.cfg, s.overrides
 	s.cfg = &next
 	if s.userFile != "" {
-		s.overrides = mergeOverrides(s.overrides, upd)
+		s.overrides = spec.MergeOverrides(s.overrides, upd)
 	}
 	if _, ok := s.pool().MasterPID(); ok {
 		pid, err := s.reload()

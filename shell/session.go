@@ -69,6 +69,9 @@ type Session struct {
 	redis  redisClients
 	queues queueNameCache
 	top    topMemory // the pauses top sent (top.go)
+	// fleetSeen are the pool ids the last fleet command listed, for
+	// completion (which must not wait for Redis).
+	fleetSeen []string
 }
 
 // NewSession prepares a session from opts without starting anything.
@@ -115,7 +118,7 @@ func NewSession(opts Options) (*Session, error) {
 		}
 		cfg.Workers = cfg.Workers.Merge(upd)
 		if s.userFile != "" {
-			s.overrides = mergeOverrides(nil, upd)
+			s.overrides = spec.MergeOverrides(nil, upd)
 		}
 	}
 	if err := cfg.Validate(); err != nil {

@@ -238,7 +238,7 @@ func (s *Session) collectStatus(ctx context.Context) *Status {
 			ws.Job = &JobStatus{Class: info.Job.Class(), Queue: info.Job.Queue, RunAt: info.Job.RunAt, Payload: info.Job.Payload}
 		}
 		ws.State = workerStateText(w, registered, info, now)
-		if ws.State == "Waiting for "+info.Queues && !pausedAt.IsZero() && w.StartedAt.Before(pausedAt) {
+		if ws.State == "Waiting for "+info.Queues && (w.Paused || (!pausedAt.IsZero() && w.StartedAt.Before(pausedAt))) {
 			ws.State = "Paused (USR2)"
 		}
 		st.Workers = append(st.Workers, ws)

@@ -382,7 +382,7 @@ func (t *tuneRun) restore(ctx context.Context) error {
 			}
 		}
 		if t.origOverride != nil {
-			ov = mergeOverrides(ov, spec.Spec{*t.origOverride})
+			ov = spec.MergeOverrides(ov, spec.Spec{*t.origOverride})
 		}
 		s.overrides = ov
 	}

@@ -76,6 +76,10 @@ type Config struct {
 	// Metrics is the address the master serves Prometheus /metrics and
 	// /healthz on ("" = off); a bare ":PORT" binds loopback only.
 	Metrics string
+	// RemoteControl lets fleet control messages change the pool (config,
+	// reload, pause, resume, stop, autoscale); read-only verbs (ping,
+	// status) are always served. Default false.
+	RemoteControl bool
 }
 
 // ConfigError is an error in a configuration file, located by file and line.

@@ -106,7 +106,7 @@ func isSettingKey(key string) bool {
 	case "workers", "command", "jobs", "redis", "namespace",
 		"term_timeout", "start_secs", "start_retries", "backoff_max", "job_timeout",
 		"heartbeat_interval", "heartbeat_expiry", "recovery_interval",
-		"sample_interval", "stalled_after", "reply_ttl", "metrics", "limits",
+		"sample_interval", "stalled_after", "reply_ttl", "metrics", "limits", "remote_control",
 		"environments":
 		return true
 	}
@@ -302,6 +302,8 @@ func (d *decoder) section(m *yaml.Node, path, env string, c *Config) error {
 			c.Namespace, err = d.str(v, prefix)
 		case "metrics":
 			c.Metrics, err = d.str(v, prefix)
+		case "remote_control":
+			c.RemoteControl, err = d.boolean(v, prefix)
 		case "start_retries":
 			c.StartRetries, err = d.startRetries(v, prefix)
 		case "environments":
@@ -415,6 +417,18 @@ func (d *decoder) str(n *yaml.Node, prefix string) (string, error) {
 		return "", d.errorf(n, "%smust be a string, got %s", prefix, describe(n))
 	}
 	return n.Value, nil
+}
+
+// boolean decodes true or false (YAML 1.2: not yes/no/on/off, which
+// would be read as strings and silently mean something else).
+func (d *decoder) boolean(n *yaml.Node, prefix string) (bool, error) {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err == nil {
+			return b, nil
+		}
+	}
+	return false, d.errorf(n, "%smust be true or false, got %s", prefix, describe(n))
 }
 
 // duration decodes a duration string ("10s", "1m30s") or a number of

@@ -59,6 +59,9 @@ func (c *Config) Marshal() ([]byte, error) {
 	if c.Metrics != def.Metrics {
 		add("metrics", strNode(c.Metrics))
 	}
+	if c.RemoteControl {
+		add("remote_control", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+	}
 	defs := def.durations()
 	for i, d := range c.durations() {
 		if *d.ptr != *defs[i].ptr {

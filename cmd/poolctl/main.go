@@ -43,6 +43,7 @@ func commands() []command {
 		{"attach", "attach a shell to a running pool: poolctl attach [NAME]", runAttach},
 		{"top", "watch a running pool live: poolctl top [NAME] [--json] [--interval D] [--count N]", runTop},
 		{"list", "list the pools running on this host", runList},
+		{"fleet", "every pool on this Redis: poolctl fleet [list|top|ping|status|config|reload|stop|pause|resume|autoscale] [HOST/NAME] [ARGS] [--json]", runFleet},
 		{"restart", "replace a running pool's workers without a dip: poolctl restart NAME [QUEUES...] [--batch N] [--now]", runRestart},
 		{"export", "print a service definition for a pool: poolctl export systemd|supervisord [-c FILE] [--name NAME] [--user USER] [--template]", runExport},
 		{"version", "print the version", func(_ context.Context, _ []string, _ io.Reader, stdout, _ io.Writer) error {

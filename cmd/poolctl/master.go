@@ -12,6 +12,7 @@ import (
 
 	"github.com/poolctl/poolctl/autoscale"
 	"github.com/poolctl/poolctl/embedredis"
+	"github.com/poolctl/poolctl/fleet"
 	"github.com/poolctl/poolctl/internal/procid"
 	"github.com/poolctl/poolctl/metrics"
 	"github.com/poolctl/poolctl/pool"
@@ -32,6 +33,8 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	name := fs.String("name", "", "pool name (default: the current directory's name)")
 	env := fs.String("env", "", "environment section of the config (default: $POOLCTL_ENV, $RACK_ENV, $RAILS_ENV)")
 	redisURL := fs.String("redis", "", "Redis `URL` (default: $REDIS_URL, then the config's redis:)")
+	host := fs.String("host", "", "the host part of the pool's fleet id HOST/NAME (default: $POOLCTL_HOST, then the host name)")
+	fleetHeartbeat := fs.Duration("fleet-heartbeat", fleet.HeartbeatInterval, "how often the master refreshes its fleet registry entry")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics and /healthz on `ADDR` (HOST:PORT; a bare :PORT binds 127.0.0.1 only; default: the config's metrics:)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -43,6 +46,13 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 	}
 	if *configPath == "" {
 		return fmt.Errorf("%w: master needs -c FILE", errUsage)
+	}
+	if *fleetHeartbeat <= 0 {
+		return fmt.Errorf("%w: --fleet-heartbeat must be positive, got %s", errUsage, *fleetHeartbeat)
+	}
+	fleetHost, err := fleetHost(*host)
+	if err != nil {
+		return err
 	}
 	where := "--redis"
 	if *redisURL == "" {
@@ -78,7 +88,7 @@ func runMaster(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wri
 
 		RedisResolver: resolveRedis,
 		Janitor:       newRecoverer,
-		Cockpit:       cockpitWithMetrics(*metricsAddr),
+		Cockpit:       cockpitFor(*metricsAddr, fleetOptions{host: fleetHost, configPath: abs, heartbeat: *fleetHeartbeat}),
 	}
 	if pid, err := strconv.Atoi(os.Getenv("POOLCTL_SHELL_PID")); err == nil {
 		opts.ShellPID = pid
@@ -161,16 +171,17 @@ func (m *masterRecoverer) Close() error {
 	return m.rdb.Close()
 }
 
-// cockpitWithMetrics returns newCockpit with the metrics address addr
-// (--metrics) in place of the config's metrics:, when addr is set.
-func cockpitWithMetrics(addr string) func(string, *spec.Config, pool.Paths, *pool.Logger, pool.Control) (pool.Cockpit, error) {
+// cockpitFor returns newCockpit with the metrics address addr
+// (--metrics) in place of the config's metrics:, when addr is set, and
+// the pool's fleet membership.
+func cockpitFor(addr string, fo fleetOptions) func(string, *spec.Config, pool.Paths, *pool.Logger, pool.Control) (pool.Cockpit, error) {
 	return func(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger, ctl pool.Control) (pool.Cockpit, error) {
 		if addr != "" {
 			c := *cfg
 			c.Metrics = addr
 			cfg = &c
 		}
-		return newCockpit(url, cfg, paths, log, ctl)
+		return newCockpit(url, cfg, paths, log, ctl, fo)
 	}
 }
 
@@ -179,7 +190,7 @@ func cockpitWithMetrics(addr string) func(string, *spec.Config, pool.Paths, *poo
 // when cfg.Metrics is set, the Prometheus server over its samples
 // (package metrics). A metrics address that cannot be served is an error:
 // the master stops with it.
-func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger, ctl pool.Control) (pool.Cockpit, error) {
+func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger, ctl pool.Control, fo fleetOptions) (pool.Cockpit, error) {
 	host, err := os.Hostname()
 	if err != nil {
 		return nil, fmt.Errorf("host name: %w", err)
@@ -222,6 +233,17 @@ func newCockpit(url string, cfg *spec.Config, paths pool.Paths, log *pool.Logger
 	// max_lifetime (nothing in a pool without them).
 	c.recycler = recycle.New(c.sampler, ctl, cfg.SampleInterval/4)
 	c.recycler.Start()
+	// The fleet registry entry and control listener (issue 14): a pool
+	// that cannot join the fleet still runs, and says why.
+	fo.replyTTL = cfg.ReplyTTL
+	if url != "" {
+		f, err := startFleetMember(url, cfg.Namespace, paths, fo, c.sampler, ctl.Remote(), log.Printf)
+		if err != nil {
+			log.Printf("warning: fleet registry and control messages disabled: %v", err)
+		} else {
+			c.fleet = f
+		}
+	}
 	return c, nil
 }
 
@@ -233,9 +255,15 @@ type cockpit struct {
 	metrics  *metrics.Server // nil when off
 	scaler   *autoscale.Scaler
 	recycler *recycle.Recycler
+	fleet    *fleetMember // nil when the pool could not join the fleet
 }
 
-func (c *cockpit) Observe(s *pool.State) { c.sampler.Observe(s) }
+func (c *cockpit) Observe(s *pool.State) {
+	c.sampler.Observe(s)
+	if c.fleet != nil {
+		c.fleet.Observe(s)
+	}
+}
 
 // MetricsAddr is the address the metrics server listens on (its real
 // port when port 0 was asked), "" when off.
@@ -248,6 +276,10 @@ func (c *cockpit) MetricsAddr() string {
 
 func (c *cockpit) Close() error {
 	var errs []error
+	if c.fleet != nil {
+		// First: the listener must not take a command it cannot answer.
+		errs = append(errs, c.fleet.Close())
+	}
 	if c.metrics != nil {
 		errs = append(errs, c.metrics.Close())
 	}

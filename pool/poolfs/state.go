@@ -88,6 +88,9 @@ type GroupState struct {
 	// Recycled counts the workers recycled since the master started, by
 	// kind (rss, jobs, lifetime); absent when none was.
 	Recycled map[string]int `json:"recycled,omitempty"`
+	// Paused is set while the queue list is paused (fleet pause, or USR2
+	// to the master): its workers, those started later too, get USR2.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // RecycleSettings are a queue list's worker recycling limits (0 = none).
@@ -110,6 +113,9 @@ type WorkerState struct {
 	Builtin  bool   `json:"builtin,omitempty"` // a built-in worker, registered in Redis as HOST:PID:QUEUES
 	Restarts int    `json:"restarts"`          // workers of this queue list replaced so far
 	LastExit string `json:"last_exit,omitempty"`
+	// Paused is set when the master paused the worker (USR2) for a
+	// pause of its queue list (fleet pause, or USR2 to the master).
+	Paused bool `json:"paused,omitempty"`
 	// Ready: a built-in worker has registered in Redis, a command has
 	// lived past start_secs.
 	Ready bool `json:"ready,omitempty"`
