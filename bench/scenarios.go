@@ -76,6 +76,7 @@ func scenarios() []scenario {
 		scenario{"status", func(sizes) int { return 1 }, status},
 		scenario{"enqueue", fast, enqueue},
 		scenario{"cockpit", func(sizes) int { return 1 }, cockpit},
+		scenario{"idle", func(sizes) int { return 1 }, idle},
 	)
 	return ss
 }
