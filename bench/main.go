@@ -39,7 +39,7 @@ type row struct {
 
 func rows(z sizes) []row {
 	n, half := z.Workers, max(z.Workers/10, 1)
-	return append([]row{
+	rs := []row{
 		{key: "spawn_builtin", label: fmt.Sprintf("0 → %d built-in workers running + registered (from master exec)", n), unit: "s", target: "≤ 0.8 s", limit: 0.8},
 		{key: "spawn_sleep", label: fmt.Sprintf("0 → %d `sleep` workers (HUP; state + /proc)", n), unit: "s", target: "≤ 0.3 s", limit: 0.3},
 		{key: "scale_down", label: fmt.Sprintf("scale %d → %d idle built-in workers (HUP)", n, half), unit: "s", target: "≤ 0.1 s, same pids", limit: 0.1},
@@ -73,7 +73,9 @@ func rows(z sizes) []row {
 		{key: "status_blocks", label: "  … building blocks in process (state + pstree + Summarize)", unit: "ms", info: true},
 		{key: "quit", label: fmt.Sprintf("QUIT, %d idle workers, until every process is gone", n), unit: "s", target: "≤ 0.2 s", limit: 0.2},
 		{key: "enqueue", label: fmt.Sprintf("`poolctl enqueue -n %d`", z.Enqueue), unit: "s", target: "≤ 2 s", limit: 2},
-	}, scaleRows(z)...)
+	}
+	rs = append(rs, idleRows(z)...)
+	return append(rs, scaleRows(z)...)
 }
 
 // Result is one row of results.json.
@@ -103,7 +105,7 @@ type Report struct {
 func main() {
 	bin := flag.String("bin", "bin/poolctl", "poolctl `binary` to measure")
 	out := flag.String("out", "bench/results.json", "write the results as JSON to `FILE` (\"\" = don't)")
-	only := flag.String("only", "", "run only the scenarios whose name matches `REGEXP` (lifecycle, spawn-sleep, scale-down, hup-grow, drain-N, ceiling, latency, status, enqueue, cockpit, scale)")
+	only := flag.String("only", "", "run only the scenarios whose name matches `REGEXP` (lifecycle, spawn-sleep, scale-down, hup-grow, drain-N, ceiling, latency, status, enqueue, cockpit, idle, scale)")
 	smoke := flag.Bool("smoke", false, "run every scenario once at tiny scale")
 	flag.Parse()
 	z := fullSizes

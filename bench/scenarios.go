@@ -78,6 +78,7 @@ func scenarios() []scenario {
 		scenario{"status", func(sizes) int { return 1 }, status},
 		scenario{"enqueue", fast, enqueue},
 		scenario{"cockpit", func(sizes) int { return 1 }, cockpit},
+		scenario{"idle", func(sizes) int { return 1 }, idle},
 		scenario{"scale", slow, scale},
 	)
 	return ss

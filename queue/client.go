@@ -70,10 +70,11 @@ const (
 const heartbeatLayout = "2006-01-02T15:04:05-07:00"
 
 // Enqueue pushes payloads onto queue (RPUSH, after SADD to the queues
-// set), in batches on one pipeline.
+// set), in batches in one transaction, with the tokens that wake idle
+// workers (notify.go) in the same transaction.
 func (c *Client) Enqueue(ctx context.Context, queue string, payloads ...[]byte) error {
 	const batch = 1000
-	pipe := c.rdb.Pipeline()
+	pipe := c.rdb.TxPipeline()
 	pipe.SAdd(ctx, c.keys.Queues(), queue)
 	for i := 0; i < len(payloads); i += batch {
 		end := min(i+batch, len(payloads))
@@ -83,6 +84,7 @@ func (c *Client) Enqueue(ctx context.Context, queue string, payloads ...[]byte) 
 		}
 		pipe.RPush(ctx, c.keys.Queue(queue), vals...)
 	}
+	c.notifyPipe(ctx, pipe, queue, len(payloads))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("enqueue to %s: %w", queue, redisconn.Explain(err))
 	}

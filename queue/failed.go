@@ -130,7 +130,7 @@ func (c *Client) retryRecord(ctx context.Context, index int64, raw string, mode 
 		replacement = string(b)
 	}
 	moved, err := retryScript.Run(ctx, c.rdb,
-		[]string{c.keys.FailedList(), c.keys.Queues(), c.keys.Queue(rec.Queue)},
+		[]string{c.keys.FailedList(), c.keys.Queues(), c.keys.Queue(rec.Queue), c.keys.NotifyQueue(rec.Queue), c.keys.NotifyAny()},
 		index, raw, payload, rec.Queue, replacement).Int()
 	if err != nil {
 		return err

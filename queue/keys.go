@@ -18,6 +18,10 @@
 //	resque:poolctl:reservation:ID       the token of ID's current reservation
 //	resque:poolctl:identity:ID          ID's process identity on its host (boot id and start ticks)
 //	resque:poolctl:stats:QUEUE          HASH of QUEUE's counters and job timings (stats.go)
+//	resque:poolctl:notify:QUEUE         LIST of wake-up tokens for idle workers of QUEUE (notify.go)
+//	resque:poolctl:notify-any           LIST of wake-up tokens for idle `*` workers (notify.go)
+//	resque:poolctl:idle-poll:QUEUES     the idle workers of queue list QUEUES poll for foreign jobs (notify.go)
+//	resque:poolctl:wake:ID              LIST: a token that ends worker ID's idle wait (a pause; notify.go)
 //	resque:REPLY_TO                     LIST of a job's status replies, when its payload names reply_to (reply.go)
 //	resque:poolctl:attempts:REPLY_TO    HASH correlation id -> attempts counted (reply.go)
 //
@@ -98,3 +102,18 @@ func (k Keys) Reservation(id string) string { return k.ns + "poolctl:reservation
 // tells the process apart from a later one with the same pid and that no
 // clock step changes (see internal/procid).
 func (k Keys) Identity(id string) string { return k.ns + "poolctl:identity:" + id }
+
+// NotifyQueue is the list of wake-up tokens for idle workers of queue.
+func (k Keys) NotifyQueue(queue string) string { return k.ns + "poolctl:notify:" + queue }
+
+// NotifyAny is the list of wake-up tokens for idle workers whose queue
+// list contains "*": every push to any queue adds one.
+func (k Keys) NotifyAny() string { return k.ns + "poolctl:notify-any" }
+
+// IdlePoll is held (with a TTL) by the idle worker of queue list
+// queueList (as given, comma-joined) that polls its queues now.
+func (k Keys) IdlePoll(queueList string) string { return k.ns + "poolctl:idle-poll:" + queueList }
+
+// WorkerWake is the list a token is pushed to to end worker id's own
+// idle wait at once (on a pause).
+func (k Keys) WorkerWake(id string) string { return k.ns + "poolctl:wake:" + id }

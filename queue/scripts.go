@@ -208,17 +208,25 @@ return 1
 // queue, in the order they were taken, and forgets the in-flight lists,
 // the reservation and the worker's current job.
 //
+// Each queue that got a job back gets a wake-up token (notify.go); the
+// notify keys are derived from ARGV[2], the namespace followed by
+// "queue:".
+//
 // KEYS[1] in-flight index; KEYS[2] worker key; KEYS[3] reservation key
 // ARGV[1] key prefix of in-flight lists ("resque:poolctl:inflight:ID:")
 // ARGV[2] key prefix of queues ("resque:queue:")
-const requeueLua = `
+var requeueLua = notifyLua + `
 local n = 0
+local ns = string.sub(ARGV[2], 1, -7)
 for _, q in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local src = ARGV[1] .. q
   local dst = ARGV[2] .. q
+  local moved = 0
   while redis.call('LMOVE', src, dst, 'RIGHT', 'LEFT') do
-    n = n + 1
+    moved = moved + 1
   end
+  if moved > 0 then notify(ns .. 'poolctl:notify:' .. q, ns .. 'poolctl:notify-any') end
+  n = n + moved
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 `
@@ -287,9 +295,10 @@ return 1
 // replaces the record (Resque's requeue: retried_at set) or, given no
 // replacement, removes it (requeue_and_remove).
 //
-// KEYS: failed list, queues set, queue list
+// KEYS: failed list, queues set, queue list, its notify list, the
+// any-queue notify list (notify.go)
 // ARGV: index, record, payload, queue name, replacement record or ""
-var retryScript = redis.NewScript(`
+var retryScript = redis.NewScript(notifyLua + `
 if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 if ARGV[5] ~= '' then
   redis.call('LSET', KEYS[1], ARGV[1], ARGV[5])
@@ -300,5 +309,6 @@ else
 end
 redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[3])
+notify(KEYS[4], KEYS[5])
 return 1
 `)

@@ -140,7 +140,8 @@ func TestIdleWorkerWithStalledRedisQuitsAtOnce(t *testing.T) {
 			// for bookkeeping, a long one for blocking waits.
 			h := faultWorker(t, srv, Config{Queues: []string{"foo", "bar"}}, 3*time.Second)
 			testutil.Eventually(t, 5*time.Second, "the worker to wait for jobs", func() bool {
-				return strings.Contains(h.rdb.ClientList(bg).Val(), "cmd=blmove")
+				// A multi-queue worker waits on its notify lists (idle.go).
+				return strings.Contains(h.rdb.ClientList(bg).Val(), "cmd=blpop")
 			})
 			if err := syscall.Kill(srv.PID(), syscall.SIGSTOP); err != nil {
 				t.Fatal(err)

@@ -33,8 +33,14 @@ type Config struct {
 	Stdout    io.Writer // job output and the worker's log lines
 	Stderr    io.Writer
 
-	BlockTimeout      time.Duration // longest blocking wait on one queue; 0 = DefaultBlockTimeout
-	PollInterval      time.Duration // wait on the first queue when several are polled; 0 = 100ms
+	BlockTimeout time.Duration // longest blocking wait on one queue; 0 = DefaultBlockTimeout
+	// PollInterval is the first idle wait of a worker with several queues
+	// (or patterns); each idle wait doubles it up to IdleWaitMax (idle.go).
+	// 0 = 100ms.
+	PollInterval time.Duration
+	// IdleWaitMax bounds that backoff, and so the pick-up latency of jobs
+	// pushed by foreign producers; 0 = DefaultIdleWaitMax.
+	IdleWaitMax       time.Duration
 	HeartbeatInterval time.Duration // 0 = 10s
 	// MaxJobs, when positive, makes the worker stop cleanly once it has
 	// finished this many jobs (succeeded or failed), so that the master
@@ -78,6 +84,7 @@ type Worker struct {
 	processed atomic.Int64
 	failed    atomic.Int64
 	reg       queue.Registration
+	idle      idleState // the Run loop's own
 }
 
 // New returns a worker that uses q for bookkeeping and blocking (a client
@@ -89,6 +96,10 @@ func New(q *queue.Client, blocking redis.UniversalClient, cfg Config) *Worker {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
 	}
+	if cfg.IdleWaitMax <= 0 {
+		cfg.IdleWaitMax = DefaultIdleWaitMax
+	}
+	cfg.IdleWaitMax = max(cfg.IdleWaitMax, cfg.PollInterval)
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 10 * time.Second
 	}
@@ -192,6 +203,9 @@ func (w *Worker) Pause() {
 	defer w.mu.Unlock()
 	w.paused = true
 	w.signalChange()
+	if w.cancelJob == nil {
+		w.wakeIdle()
+	}
 }
 
 // Resume picks up jobs again after Pause.
@@ -438,19 +452,20 @@ func (w *Worker) reserve(ctx context.Context, qs []string, wake <-chan struct{})
 		return nil, nil
 	}
 	job, err := w.q.Reserve(ctx, w.id, qs, w.cfg.Now())
+	if job != nil {
+		w.tookJob(ctx, job)
+	}
 	if job != nil || err != nil {
 		return job, err
 	}
-	// Nothing anywhere: block on the highest-priority queue. With one
-	// queue, the wait ends the moment a job arrives; with several, it is
-	// bounded so lower-priority queues are polled often.
-	timeout := w.cfg.BlockTimeout
+	w.idle.woken = false
 	if len(qs) > 1 || w.globs {
-		// Other queues (or queues a glob has yet to match) must be
-		// looked at often.
-		timeout = w.cfg.PollInterval
+		// Several queues, or queues a glob has yet to match: wait for a
+		// notification (idle.go), then reserve over all of them again.
+		return nil, w.idleWait(ctx, qs, wake)
 	}
-	return w.q.BlockingReserve(ctx, w.blocking, w.id, qs[0], timeout, w.cfg.Now)
+	// One queue: block on it; the wait ends the moment a job arrives.
+	return w.q.BlockingReserve(ctx, w.blocking, w.id, qs[0], w.cfg.BlockTimeout, w.cfg.Now)
 }
 
 // perform runs one reserved job and records its outcome. The job stays in

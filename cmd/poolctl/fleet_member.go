@@ -82,12 +82,12 @@ type fleetMember struct {
 
 // startFleetMember registers the pool and starts serving its control list.
 func startFleetMember(url, ns string, paths pool.Paths, o fleetOptions, sampler *stats.Sampler, remote *pool.Remote, logf func(string, ...any)) (*fleetMember, error) {
-	rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-fleet", PoolSize: 2})
+	rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-fleet", PoolSize: 2, NoRetry: true})
 	if err != nil {
 		return nil, err
 	}
 	// The blocking pops wait up to the listener's poll timeout (1 s).
-	blocking, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-control", PoolSize: 2, ReadTimeout: 5 * time.Second})
+	blocking, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-control", PoolSize: 2, NoRetry: true, ReadTimeout: 5 * time.Second})
 	if err != nil {
 		_ = rdb.Close()
 		return nil, err
