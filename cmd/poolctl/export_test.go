@@ -8,18 +8,17 @@ package main
 
 import (
 	"bufio"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/poolctl/poolctl/internal/redistest"
+	"github.com/poolctl/poolctl/internal/testutil"
 )
 
 // demoConfig is examples/demo.yml, relative to this package.
@@ -287,7 +286,7 @@ func TestExportedUnitRunsAndAttaches(t *testing.T) {
 	envKey, envVal, _ := strings.Cut(svc["Environment"], "=")
 	hint := attachHint(t, r.stdout)
 
-	ns := listenNotifySocket(t)
+	ns := testutil.ListenNotify(t)
 	var env []string
 	for _, kv := range e.env {
 		if !strings.HasPrefix(kv, "POOLCTL_RUNTIME_DIR=") {
@@ -295,7 +294,7 @@ func TestExportedUnitRunsAndAttaches(t *testing.T) {
 		}
 	}
 	master := exec.Command(argv[0], argv[1:]...)
-	master.Env = append(env, envKey+"="+envVal, "NOTIFY_SOCKET="+ns.path)
+	master.Env = append(env, envKey+"="+envVal, "NOTIFY_SOCKET="+ns.Path)
 	master.Dir = svc["WorkingDirectory"]
 	master.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := master.Start(); err != nil {
@@ -312,7 +311,7 @@ func TestExportedUnitRunsAndAttaches(t *testing.T) {
 			<-exited
 		}
 	})
-	waitFor(t, 15*time.Second, "READY=1 from the master", func() bool { return ns.index("READY=1", 0) >= 0 })
+	waitFor(t, 15*time.Second, "READY=1 from the master", func() bool { return ns.Index("READY=1", 0) >= 0 })
 
 	// Without the unit's runtime directory a shell finds no such pool.
 	r = e.runWith(env, "status\n", "attach", name, "--no-prompt")
@@ -321,7 +320,7 @@ func TestExportedUnitRunsAndAttaches(t *testing.T) {
 	}
 	// With it (as the unit's comment says), it does.
 	hintEnv := append(append([]string(nil), env...), hint.env...)
-	ready := len(ns.all())
+	ready := len(ns.All())
 	r = e.runWith(hintEnv, "status --json\nconfig demo=3\nwait 10\nstatus --json\nexit\n", append(hint.args, "--no-prompt")...)
 	if r.code != 0 {
 		t.Fatalf("%s: exit %d\n%s%s", hint.line, r.code, r.stdout, r.stderr)
@@ -334,8 +333,8 @@ func TestExportedUnitRunsAndAttaches(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(over)) != "demo=3" {
 		t.Errorf("overrides file in the unit's runtime directory: %q, %v", over, err)
 	}
-	if rel := ns.index("RELOADING=1", ready); rel < 0 || ns.index("READY=1", rel) < 0 {
-		t.Errorf("no RELOADING=1 then READY=1 after config from the attached shell: %q", ns.all())
+	if rel := ns.Index("RELOADING=1", ready); rel < 0 || ns.Index("READY=1", rel) < 0 {
+		t.Errorf("no RELOADING=1 then READY=1 after config from the attached shell: %q", ns.All())
 	}
 
 	stopTimeout, _ := strconv.Atoi(svc["TimeoutStopSec"])
@@ -350,8 +349,8 @@ func TestExportedUnitRunsAndAttaches(t *testing.T) {
 	case <-time.After(time.Duration(stopTimeout) * time.Second):
 		t.Fatalf("master still running %d s (TimeoutStopSec) after QUIT", stopTimeout)
 	}
-	if ns.index("STOPPING=1", 0) < 0 {
-		t.Errorf("no STOPPING=1: %q", ns.all())
+	if ns.Index("STOPPING=1", 0) < 0 {
+		t.Errorf("no STOPPING=1: %q", ns.All())
 	}
 }
 
@@ -420,51 +419,4 @@ func iniKeys(t *testing.T, text string) map[string]map[string]string {
 		}
 	}
 	return sections
-}
-
-// notifySocket collects the datagrams a master sends to NOTIFY_SOCKET.
-type notifySocket struct {
-	path string
-	mu   sync.Mutex
-	msgs []string
-}
-
-func listenNotifySocket(t *testing.T) *notifySocket {
-	t.Helper()
-	ns := &notifySocket{path: filepath.Join(t.TempDir(), "notify.sock")}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: ns.path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			ns.mu.Lock()
-			ns.msgs = append(ns.msgs, string(buf[:n]))
-			ns.mu.Unlock()
-		}
-	}()
-	return ns
-}
-
-func (ns *notifySocket) all() []string {
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	return append([]string(nil), ns.msgs...)
-}
-
-// index is the position of the first message from `from` on that starts
-// with prefix, -1 when none.
-func (ns *notifySocket) index(prefix string, from int) int {
-	for i, m := range ns.all() {
-		if i >= from && strings.HasPrefix(m, prefix) {
-			return i
-		}
-	}
-	return -1
 }
