@@ -2,7 +2,6 @@ package redistest
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,21 +133,7 @@ func (c *Cluster) Client() *redis.ClusterClient {
 // launchWith boots a non-persistent redis-server in dir with extra
 // arguments on a free port, retrying on a port lost to a race.
 func launchWith(dir string, extra ...string) (*Process, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, ErrNoRedisServer
-	}
-	p := &Process{bin: bin, dir: dir, extra: extra}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		if p.port, err = freePort(); err != nil {
-			return nil, err
-		}
-		if lastErr = p.boot(); lastErr == nil {
-			return p, nil
-		}
-	}
-	return nil, fmt.Errorf("could not start redis-server: %w", lastErr)
+	return launch(&Process{dir: dir, extra: extra})
 }
 
 // Kill ends the server with SIGKILL, as a crash or an OOM kill does, and

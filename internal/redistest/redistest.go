@@ -41,11 +41,17 @@ type Process struct {
 // append-only file is on so that the data survives Restart. The caller
 // must Stop it.
 func Launch(dir string, persist bool) (*Process, error) {
+	return launch(&Process{dir: dir, persist: persist})
+}
+
+// launch boots p (its bin and port filled in here) on a free port,
+// retrying on a port lost to a race.
+func launch(p *Process) (*Process, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, ErrNoRedisServer
 	}
-	p := &Process{bin: bin, dir: dir, persist: persist}
+	p.bin = bin
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		if p.port, err = freePort(); err != nil {
