@@ -54,7 +54,7 @@ lint: ## gofmt, go vet and staticcheck (pinned in go.mod's tool directive)
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-fuzz: ## fuzz every target for FUZZTIME each (default 30s; CI runs 5s each)
+fuzz: ## fuzz every target for FUZZTIME each (default 30s; CI runs 50000x: a count, see .ci/run)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./spec/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./spec/
 	$(GO) test -run '^$$' -fuzz '^FuzzSplit$$' -fuzztime $(FUZZTIME) ./shell/
