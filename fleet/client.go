@@ -77,11 +77,17 @@ func (c *Client) Send(ctx context.Context, target string, cmd Command, timeout t
 // within timeout (it returns sooner once every pool of the registry that
 // is not stale has answered), one per pool, sorted by pool.
 func (c *Client) Broadcast(ctx context.Context, cmd Command, timeout time.Duration) ([]Reply, error) {
+	return c.BroadcastWith(ctx, cmd, timeout, ListOptions{})
+}
+
+// BroadcastWith is Broadcast judging which registered pools it waits for
+// (those not stale) by o's thresholds.
+func (c *Client) BroadcastWith(ctx context.Context, cmd Command, timeout time.Duration, o ListOptions) ([]Reply, error) {
 	cmd, raw, err := c.prepare(ctx, cmd, timeout)
 	if err != nil {
 		return nil, err
 	}
-	pools, err := List(ctx, c.rdb, c.ns)
+	pools, err := ListWith(ctx, c.rdb, c.ns, o)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +99,8 @@ func (c *Client) Broadcast(ctx context.Context, cmd Command, timeout time.Durati
 	}
 	replyKey := c.q.Keys().ReplyKey(cmd.ReplyTo)
 	defer c.drop(ctx, replyKey)
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	if err := c.rdb.Publish(ctx, BroadcastChannel(c.ns), raw).Err(); err != nil {
 		return nil, fmt.Errorf("broadcast %s: %w", cmd.what(), err)
 	}
@@ -109,6 +116,7 @@ func (c *Client) Broadcast(ctx context.Context, cmd Command, timeout time.Durati
 			continue
 		}
 		seen[r.Pool] = true
+		r.Elapsed = time.Since(start)
 		replies = append(replies, r)
 		if expected[r.Pool] {
 			missing--

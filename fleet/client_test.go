@@ -69,6 +69,11 @@ func TestClientSendAndBroadcastTwoPools(t *testing.T) {
 	if len(rs) != 2 || rs[0].Pool != "h/a" || rs[1].Pool != "h/b" || rs[0].ID != rs[1].ID || rs[0].Status != StatusOK {
 		t.Errorf("broadcast replies %+v", rs)
 	}
+	for _, r := range rs {
+		if r.Elapsed <= 0 || r.Elapsed > time.Since(start) {
+			t.Errorf("reply of %s: elapsed %s, want within the broadcast's %s", r.Pool, r.Elapsed, time.Since(start))
+		}
+	}
 	rs, err = cl.Broadcast(ctx, Command{Verb: VerbStatus}, 20*time.Second)
 	if err != nil || len(rs) != 2 || !strings.Contains(string(rs[0].Result), `"live":3`) {
 		t.Errorf("broadcast status: %+v, %v", rs, err)

@@ -150,6 +150,9 @@ type Reply struct {
 	Status string          `json:"status"`
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  string          `json:"error,omitempty"`
+	// Elapsed is, on the requester's side, the time from publishing the
+	// command to receiving this reply (set by Client.Broadcast; not sent).
+	Elapsed time.Duration `json:"-"`
 }
 
 // Executor carries out the verbs on a master. The listener calls its

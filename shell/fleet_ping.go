@@ -3,17 +3,14 @@ package shell
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/poolctl/poolctl/fleet"
 	"github.com/poolctl/poolctl/queue"
-	"github.com/redis/go-redis/v9"
 )
 
 // pingAnswer is one pool's answer to fleet ping.
@@ -36,9 +33,13 @@ func fleetPing(ctx context.Context, q *queue.Client, o FleetOptions, out, info i
 			expect[p.ID] = true
 		}
 	}
-	answers, err := broadcastTimed(ctx, q, fleet.Command{Verb: fleet.VerbPing}, o.Timeout, expect)
+	replies, err := fleet.NewClient(q.Redis(), ns).BroadcastWith(ctx, fleet.Command{Verb: fleet.VerbPing}, o.Timeout, fleet.ListOptions{StaleAfter: o.StaleAfter})
 	if err != nil {
 		return fmt.Errorf("fleet ping: %w", err)
+	}
+	answers := map[string]pingAnswer{}
+	for _, r := range replies {
+		answers[r.Pool] = pingAnswer{Pool: r.Pool, Status: r.Status, Seconds: r.Elapsed.Seconds(), Error: r.Error}
 	}
 	var missing []string
 	for id := range expect {
@@ -91,58 +92,4 @@ func fleetPing(ctx context.Context, q *queue.Client, o FleetOptions, out, info i
 		return fmt.Errorf("%w: %d of %d pool%s did not answer ok", ErrFleetFailed, failed, len(list), plural(len(list)))
 	}
 	return nil
-}
-
-// broadcastTimed publishes cmd to every pool and collects the answers on
-// a reply list of its own until timeout, or until every pool of expect
-// answered, timing each: fleet.Client.Broadcast has no per-reply times.
-func broadcastTimed(ctx context.Context, q *queue.Client, cmd fleet.Command, timeout time.Duration, expect map[string]bool) (map[string]pingAnswer, error) {
-	rdb := q.Redis()
-	cmd.ID = randomToken()
-	cmd.ReplyTo = queue.ReplyPrefix + "fleet:" + cmd.ID
-	cmd.ExpiresAt = serverNow(ctx, q).Add(timeout)
-	raw, err := json.Marshal(cmd)
-	if err != nil {
-		return nil, err
-	}
-	key := q.Keys().ReplyKey(cmd.ReplyTo)
-	defer rdb.Del(context.WithoutCancel(ctx), key)
-	start := time.Now()
-	deadline := start.Add(timeout)
-	if err := rdb.Publish(ctx, fleet.BroadcastChannel(q.Keys().Namespace()), raw).Err(); err != nil {
-		return nil, err
-	}
-	answers := map[string]pingAnswer{}
-	for {
-		left := time.Until(deadline)
-		if left <= 0 || (len(expect) > 0 && allAnswered(expect, answers)) {
-			return answers, nil
-		}
-		// BLPOP takes a fractional timeout since Redis 6 (go-redis's
-		// BLPop rounds one under a second up to a whole second).
-		res, err := rdb.Do(ctx, "BLPOP", key, strconv.FormatFloat(max(left, time.Millisecond).Seconds(), 'f', 3, 64)).StringSlice()
-		if err != nil {
-			if ctx.Err() != nil {
-				return answers, ctx.Err()
-			}
-			if errors.Is(err, redis.Nil) {
-				return answers, nil
-			}
-			return answers, err
-		}
-		var r fleet.Reply
-		if len(res) < 2 || json.Unmarshal([]byte(res[1]), &r) != nil || r.ID != cmd.ID || r.Pool == "" {
-			continue
-		}
-		answers[r.Pool] = pingAnswer{Pool: r.Pool, Status: r.Status, Seconds: time.Since(start).Seconds(), Error: r.Error}
-	}
-}
-
-func allAnswered(expect map[string]bool, got map[string]pingAnswer) bool {
-	for id := range expect {
-		if _, ok := got[id]; !ok {
-			return false
-		}
-	}
-	return true
 }
