@@ -8,7 +8,7 @@
 // clamped to the group's bounds and to the machine's limits. It scales up
 // at once by the whole shortfall, and down one idle worker at a time after
 // a sustained surplus. A step up that did not pay (throughput rose by
-// less than a tenth of what the added workers should have added: CPU-bound
+// less than half of what the added workers should have added: CPU-bound
 // jobs on a saturated host) is undone to the count the throughput
 // supports, and the group holds there.
 package autoscale
@@ -100,8 +100,11 @@ const (
 	// settleFor is how long new workers get to start before measuring.
 	settleFor = 500 * time.Millisecond
 	// minGain is the share of the expected added throughput a step must
-	// deliver.
-	minGain = 0.10
+	// deliver. Half, not less: on a busy 2-core host one CPU-bound worker
+	// runs at a third of its speed, so 1 → 16 still nearly triples the
+	// rate, a tenth of what 15 more workers should add, while 13 of them
+	// only wait for a core.
+	minGain = 0.5
 	// ceilingFor is how long a "no gain" ceiling lasts while work remains.
 	ceilingFor = 2 * time.Minute
 )
@@ -187,7 +190,7 @@ func Decide(in Input, mem *Memory) Decision {
 		if limit != "" {
 			d.Reason += fmt.Sprintf("; wants %d, limited: %s", want, limit)
 		}
-		// Measure the step: it must deliver a tenth of what the added
+		// Measure the step: it must deliver half of what the added
 		// workers should. The baseline is what `from` workers do at the
 		// job time seen so far (the measured rate lags a step up).
 		if in.Current > 0 {

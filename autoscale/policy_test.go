@@ -198,3 +198,26 @@ func TestBlindDoublingWaitsForWorkers(t *testing.T) {
 		t.Fatalf("did not double once they ran: %d (%s)", d.Desired, d.Reason)
 	}
 }
+
+// CI's case: on a host busy with other work, one CPU-bound worker runs a
+// 20 ms job in 38 ms (26/s) and 16 workers on 2 cores reach 70/s. The
+// step nearly tripled the rate, but 13 of the 15 added workers only wait
+// for a core: it is undone to the 3 the rate supports.
+func TestNoGainOnABusyHost(t *testing.T) {
+	now := time.Unix(1000, 0)
+	in := Input{Now: now, Settings: bounds, Current: 1, Live: 1, Backlog: 20000, OutRate: 26, JobSeconds: 0.038, CPUs: 2}
+	var mem Memory
+	if d := Decide(in, &mem); d.Desired != 16 {
+		t.Fatalf("first step %d (%s), want 16", d.Desired, d.Reason)
+	}
+	in.Current, in.Live = 16, 16
+	var last Decision
+	for i := 1; i <= 25 && !last.Changed; i++ {
+		in.Now = now.Add(time.Duration(i) * 200 * time.Millisecond)
+		in.Done += 14 // 70/s
+		last = Decide(in, &mem)
+	}
+	if last.Desired != 3 || !strings.Contains(last.Reason, "no gain from 1→16 workers") {
+		t.Fatalf("after the step: %d (%s), want holding at 3", last.Desired, last.Reason)
+	}
+}

@@ -101,7 +101,7 @@ func TestFailedRetryAllRetriesOnlyPresentRecords(t *testing.T) {
 		n := 0
 		defer func() { echoed <- n }()
 		for n < 500 {
-			_, err := rdb.BLPop(ctx, 100*time.Millisecond, "resque:queue:q").Result()
+			_, err := rdb.BLPop(ctx, time.Second, "resque:queue:q").Result()
 			if ctx.Err() != nil {
 				return
 			}
