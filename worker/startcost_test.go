@@ -258,4 +258,3 @@ func commandCalls(t *testing.T, srv *redistest.Server, name string) int {
 	}
 	return 0
 }
-
