@@ -258,3 +258,62 @@ func commandCalls(t *testing.T, srv *redistest.Server, name string) int {
 	}
 	return 0
 }
+
+// A worker started against a Redis whose script cache is empty (SCRIPT
+// FLUSH, or restarted empty, so the master's loading is lost) still
+// registers and works: every script falls back on its body.
+func TestWorkerStartsOnAnEmptyScriptCache(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	q := queue.New(rdb, "")
+	bin := buildWorkerBinary(t)
+	if err := q.LoadScripts(bg); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ScriptFlush(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(bg, "q1", []byte(`{"class":"Poolctl::Noop","args":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	cmd := startReadyWorker(t, bin, srv.URL())
+	host, _ := os.Hostname()
+	id := queue.WorkerID(host, cmd.Process.Pid, []string{"q1"})
+	if !rdb.SIsMember(bg, "resque:workers", id).Val() || rdb.HGet(bg, "resque:workers:heartbeat", id).Val() == "" {
+		t.Fatalf("worker %s said it was ready but is not registered: %v", id, rdb.Keys(bg, "*").Val())
+	}
+	testutil.Eventually(t, 10*time.Second, "the job to be processed", func() bool {
+		return rdb.Get(bg, "resque:stat:processed").Val() == "1"
+	})
+	if n := commandCalls(t, srv, "eval"); n == 0 {
+		t.Error("no script body was sent: the script cache was not empty after all")
+	}
+}
+
+// A dead predecessor with the worker's id (a reused pid, the same queues)
+// left a job in flight: the new worker puts it back at the head of its
+// queue as it registers, before it reserves anything, and then runs it
+// as the next job of that queue, once.
+func TestWorkerStartRequeuesItsDeadPredecessorsJobFirst(t *testing.T) {
+	srv := redistest.Start(t)
+	q := queue.New(srv.Client(), "")
+	id := queue.WorkerID("testhost", 4242, []string{"q1"})
+	if err := q.Enqueue(bg, "q1", []byte(`{"class":"Poolctl::Noop","args":["first"]}`), []byte(`{"class":"Poolctl::Noop","args":["second"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := q.Reserve(bg, id, []string{"q1"}, time.Now()); j == nil || err != nil {
+		t.Fatalf("the predecessor's Reserve = %v, %v", j, err)
+	}
+	// The queue holds only "second" now; "first" is in the dead
+	// predecessor's in-flight list, which the new worker would take for
+	// its own (and never run) were it not requeued first.
+	h := startWorker(t, srv, Config{Queues: []string{"q1"}, PID: 4242, HeartbeatInterval: time.Hour})
+	h.eventually("both jobs processed", func() bool { return h.rdb.Get(bg, "resque:stat:processed").Val() == "2" })
+	out := h.out.String()
+	if !strings.Contains(out, "requeued 1 job(s) a dead worker with this id left in flight") {
+		t.Errorf("the worker did not say it requeued its predecessor's job:\n%s", out)
+	}
+	if n := h.rdb.LLen(bg, "resque:poolctl:inflight:"+id+":q1").Val(); n != 0 {
+		t.Errorf("%d job(s) still in flight", n)
+	}
+}
