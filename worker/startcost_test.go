@@ -35,8 +35,7 @@ type countingProxy struct {
 type proxiedConn struct {
 	mu         sync.Mutex
 	roundTrips int
-	replied    bool   // the server answered since the client last sent
-	firstBytes []byte // the start of each round trip's request, for messages
+	replied    bool // the server answered since the client last sent
 	requests   []string
 }
 
