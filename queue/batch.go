@@ -1,0 +1,104 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Finished is the outcome of one job of a batch (AckReserveBatch), for
+// FinishAll.
+type Finished struct {
+	Job     *Job
+	Timing  Timing
+	Failure *Failure // nil for a success
+	// Next is the job of the same batch that the worker starts now, or
+	// nil: the reservation moves on to its token and the worker record
+	// (Resque's "working on") to it, in the same script.
+	Next *Job
+	// At is when Next started (its record's run_at) and, for a failure,
+	// the failure's time.
+	At time.Time
+}
+
+// FinishAll records the outcomes of jobs, in order, in one pipeline of
+// ackScript calls: a busy worker sends them while it already runs the
+// next job of its batch, so a job's acknowledgement costs no round trip
+// of its own. Each is idempotent like Ack (it acts only while the
+// reservation holds the job's token), so after an error the whole list
+// can be sent again. A Redis that lost its script cache (restarted empty)
+// gets the script loaded and the list sent again.
+func (c *Client) FinishAll(ctx context.Context, id string, done []Finished) error {
+	if len(done) == 0 {
+		return nil
+	}
+	err := c.finishAll(ctx, id, done)
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if lerr := ackScript.Load(ctx, c.rdb).Err(); lerr != nil {
+			return fmt.Errorf("load the acknowledging script: %w", lerr)
+		}
+		err = c.finishAll(ctx, id, done)
+	}
+	if err != nil {
+		return fmt.Errorf("record %d job outcome(s) from %s: %w", len(done), done[0].Job.Queue, err)
+	}
+	return nil
+}
+
+func (c *Client) finishAll(ctx context.Context, id string, done []Finished) error {
+	pipe := c.rdb.Pipeline()
+	for _, d := range done {
+		var rec []byte
+		failed := ""
+		if d.Failure != nil {
+			var err error
+			if rec, err = failureRecord(id, d.Job, *d.Failure, d.At); err != nil {
+				return err
+			}
+			failed = ClassField(StatFailed, d.Timing.RecordedClass())
+		}
+		keys, args := c.finishArgs(id, d.Job, d.Timing, rec, failed, d.Next, d.At)
+		ackScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// failureRecord is the entry of Resque's failed list for job.
+func failureRecord(id string, job *Job, f Failure, now time.Time) ([]byte, error) {
+	if f.Backtrace == nil {
+		f.Backtrace = []string{}
+	}
+	rec, err := json.Marshal(FailureRecord{
+		FailedAt:  now.UTC().Format(failedAtLayout),
+		Payload:   rawOrString(job.Payload),
+		Exception: f.Exception,
+		Error:     f.Error,
+		Backtrace: f.Backtrace,
+		Worker:    id,
+		Queue:     job.Queue,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode failure record: %w", err)
+	}
+	return rec, nil
+}
+
+// workerRecord is Resque's worker:ID value for a job started at now, as
+// reserveLua writes it: the payload embedded byte for byte when it is a
+// JSON object any parser accepts, else as a string.
+func workerRecord(queue string, now time.Time, payload []byte) []byte {
+	q, _ := json.Marshal(queue)
+	p := rawOrString(payload)
+	b := make([]byte, 0, len(q)+len(p)+64)
+	b = append(b, `{"queue":`...)
+	b = append(b, q...)
+	b = append(b, `,"run_at":"`...)
+	b = now.UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, `","payload":`...)
+	b = append(b, p...)
+	return append(b, '}')
+}
