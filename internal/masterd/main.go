@@ -135,7 +135,13 @@ func Beside(name string) string {
 	if err != nil {
 		return ""
 	}
-	p := filepath.Join(filepath.Dir(self), name)
+	return binaryIn(filepath.Dir(self), name)
+}
+
+// binaryIn returns dir/name if it is a regular, executable file (after
+// symbolic links), else "".
+func binaryIn(dir, name string) string {
+	p := filepath.Join(dir, name)
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
 		return p
 	}
