@@ -50,6 +50,17 @@ func (c *Client) FinishAll(ctx context.Context, id string, done []Finished) erro
 
 func (c *Client) finishAll(ctx context.Context, id string, done []Finished) error {
 	pipe := c.rdb.Pipeline()
+	if err := c.FinishCmds(ctx, pipe, id, done); err != nil {
+		return err
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// FinishCmds queues FinishAll's scripts by EVALSHA on pipe, for callers
+// measuring the command mix itself (the benchmark's ceiling). Call
+// LoadScripts first.
+func (c *Client) FinishCmds(ctx context.Context, pipe redis.Pipeliner, id string, done []Finished) error {
 	for _, d := range done {
 		var rec []byte
 		failed := ""
@@ -63,8 +74,18 @@ func (c *Client) finishAll(ctx context.Context, id string, done []Finished) erro
 		keys, args := c.finishArgs(id, d.Job, d.Timing, rec, failed, d.Next, d.At)
 		ackScript.EvalSha(ctx, pipe, keys, args...)
 	}
-	_, err := pipe.Exec(ctx)
-	return err
+	return nil
+}
+
+// AckReserveBatchCmd queues AckReserveBatch's script by EVALSHA on s;
+// ReservedJobs decodes its reply. For the benchmark's ceiling; call
+// LoadScripts first.
+func (c *Client) AckReserveBatchCmd(ctx context.Context, s redis.Scripter, id string, done *Job, t Timing, queues []string, most int, now time.Time) (cmd *redis.Cmd, decode func() ([]*Job, error)) {
+	most = max(most, 1)
+	next := c.newToken()
+	keys, args := c.ackReserveArgs(id, done, t, most, next, queues, now)
+	cmd = ackReserveScript.EvalSha(ctx, s, keys, args...)
+	return cmd, func() ([]*Job, error) { return reserved(cmd, queues, next, most, now) }
 }
 
 // failureRecord is the entry of Resque's failed list for job.
