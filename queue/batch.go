@@ -57,6 +57,40 @@ func (c *Client) finishAll(ctx context.Context, id string, done []Finished) erro
 	return err
 }
 
+// FinishAllAndReserve records the outcomes done (FinishAll) and then,
+// in the same pipeline, acknowledges last and reserves the next batch
+// (AckReserveBatch): the end of a batch costs one round trip. On error
+// the caller cannot tell what ran: send done again (FinishAll), then
+// acknowledge last, then requeue the worker's in-flight lists.
+func (c *Client) FinishAllAndReserve(ctx context.Context, id string, done []Finished, last *Job, t Timing, queues []string, most int, now time.Time) ([]*Job, error) {
+	jobs, err := c.finishAllAndReserve(ctx, id, done, last, t, queues, most, now)
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if lerr := c.LoadScripts(ctx); lerr != nil {
+			return nil, lerr
+		}
+		jobs, err = c.finishAllAndReserve(ctx, id, done, last, t, queues, most, now)
+	}
+	return jobs, err
+}
+
+func (c *Client) finishAllAndReserve(ctx context.Context, id string, done []Finished, last *Job, t Timing, queues []string, most int, now time.Time) ([]*Job, error) {
+	pipe := c.rdb.Pipeline()
+	if err := c.FinishCmds(ctx, pipe, id, done); err != nil {
+		return nil, err
+	}
+	_, decode := c.AckReserveBatchCmd(ctx, pipe, id, last, t, queues, most, now)
+	cmds, _ := pipe.Exec(ctx)
+	for _, cmd := range cmds[:len(cmds)-1] {
+		if err := cmd.Err(); err != nil {
+			if redis.HasErrorPrefix(err, "NOSCRIPT") {
+				return nil, err
+			}
+			return nil, fmt.Errorf("record %d job outcome(s) from %s: %w", len(done), done[0].Job.Queue, err)
+		}
+	}
+	return decode()
+}
+
 // FinishCmds queues FinishAll's scripts by EVALSHA on pipe, for callers
 // measuring the command mix itself (the benchmark's ceiling). Call
 // LoadScripts first.

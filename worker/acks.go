@@ -42,11 +42,12 @@ func (w *Worker) batchSize() int {
 // worker waits for the acker: an outcome not yet recorded would put a
 // finished job back in its queue.
 type acker struct {
-	w     *Worker
-	ops   chan queue.Finished
-	flush chan chan error
-	done  chan struct{}
-	ended chan struct{}
+	w        *Worker
+	ops      chan queue.Finished
+	flush    chan chan error
+	handover chan chan []queue.Finished
+	done     chan struct{}
+	ended    chan struct{}
 }
 
 func (w *Worker) startAcker() *acker {
@@ -54,6 +55,8 @@ func (w *Worker) startAcker() *acker {
 		w:     w,
 		ops:   make(chan queue.Finished, 4*DefaultBatch),
 		flush: make(chan chan error),
+
+		handover: make(chan chan []queue.Finished),
 		done:  make(chan struct{}),
 		ended: make(chan struct{}),
 	}
@@ -70,6 +73,17 @@ func (a *acker) push(f queue.Finished) { a.ops <- f }
 func (a *acker) wait() error {
 	reply := make(chan error, 1)
 	a.flush <- reply
+	return <-reply
+}
+
+// handOver returns the outcomes pushed so far and not yet sent, for the
+// caller to send itself (with the batch's last acknowledgement and the
+// next reserve: one round trip), once no send of the acker is under
+// way. Outcomes it already failed to record stay failed: those jobs run
+// again.
+func (a *acker) handOver() []queue.Finished {
+	reply := make(chan []queue.Finished, 1)
+	a.handover <- reply
 	return <-reply
 }
 
@@ -118,6 +132,10 @@ func (a *acker) loop() {
 			send()
 			reply <- failed
 			failed = nil
+		case reply := <-a.handover:
+			take()
+			reply <- append([]queue.Finished(nil), pending...)
+			pending, failed = pending[:0], nil
 		case <-a.done:
 			return
 		}

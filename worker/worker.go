@@ -543,22 +543,29 @@ func (w *Worker) perform(held []*queue.Job, chain []string) (rest []*queue.Job, 
 		return rest, false
 	}
 	// The batch's last job: the reservation moves on only once the
-	// outcomes of the jobs before it are recorded.
-	_ = w.acks.wait()
+	// outcomes of the jobs before it are recorded, so they are sent
+	// first, in the same pipeline when the worker goes on.
+	pending := w.acks.handOver()
 	record := func() error { return w.q.Ack(context.Background(), w.id, job, timing) }
 	if failure != nil {
 		record = func() error { return w.q.Fail(context.Background(), w.id, job, timing, *failure, now) }
 	} else if len(chain) > 0 && goOn {
 		// Busy fast path: acknowledge and take the next jobs in one round
 		// trip.
-		next, err := w.q.AckReserveBatch(context.Background(), w.id, job, timing, chain, w.batchSize(), now)
+		next, err := w.q.FinishAllAndReserve(context.Background(), w.id, pending, job, timing, chain, w.batchSize(), now)
 		if err == nil {
 			return next, false
 		}
-		// Unknown which half ran: the ack is idempotent, so make sure of
-		// it, and have the caller requeue what may have been moved.
+		// Unknown what ran: the acknowledgements are idempotent, so make
+		// sure of them, and have the caller requeue what may have been
+		// moved.
 		w.logf("%s; recording the job again", redisconn.Describe(err))
 		lost = true
+	}
+	if len(pending) > 0 {
+		if err := w.retryWithGrace(func() error { return w.q.FinishAll(context.Background(), w.id, pending) }, false, outcomeGrace); err != nil {
+			w.logf("could not record the outcome of %d job(s) from %s: %v; they stay in flight and will run again", len(pending), job.Queue, err)
+		}
 	}
 	if err := w.retryWithGrace(record, false, outcomeGrace); err != nil {
 		w.logf("could not record the outcome of a job from %s: %v; it stays in flight and will run again", job.Queue, err)
