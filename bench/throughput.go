@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/worker"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -83,55 +84,96 @@ func drain(e *env, z sizes, n int) ([]metric, error) {
 	return []metric{{key: "drain_" + strconv.Itoa(n), value: rate, note: note}}, nil
 }
 
-// ceiling: one client pushes the worker's per-job command mix straight
-// at Redis, pipelined: one reserve, then per job the AckReserve script the
-// busy worker runs (idempotent ack of the previous job plus the next
-// reserve), exactly as queue.Client issues it.
+// ceiling: one client pushes the busy worker's command mix straight at
+// Redis, pipelined, exactly as queue.Client issues it: per batch of
+// worker.DefaultBatch jobs, the in-batch acknowledgements (FinishAll's
+// scripts, each moving the record on to the next job) and one
+// AckReserveBatch (the batch's last ack and the next batch's reserve),
+// in one pipeline. ceiling_single is the mix of a worker taking one job
+// per round trip (AckReserve per job), for comparison.
 func ceiling(e *env, z sizes, _ int) ([]metric, error) {
+	batched, err := ceilingRun(e, z, worker.DefaultBatch)
+	if err != nil {
+		return nil, err
+	}
+	single, err := ceilingRun(e, z, 1)
+	if err != nil {
+		return nil, err
+	}
+	return []metric{{key: "ceiling", value: batched}, {key: "ceiling_single", value: single}}, nil
+}
+
+func ceilingRun(e *env, z sizes, batch int) (float64, error) {
 	total := z.DrainJobs
 	payloads := make([][]byte, total)
 	for i := range payloads {
 		payloads[i] = noop
 	}
 	q := queue.New(e.rdb, "")
+	if err := e.flush(); err != nil { // the second mix starts from an empty Redis too
+		return 0, err
+	}
 	if err := q.Enqueue(bg, "ceil", payloads...); err != nil {
-		return nil, err
+		return 0, err
 	}
 	k := q.Keys()
 	qs := []string{"ceil"}
 	id := queue.WorkerID("benchhost", 1, qs)
 	if err := q.LoadScripts(bg); err != nil {
-		return nil, err
+		return 0, err
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), PoolSize: 1})
 	defer rdb.Close()
 	_ = rdb.Ping(bg).Err()
-	const batch = 100
+	tm := queue.Timing{Class: "Poolctl::Noop"}
 	t0 := time.Now()
 	first, err := q.Reserve(bg, id, qs, time.Now())
 	if err != nil || first == nil {
-		return nil, fmt.Errorf("ceiling: first reserve: %v %v", first, err)
+		return 0, fmt.Errorf("ceiling: first reserve: %v %v", first, err)
 	}
-	for done := 0; done < total; {
-		b := min(batch, total-done)
-		now := time.Now()
-		pipe := rdb.Pipeline()
-		for j := 0; j < b; j++ {
-			// Every payload is noop; the token of each job is the one the
-			// previous script reserved it with.
-			_, next := q.AckReserveCmd(bg, pipe, id, first, queue.Timing{Class: "Poolctl::Noop"}, qs, now)
-			first = &queue.Job{Queue: first.Queue, Payload: first.Payload, Token: next}
+	if batch == 1 {
+		const perPipe = 100
+		for done := 0; done < total; {
+			b := min(perPipe, total-done)
+			now := time.Now()
+			pipe := rdb.Pipeline()
+			for j := 0; j < b; j++ {
+				// Every payload is noop; the token of each job is the one
+				// the previous script reserved it with.
+				_, next := q.AckReserveCmd(bg, pipe, id, first, tm, qs, now)
+				first = &queue.Job{Queue: first.Queue, Payload: first.Payload, Token: next}
+			}
+			if _, err := pipe.Exec(bg); err != nil && err != redis.Nil {
+				return 0, fmt.Errorf("ceiling pipeline: %w", err)
+			}
+			done += b
 		}
-		if _, err := pipe.Exec(bg); err != nil && err != redis.Nil {
-			return nil, fmt.Errorf("ceiling pipeline: %w", err)
+	} else {
+		held := []*queue.Job{first}
+		for len(held) > 0 {
+			now := time.Now()
+			pipe := rdb.Pipeline()
+			var done []queue.Finished
+			for i, j := range held[:len(held)-1] {
+				done = append(done, queue.Finished{Job: j, Timing: tm, Next: held[i+1], At: now})
+			}
+			if err := q.FinishCmds(bg, pipe, id, done); err != nil {
+				return 0, err
+			}
+			_, decode := q.AckReserveBatchCmd(bg, pipe, id, held[len(held)-1], tm, qs, batch, now)
+			if _, err := pipe.Exec(bg); err != nil && err != redis.Nil {
+				return 0, fmt.Errorf("ceiling pipeline: %w", err)
+			}
+			if held, err = decode(); err != nil {
+				return 0, err
+			}
 		}
-		done += b
 	}
 	el := time.Since(t0)
 	if p, _ := e.rdb.Get(bg, k.Processed()).Int64(); p != int64(total) {
-		return nil, fmt.Errorf("ceiling: processed = %d, want %d", p, total)
+		return 0, fmt.Errorf("ceiling: processed = %d, want %d", p, total)
 	}
-	return []metric{{key: "ceiling", value: float64(total) / el.Seconds()}}, nil
+	return float64(total) / el.Seconds(), nil
 }
 
 // monitorEvent is one command seen by MONITOR, stamped by the server.

@@ -236,11 +236,16 @@ func (c *Client) Reserve(ctx context.Context, id string, queues []string, now ti
 		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
 		args = append(args, q)
 	}
-	return reserved(reserveScript.Run(ctx, c.rdb, keys, args...), queues, token, now)
+	jobs, err := reserved(reserveScript.Run(ctx, c.rdb, keys, args...), queues, token, 1, now)
+	if len(jobs) == 0 {
+		return nil, err
+	}
+	return jobs[0], err
 }
 
-// reserved decodes the reply of a reserving script.
-func reserved(cmd *redis.Cmd, queues []string, token string, now time.Time) (*Job, error) {
+// reserved decodes the reply of a reserving script asked for up to k
+// jobs: the first job, and the rest of a batch (reserveLua).
+func reserved(cmd *redis.Cmd, queues []string, token string, k int, now time.Time) ([]*Job, error) {
 	res, err := cmd.Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -249,11 +254,20 @@ func reserved(cmd *redis.Cmd, queues []string, token string, now time.Time) (*Jo
 		return nil, fmt.Errorf("reserve from %s: %w", strings.Join(queues, ","), err)
 	}
 	i, _ := res[0].(int64)
-	payload, _ := res[1].(string)
-	if i < 1 || int(i) > len(queues) {
+	if i < 1 || int(i) > len(queues) || len(res) < 2 {
 		return nil, fmt.Errorf("reserve: unexpected reply %v", res)
 	}
-	return &Job{Queue: queues[i-1], Payload: []byte(payload), Token: token, Reserved: now}, nil
+	batched := k > 1 && i == 1
+	jobs := make([]*Job, 0, len(res)-1)
+	for j, v := range res[1:] {
+		payload, _ := v.(string)
+		tok := token
+		if batched {
+			tok = token + "." + strconv.Itoa(j+1)
+		}
+		jobs = append(jobs, &Job{Queue: queues[i-1], Payload: []byte(payload), Token: tok, Reserved: now})
+	}
+	return jobs, nil
 }
 
 // AckReserve acknowledges done as a success with its timing t
@@ -262,9 +276,22 @@ func reserved(cmd *redis.Cmd, queues []string, token string, now time.Time) (*Jo
 // nil when the queues are empty. On error the caller cannot tell which
 // half ran: retry the Ack, then requeue the worker's in-flight lists.
 func (c *Client) AckReserve(ctx context.Context, id string, done *Job, t Timing, queues []string, now time.Time) (*Job, error) {
+	jobs, err := c.AckReserveBatch(ctx, id, done, t, queues, 1, now)
+	if len(jobs) == 0 {
+		return nil, err
+	}
+	return jobs[0], err
+}
+
+// AckReserveBatch is AckReserve taking up to most jobs at once when the
+// first queue is deep (see reserveLua): the first is the worker's current
+// job; each is acknowledged in turn with FinishAll, whose next job is the
+// one after it. most < 1 counts as 1.
+func (c *Client) AckReserveBatch(ctx context.Context, id string, done *Job, t Timing, queues []string, most int, now time.Time) ([]*Job, error) {
+	most = max(most, 1)
 	next := c.newToken()
-	keys, args := c.ackReserveArgs(id, done, t, next, queues, now)
-	return reserved(ackReserveScript.Run(ctx, c.rdb, keys, args...), queues, next, now)
+	keys, args := c.ackReserveArgs(id, done, t, most, next, queues, now)
+	return reserved(ackReserveScript.Run(ctx, c.rdb, keys, args...), queues, next, most, now)
 }
 
 // AckReserveCmd queues AckReserve's script by EVALSHA on s, a client or a
@@ -273,7 +300,7 @@ func (c *Client) AckReserve(ctx context.Context, id string, done *Job, t Timing,
 // reserves one. Call LoadScripts first.
 func (c *Client) AckReserveCmd(ctx context.Context, s redis.Scripter, id string, done *Job, t Timing, queues []string, now time.Time) (cmd *redis.Cmd, nextToken string) {
 	next := c.newToken()
-	keys, args := c.ackReserveArgs(id, done, t, next, queues, now)
+	keys, args := c.ackReserveArgs(id, done, t, 1, next, queues, now)
 	return ackReserveScript.EvalSha(ctx, s, keys, args...), next
 }
 
@@ -305,7 +332,7 @@ func LoadScriptsAt(ctx context.Context, url string) error {
 	return New(rdb, "").LoadScripts(ctx)
 }
 
-func (c *Client) ackReserveArgs(id string, done *Job, t Timing, next string, queues []string, now time.Time) ([]string, []any) {
+func (c *Client) ackReserveArgs(id string, done *Job, t Timing, most int, next string, queues []string, now time.Time) ([]string, []any) {
 	keys := make([]string, 9, 9+2*len(queues))
 	keys[0] = c.keys.Worker(id)
 	keys[1] = c.keys.InFlight(id, done.Queue)
@@ -317,11 +344,11 @@ func (c *Client) ackReserveArgs(id string, done *Job, t Timing, next string, que
 	keys[8] = c.keys.Reservation(id)
 	st := t.statsArgs()
 	msg, ttl, cid := replyArgs(done.Reply)
-	args := make([]any, 0, 7+len(st)+len(queues))
+	args := make([]any, 0, 8+len(st)+len(queues))
 	args = append(args, done.Payload, done.Token)
 	args = append(args, st[:]...)
 	args = append(args, msg, ttl, cid)
-	args = append(args, next, now.UTC().Format(time.RFC3339))
+	args = append(args, most, next, now.UTC().Format(time.RFC3339))
 	for _, q := range queues {
 		keys = append(keys, c.keys.Queue(q), c.keys.InFlight(id, q))
 		args = append(args, q)
@@ -397,16 +424,26 @@ func (c *Client) Ack(ctx context.Context, id string, job *Job, t Timing) error {
 // finish runs ackScript: a success when rec is nil, else a failure with
 // its record and the class's failed field.
 func (c *Client) finish(ctx context.Context, id string, job *Job, t Timing, rec []byte, failedField string) error {
+	keys, args := c.finishArgs(id, job, t, rec, failedField, nil, time.Time{})
+	return ackScript.Run(ctx, c.rdb, keys, args...).Err()
+}
+
+// finishArgs are ackScript's keys and arguments; next, when not nil, is
+// the job of the same batch that starts now (its token and record).
+func (c *Client) finishArgs(id string, job *Job, t Timing, rec []byte, failedField string, next *Job, now time.Time) ([]string, []any) {
 	if rec == nil {
 		rec = []byte{}
 	}
 	list, attempts := c.replyKeys(job.Reply)
 	msg, ttl, cid := replyArgs(job.Reply)
 	st := t.statsArgs()
-	return ackScript.Run(ctx, c.rdb,
-		[]string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id),
+	nextToken, nextRecord := "", []byte{}
+	if next != nil {
+		nextToken, nextRecord = next.Token, workerRecord(next.Queue, now, next.Payload)
+	}
+	return []string{c.keys.InFlight(id, job.Queue), c.keys.Worker(id), c.keys.Reservation(id), c.keys.Processed(), c.keys.ProcessedBy(id),
 			c.keys.Stats(job.Queue), c.keys.Failed(), c.keys.FailedBy(id), c.keys.FailedList(), list, attempts},
-		job.Payload, job.Token, st[0], st[1], st[2], st[3], st[4], rec, failedField, msg, ttl, cid).Err()
+		[]any{job.Payload, job.Token, st[0], st[1], st[2], st[3], st[4], rec, failedField, msg, ttl, cid, nextToken, nextRecord}
 }
 
 // Failure describes why a job failed, for Resque's failure record.
@@ -432,20 +469,9 @@ type FailureRecord struct {
 // pushes its terminal reply and removes it from the in-flight list,
 // atomically and idempotently, like Ack. As in Resque, a failed job counts as processed too.
 func (c *Client) Fail(ctx context.Context, id string, job *Job, t Timing, f Failure, now time.Time) error {
-	if f.Backtrace == nil {
-		f.Backtrace = []string{}
-	}
-	rec, err := json.Marshal(FailureRecord{
-		FailedAt:  now.UTC().Format(failedAtLayout),
-		Payload:   rawOrString(job.Payload),
-		Exception: f.Exception,
-		Error:     f.Error,
-		Backtrace: f.Backtrace,
-		Worker:    id,
-		Queue:     job.Queue,
-	})
+	rec, err := failureRecord(id, job, f, now)
 	if err != nil {
-		return fmt.Errorf("encode failure record: %w", err)
+		return err
 	}
 	if err := c.finish(ctx, id, job, t, rec, ClassField(StatFailed, t.RecordedClass())); err != nil {
 		return fmt.Errorf("record failed job from %s: %w", job.Queue, err)

@@ -20,20 +20,41 @@ import "github.com/redis/go-redis/v9"
 // object; see strictJSONLua), so Resque's Ruby tools can decode it;
 // anything else is stored as a JSON string.
 //
+// With K > 1 it reserves a batch: when the job came from the first queue
+// (the worker's highest priority, so no job of a higher queue can wait
+// behind the batch for more than the running job), up to K-1 more jobs
+// follow it into the in-flight list, one for each 8 still queued (a
+// shallow queue is left to the other workers). Job j of a batch carries
+// the token TOKEN.j; the reservation holds the token of the job to be
+// acknowledged next (TOKEN.1 now), and each acknowledgement moves it on
+// (ackScript's next token), so every job stays individually
+// acknowledgeable exactly once, byte-identical payloads included.
+//
 // KEYS[1]        worker key (resque:worker:ID)
 // KEYS[B-1]      in-flight index; KEYS[B] reservation key
 // KEYS[B+2i-1]   queue list i; KEYS[B+2i] its in-flight list
 // ARGV[A-1]      the new reservation token
 // ARGV[A]        run_at (ISO-8601); ARGV[A+i] queue name i
+// K              the most jobs to take (a local set by the caller)
 //
-// Returns {i, payload}, or deletes the worker record and the reservation
-// and returns false when every queue is empty.
+// Returns {i, payload, [payload 2, …]}, or deletes the worker record and
+// the reservation and returns false when every queue is empty.
 const reserveLua = `
 for i = 1, (#KEYS - B) / 2 do
   local v = redis.call('LMOVE', KEYS[B+2*i-1], KEYS[B+2*i], 'LEFT', 'RIGHT')
   if v then
     redis.call('SADD', KEYS[B-1], ARGV[A+i])
-    redis.call('SET', KEYS[B], ARGV[A-1])
+    local out, tok = {i, v}, ARGV[A-1]
+    if i == 1 and K > 1 then
+      tok = tok .. '.1'
+      local more = math.min(K - 1, math.floor(redis.call('LLEN', KEYS[B+1]) / 8))
+      for _ = 1, more do
+        local w = redis.call('LMOVE', KEYS[B+1], KEYS[B+2], 'LEFT', 'RIGHT')
+        if not w then break end
+        out[#out + 1] = w
+      end
+    end
+    redis.call('SET', KEYS[B], tok)
     local rec
     if strict_object(v) then
       rec = '{"queue":' .. cjson.encode(ARGV[A+i]) .. ',"run_at":' .. cjson.encode(ARGV[A]) .. ',"payload":' .. v .. '}'
@@ -41,7 +62,7 @@ for i = 1, (#KEYS - B) / 2 do
       rec = cjson.encode({queue = ARGV[A+i], run_at = ARGV[A], payload = v})
     end
     redis.call('SET', KEYS[1], rec)
-    return {i, v}
+    return out
   end
 end
 redis.call('DEL', KEYS[1], KEYS[B])
@@ -112,7 +133,7 @@ end
 //
 // KEYS[1] worker key, KEYS[2] in-flight index, KEYS[3] reservation key,
 // then the queue pairs; ARGV[1] token, ARGV[2] run_at, then queue names.
-var reserveScript = redis.NewScript(strictJSONLua + "local B, A = 3, 2\n" + reserveLua)
+var reserveScript = redis.NewScript(strictJSONLua + "local B, A, K = 3, 2, 1\n" + reserveLua)
 
 // replyLua defines push_reply(list, attempts, msg, ttl, cid): the
 // terminal reply of an acknowledged job. msg is EncodeReply's output
@@ -174,8 +195,9 @@ return n
 // pairs from KEYS[10]
 // ARGV[1] the done job's payload, ARGV[2] its token, ARGV[3..7] its
 // timing (statsLua), ARGV[8..10] its reply message, TTL (ms) and
-// correlation id (replyLua), ARGV[11] the next token, ARGV[12] run_at,
-// ARGV[12+i] queue names
+// correlation id (replyLua), ARGV[11] the most jobs to reserve (K of
+// reserveLua), ARGV[12] the next token, ARGV[13] run_at, ARGV[13+i] queue
+// names
 var ackReserveScript = redis.NewScript(strictJSONLua + statsLua + replyLua + `
 if redis.call('GET', KEYS[9]) == ARGV[2] and redis.call('LREM', KEYS[2], -1, ARGV[1]) == 1 then
   redis.call('INCR', KEYS[3])
@@ -183,7 +205,7 @@ if redis.call('GET', KEYS[9]) == ARGV[2] and redis.call('LREM', KEYS[2], -1, ARG
   record_stats(KEYS[5], 3)
   push_reply(KEYS[6], KEYS[7], ARGV[8], ARGV[9], ARGV[10])
 end
-local B, A = 9, 12
+local B, A, K = 9, 13, tonumber(ARGV[11])
 ` + reserveLua)
 
 // claimScript records a job that BLMOVE moved into the worker's in-flight
@@ -271,13 +293,20 @@ return n
 // ARGV[1] payload, ARGV[2] token, ARGV[3..7] the job's timing (statsLua),
 // ARGV[8] failure record or "" for a success, ARGV[9] the class's failed
 // field or "", ARGV[10..12] the reply message, TTL (ms) and correlation
-// id (replyLua)
+// id (replyLua), ARGV[13] the token of the batch's next job or "" (none),
+// ARGV[14] that job's worker record (Resque's "working on", built by the
+// caller: the next job starts as this call is sent)
 //
 // Returns 1 when the job was finished by this call, else 0.
 var ackScript = redis.NewScript(statsLua + replyLua + `
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3])
+if ARGV[13] and ARGV[13] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[13])
+  redis.call('SET', KEYS[2], ARGV[14])
+else
+  redis.call('DEL', KEYS[2], KEYS[3])
+end
 redis.call('INCR', KEYS[4])
 redis.call('INCR', KEYS[5])
 if ARGV[8] ~= '' then

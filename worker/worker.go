@@ -46,6 +46,9 @@ type Config struct {
 	// finished this many jobs (succeeded or failed), so that the master
 	// replaces it: recycling, against leaks.
 	MaxJobs int
+	// Batch is the most jobs a busy worker reserves in one round trip
+	// (acks.go); 0 = DefaultBatch, 1 = one at a time.
+	Batch int
 	// ReplyTTL is how long a job's reply list lives after its last reply
 	// (docs/messages.md); 0 = queue.DefaultReplyTTL.
 	ReplyTTL time.Duration
@@ -84,7 +87,9 @@ type Worker struct {
 	processed atomic.Int64
 	failed    atomic.Int64
 	reg       queue.Registration
-	idle      idleState // the Run loop's own
+	idle      idleState     // the Run loop's own
+	acks      *acker        // records a batch's outcomes (acks.go)
+	lastRun   time.Duration // the last job's run time, for batchSize
 }
 
 // New returns a worker that uses q for bookkeeping and blocking (a client
@@ -102,6 +107,9 @@ func New(q *queue.Client, blocking redis.UniversalClient, cfg Config) *Worker {
 	cfg.IdleWaitMax = max(cfg.IdleWaitMax, cfg.PollInterval)
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -289,6 +297,8 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	}()
 	defer close(loopDone)
 	go func() { defer close(beatDone); w.heartbeat(loopDone) }()
+	w.acks = w.startAcker()
+	defer w.acks.stop() // before the unregister, which requeues what is in flight
 	if w.cfg.MasterPID != 0 {
 		go w.watchParent(loopDone)
 	}
@@ -350,16 +360,19 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 				backoff = 0
 			}
 			w.redisOK.Store(true)
-			for job != nil {
-				if quitting, stopping, paused, _ := w.control(); quitting || stopping || paused {
-					// Signalled while the job was being taken: nothing is
-					// picked up after a pause, QUIT or TERM. A paused
-					// worker puts it back at the head of its queue now;
-					// a stopping one at unregister.
-					if paused && !quitting && !stopping {
-						w.giveBack(bg)
+			held := []*queue.Job{job}
+			for len(held) > 0 {
+				if quitting, stopping, paused, _ := w.control(); quitting || stopping || paused || w.jobsDone() {
+					// Signalled while the job was being taken, or between
+					// jobs of a batch: nothing is picked up after a pause,
+					// QUIT or TERM. What the worker holds but has not
+					// started goes back to the head of its queue: now for
+					// a paused worker, at unregister for a stopping one;
+					// the outcomes of the jobs it ran are recorded first.
+					_ = w.acks.wait()
+					if !quitting && !stopping {
+						w.giveBack(bg) // paused, or recycling after max_jobs
 					}
-					job = nil
 					break
 				}
 				// Chain through AckReserve while the queue list is fresh
@@ -369,7 +382,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 					chain = expanded
 				}
 				var lost bool
-				job, lost = w.perform(job, chain)
+				held, lost = w.perform(held, chain)
 				lostReply = lostReply || lost
 			}
 			if w.jobsDone() {
@@ -407,18 +420,18 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-// giveBack returns the jobs the worker holds but has not started to the
-// head of their queues.
+// giveBack returns the jobs the worker holds but has not started (taken
+// as a pause came, or the rest of a batch) to the head of their queues.
 func (w *Worker) giveBack(ctx context.Context) {
 	err := w.retry(func() error {
 		n, err := w.q.Requeue(ctx, w.id)
 		if err == nil && n > 0 {
-			w.logf("paused: returned %d job(s) taken during the pause to their queue", n)
+			w.logf("returned %d unstarted job(s) to their queue", n)
 		}
 		return err
 	}, false)
 	if err != nil {
-		w.logf("could not return a job taken during the pause: %v; it goes back when the worker stops", err)
+		w.logf("could not return unstarted jobs to their queue: %v; they go back when the worker stops", err)
 	}
 }
 
@@ -466,10 +479,17 @@ func (w *Worker) reserve(ctx context.Context, qs []string, wake <-chan struct{})
 	return w.q.BlockingReserve(ctx, w.blocking, w.id, qs[0], w.cfg.BlockTimeout, w.cfg.Now)
 }
 
-// perform runs one reserved job and records its outcome. The job stays in
-// the in-flight list until its success or failure is recorded; a job
-// interrupted by Terminate stays there and is requeued at unregister.
-func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost bool) {
+// perform runs the first of the jobs the worker holds (a batch, or one
+// job) and records its outcome; it returns the jobs still held. The job
+// stays in the in-flight list until its success or failure is recorded;
+// a job interrupted by Terminate stays there and is requeued at
+// unregister.
+//
+// Within a batch the outcome goes to the acker with the next job, which
+// runs at once; after the batch's last job it is recorded here, with the
+// next reservation when the worker goes on (AckReserveBatch).
+func (w *Worker) perform(held []*queue.Job, chain []string) (rest []*queue.Job, lost bool) {
+	job, rest := held[0], held[1:]
 	jobCtx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	w.mu.Lock()
@@ -489,32 +509,60 @@ func (w *Worker) perform(job *queue.Job, chain []string) (next *queue.Job, lost 
 	if errors.Is(err, errTerminated) {
 		return nil, false // back to the queue at unregister, not to failed
 	}
+	w.lastRun = ran.run
 	now := w.cfg.Now()
 	w.setFinal(job, ran, err)
 	timing := queue.Timing{Class: ran.class, Run: ran.run}
 	if !ran.enqueued.IsZero() {
 		timing.Wait, timing.Waited = queue.QueueWait(ran.enqueued, job.Reserved, now)
 	}
-	record := func() error { return w.q.Ack(context.Background(), w.id, job, timing) }
+	var failure *queue.Failure
 	if err != nil {
 		f := toFailure(err)
+		failure = &f
 		w.logf("job from %s failed: %s: %s", job.Queue, f.Exception, f.Error)
-		record = func() error { return w.q.Fail(context.Background(), w.id, job, timing, f, now) }
 		w.failed.Add(1)
 	} else {
 		w.processed.Add(1)
-		if quitting, stopping, paused, _ := w.control(); len(chain) > 0 && !quitting && !stopping && !paused && !w.jobsDone() {
-			// Busy fast path: acknowledge and take the next job in one
-			// round trip.
-			next, err := w.q.AckReserve(context.Background(), w.id, job, timing, chain, now)
-			if err == nil {
-				return next, false
-			}
-			// Unknown which half ran: the ack is idempotent, so make sure
-			// of it, and have the caller requeue a next job that may have
-			// been moved.
-			w.logf("%s; recording the job again", redisconn.Describe(err))
-			lost = true
+	}
+	quitting, stopping, paused, _ := w.control()
+	goOn := !quitting && !stopping && !paused && !w.jobsDone()
+	if len(rest) > 0 {
+		done := queue.Finished{Job: job, Timing: timing, Failure: failure, At: now}
+		if goOn {
+			done.Next = rest[0]
+			w.acks.push(done)
+			return rest, false
+		}
+		// Stopping or pausing mid-batch: this outcome is recorded, and the
+		// caller gives back the rest unstarted.
+		w.acks.push(done)
+		_ = w.acks.wait()
+		return rest, false
+	}
+	// The batch's last job: the reservation moves on only once the
+	// outcomes of the jobs before it are recorded, so they are sent
+	// first, in the same pipeline when the worker goes on.
+	pending := w.acks.handOver()
+	record := func() error { return w.q.Ack(context.Background(), w.id, job, timing) }
+	if failure != nil {
+		record = func() error { return w.q.Fail(context.Background(), w.id, job, timing, *failure, now) }
+	} else if len(chain) > 0 && goOn {
+		// Busy fast path: acknowledge and take the next jobs in one round
+		// trip.
+		next, err := w.q.FinishAllAndReserve(context.Background(), w.id, pending, job, timing, chain, w.batchSize(), now)
+		if err == nil {
+			return next, false
+		}
+		// Unknown what ran: the acknowledgements are idempotent, so make
+		// sure of them, and have the caller requeue what may have been
+		// moved.
+		w.logf("%s; recording the job again", redisconn.Describe(err))
+		lost = true
+	}
+	if len(pending) > 0 {
+		if err := w.retryWithGrace(func() error { return w.q.FinishAll(context.Background(), w.id, pending) }, false, outcomeGrace); err != nil {
+			w.logf("could not record the outcome of %d job(s) from %s: %v; they stay in flight and will run again", len(pending), job.Queue, err)
 		}
 	}
 	if err := w.retryWithGrace(record, false, outcomeGrace); err != nil {

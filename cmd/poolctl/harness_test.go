@@ -33,11 +33,16 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	shellBin = filepath.Join(dir, "poolctl")
-	out, err := exec.Command("go", "build", "-o", shellBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	// poolctl-master beside poolctl, built as `make build` does: `poolctl
+	// master` execs it, so that is the master every test runs.
+	master := exec.Command("go", "build", "-o", filepath.Join(dir, "poolctl-master"), "../poolctl-master")
+	master.Env = append(os.Environ(), "CGO_ENABLED=0")
+	for _, c := range []*exec.Cmd{exec.Command("go", "build", "-o", shellBin, "."), master} {
+		if out, err := c.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n%s", strings.Join(c.Args, " "), err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/poolctl/poolctl/internal/cli"
+	"github.com/poolctl/poolctl/internal/masterd"
 	"github.com/poolctl/poolctl/shell"
 	"github.com/poolctl/poolctl/worker"
 )
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // 2 for usage errors, the worker's and progress's included; progress's
 // own statuses (a timeout is 3).
 func exitCode(err error, stderr io.Writer) int {
-	return cli.ExitCode(err, "poolctl", stderr, errUsage, worker.ErrUsage, shell.ErrProgressUsage)
+	return cli.ExitCode(err, "poolctl", stderr, errUsage, masterd.ErrUsage, worker.ErrUsage, shell.ErrProgressUsage)
 }
 
 func usage(w io.Writer) {

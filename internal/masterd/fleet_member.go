@@ -1,4 +1,4 @@
-package main
+package masterd
 
 import (
 	"context"
@@ -23,6 +23,7 @@ type fleetOptions struct {
 	configPath string        // the config file the master reads
 	heartbeat  time.Duration // registry refresh (--fleet-heartbeat); 0 = fleet.HeartbeatInterval
 	replyTTL   time.Duration // the reply lists' TTL: the config's reply_ttl at start
+	version    string        // the entry's version: the binary's
 }
 
 // fleetHost returns the host part of a pool id: flag, else $POOLCTL_HOST,
@@ -40,7 +41,7 @@ func fleetHost(flagValue string) (string, error) {
 		where, h = "the host name", name
 	}
 	if err := validHost(h); err != nil {
-		return "", fmt.Errorf("%w: %s: %v", errUsage, where, err)
+		return "", fmt.Errorf("%w: %s: %v", ErrUsage, where, err)
 	}
 	return h, nil
 }
@@ -96,7 +97,7 @@ func startFleetMember(url, ns string, paths pool.Paths, o fleetOptions, sampler 
 	f := &fleetMember{
 		id: id, rdb: rdb, blocking: blocking, sampler: sampler, remote: remote, logf: logf,
 		reg: fleet.NewRegistrar(rdb, ns, o.heartbeat),
-		base: fleet.Entry{ID: id, Host: o.host, Name: paths.Name, PID: os.Getpid(), Version: version,
+		base: fleet.Entry{ID: id, Host: o.host, Name: paths.Name, PID: os.Getpid(), Version: o.version,
 			StartedAt: time.Now().UTC(), Config: o.configPath},
 	}
 	f.reg.Logf = logf
