@@ -52,13 +52,12 @@ type acker struct {
 
 func (w *Worker) startAcker() *acker {
 	a := &acker{
-		w:     w,
-		ops:   make(chan queue.Finished, 4*DefaultBatch),
-		flush: make(chan chan error),
-
+		w:        w,
+		ops:      make(chan queue.Finished, 4*DefaultBatch),
+		flush:    make(chan chan error),
 		handover: make(chan chan []queue.Finished),
-		done:  make(chan struct{}),
-		ended: make(chan struct{}),
+		done:     make(chan struct{}),
+		ended:    make(chan struct{}),
 	}
 	go a.loop()
 	return a

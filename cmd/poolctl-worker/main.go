@@ -14,6 +14,7 @@ import (
 )
 
 func main() {
+	worker.OneProc()
 	cli.QuietRedis()
 	err := worker.Command(context.Background(), "poolctl-worker", os.Args[1:], os.Stdout, os.Stderr)
 	os.Exit(cli.ExitCode(err, "poolctl-worker", os.Stderr, worker.ErrUsage))
