@@ -344,14 +344,23 @@ redis: redis://127.0.0.1:1/0
 		return strings.Contains(m.logText(), "failed start 5 of 1000")
 	})
 	pid := m.PID()
+	spawnsBefore := strings.Count(m.logText(), "Starting worker")
 	before, start := cpuTicks(t, pid), time.Now()
-	time.Sleep(3 * time.Second) // measuring a rate over a fixed window, not synchronising
+	time.Sleep(4 * time.Second) // measuring a rate over a fixed window, not synchronising
 	used := time.Duration(cpuTicks(t, pid)-before) * 10 * time.Millisecond
-	share := float64(used) / float64(time.Since(start))
-	spawns := strings.Count(m.logText(), "Starting worker")
-	t.Logf("master CPU while crash-looping: %.1f%% of a core (%d spawns so far)", share*100, spawns)
-	if share > 0.05 {
-		t.Errorf("master used %.1f%% of a core in a crash loop, want < 5%%", share*100)
+	window := time.Since(start)
+	share := float64(used) / float64(window)
+	spawns := strings.Count(m.logText(), "Starting worker") - spawnsBefore
+	t.Logf("master CPU while crash-looping: %.1f%% of a core (%d spawns in %s)", share*100, spawns, window.Round(time.Millisecond))
+	// The backoff holds the loop to one start per 200 ms; a master that
+	// respawned without it would burn most of a core. 4-4.7 % on a quiet
+	// host, 5.3 % once in CI beside the other test packages: the bound
+	// is 8 %, far below a runaway loop.
+	if limit := int(window/(200*time.Millisecond)) + 2; spawns > limit {
+		t.Errorf("%d starts in %s: the backoff allows at most %d", spawns, window.Round(time.Millisecond), limit)
+	}
+	if share > 0.08 {
+		t.Errorf("master used %.1f%% of a core in a crash loop, want < 8%%", share*100)
 	}
 	if s := m.state(); len(s.Groups) != 1 || s.Groups[0].Failures < 5 {
 		t.Errorf("state does not show the crash loop: %+v", s.Groups)

@@ -86,12 +86,36 @@ func (ps *ptyShell) expect(want string, timeout time.Duration) {
 
 // typeSlowly sends keys one byte at a time, as a person types.
 func (ps *ptyShell) typeSlowly(keys string) {
-	for i := 0; i < len(keys); i++ {
-		if _, err := ps.ptmx.Write([]byte{keys[i]}); err != nil {
+	for i := 0; i < len(keys); {
+		n := keyLen(keys[i:])
+		if _, err := ps.ptmx.Write([]byte(keys[i : i+n])); err != nil {
 			ps.t.Fatal(err)
 		}
+		i += n
 		time.Sleep(15 * time.Millisecond) // keystroke pacing, not synchronisation
 	}
+}
+
+// keyLen is the length of the key at the start of keys: an escape
+// sequence (ESC [ … final byte, or ESC O x) is one key, which a terminal
+// sends in one write. Sent a byte at a time, a loaded host can deliver
+// the ESC alone, which a screen like top reads as the Esc key (it
+// closed top in CI, and "[A" went to the prompt).
+func keyLen(keys string) int {
+	if len(keys) < 3 || keys[0] != 0x1b {
+		return 1
+	}
+	switch keys[1] {
+	case 'O':
+		return 3
+	case '[':
+		for j := 2; j < len(keys); j++ {
+			if keys[j] >= 0x40 && keys[j] <= 0x7e {
+				return j + 1
+			}
+		}
+	}
+	return 1
 }
 
 // waitExit waits up to 30 s for the shell to exit (the test fails when
