@@ -36,11 +36,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "poolctl")
-	// Both binaries, as make build leaves them: the master runs built-in
-	// workers with the lean poolctl-worker beside it. (The shell tests
-	// build poolctl alone and so cover the `poolctl work` fallback.)
-	for _, pkg := range []string{"poolctl", "poolctl-worker"} {
+	// The three binaries, as make build leaves them: `poolctl master`
+	// execs poolctl-master, which runs built-in workers with the lean
+	// poolctl-worker beside it, both linked statically. (The shell tests
+	// build no poolctl-worker and so cover the `poolctl work` fallback.)
+	for _, pkg := range []string{"poolctl", "poolctl-master", "poolctl-worker"} {
 		build := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "../cmd/"+pkg)
+		if pkg != "poolctl" {
+			build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		}
 		build.Stderr = os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build "+pkg+":", err)

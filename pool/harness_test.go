@@ -20,6 +20,10 @@ import (
 // variable is set, so tests exercise a real process with real signals.
 const envTestMaster = "POOLCTL_TEST_MASTER_CONFIG"
 
+// envTestPrepareMarker, when set, makes the test master's PrepareRedis
+// write the Redis URL it was given to that file.
+const envTestPrepareMarker = "POOLCTL_TEST_MASTER_PREPARE_MARKER"
+
 func TestMain(m *testing.M) {
 	if cfg := os.Getenv(envTestMaster); cfg != "" {
 		opts := Options{
@@ -27,6 +31,11 @@ func TestMain(m *testing.M) {
 			Paths:      poolfs.PathsFor(poolfs.BaseDir(), "test"),
 			LogPath:    os.Getenv("POOLCTL_TEST_MASTER_LOG"),
 			Overrides:  os.Getenv("POOLCTL_TEST_MASTER_OVERRIDES"),
+		}
+		if marker := os.Getenv(envTestPrepareMarker); marker != "" {
+			opts.PrepareRedis = func(_ context.Context, url string) error {
+				return os.WriteFile(marker, []byte(url), 0o644)
+			}
 		}
 		if err := Run(context.Background(), opts); err != nil {
 			fmt.Fprintln(os.Stderr, "master:", err)

@@ -80,6 +80,12 @@ type Options struct {
 	ShellPID int
 	// Janitor, when set, is told about every reaped built-in worker.
 	Janitor func(redisURL string, cfg *spec.Config, log *Logger) (Janitor, error)
+	// PrepareRedis, when set, is called once with the pool's Redis before
+	// the first worker starts, to do there what would otherwise be done
+	// by every worker (queue.LoadScriptsAt: load the scripts, so no worker
+	// sends their bodies). It is bounded to a second; a failure is logged
+	// and changes nothing else (the workers then do it themselves).
+	PrepareRedis func(ctx context.Context, redisURL string) error
 	// Cockpit, when set, is started once Redis is known (cfg is the
 	// configuration at start: its sample_interval, stalled_after and
 	// metrics settings apply until the master restarts).
@@ -345,6 +351,13 @@ func (m *Master) run(ctx context.Context) error {
 			m.janitor = j
 			defer j.Close()
 		}
+	}
+	if m.opts.PrepareRedis != nil && url != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := m.opts.PrepareRedis(ctx, url); err != nil {
+			m.log.Printf("warning: preparing Redis for the workers: %v (each worker does it itself)", err)
+		}
+		cancel()
 	}
 	if m.opts.Cockpit != nil {
 		// A cockpit that cannot start (e.g. its metrics address is

@@ -183,13 +183,11 @@ type Registration struct {
 }
 
 // Register records a starting worker the way Resque does, plus its
-// process identity; the heartbeat uses Redis's clock.
+// process identity, with a heartbeat by Redis's clock, in one round trip
+// (Beat). A worker that may have a dead predecessor with its id uses
+// Enroll.
 func (c *Client) Register(ctx context.Context, r Registration) error {
-	beat, err := c.ServerTime(ctx)
-	if err != nil {
-		return fmt.Errorf("register worker %s: %w", r.ID, err)
-	}
-	if err := c.Heartbeat(ctx, r, beat); err != nil {
+	if err := c.Beat(ctx, r); err != nil {
 		return fmt.Errorf("register worker %s: %w", r.ID, err)
 	}
 	return nil
@@ -306,14 +304,32 @@ func (c *Client) AckReserveCmd(ctx context.Context, s redis.Scripter, id string,
 	return ackReserveScript.EvalSha(ctx, s, keys, args...), next
 }
 
-// LoadScripts loads every script into Redis's script cache.
+// LoadScripts loads every script into Redis's script cache (on a
+// Cluster, every node's), so that the clients that run them (EVALSHA
+// first, the body only on NOSCRIPT) never need to send a body. A pool
+// master does it once for its workers (LoadScriptsAt). One SCRIPT LOAD
+// per script: go-redis's Script.Load takes the digest from the reply, so
+// a pipelined one would record an empty digest.
 func (c *Client) LoadScripts(ctx context.Context) error {
-	for _, s := range []*redis.Script{reserveScript, ackReserveScript, claimScript, ackScript, startedScript, requeueScript, unregisterScript, retryScript} {
+	for _, s := range []*redis.Script{reserveScript, ackReserveScript, claimScript, ackScript, startedScript, requeueScript, unregisterScript, retryScript, enrollScript, beatScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}
 	}
 	return nil
+}
+
+// LoadScriptsAt loads every script into the script cache of the Redis at
+// url (LoadScripts), with a client of its own that it closes: a pool
+// master calls it once before it starts workers, so that none of them
+// sends a script's body.
+func LoadScriptsAt(ctx context.Context, url string) error {
+	rdb, err := redisconn.Open(url, redisconn.Options{Name: "poolctl-master-scripts", PoolSize: 1, NoRetry: true, Lean: true})
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	return New(rdb, "").LoadScripts(ctx)
 }
 
 func (c *Client) ackReserveArgs(id string, done *Job, t Timing, most int, next string, queues []string, now time.Time) ([]string, []any) {

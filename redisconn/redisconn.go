@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // DefaultURL is used when nothing else is configured and a Redis answers
@@ -33,6 +34,15 @@ type Options struct {
 	ReadTimeout time.Duration
 	// DialTimeout, when set, replaces go-redis's 5 s default.
 	DialTimeout time.Duration
+	// Lean makes each new connection cost two round trips (HELLO with the
+	// client name, then go-redis's CLIENT SETNAME) instead of four, and
+	// the client one connection: it skips CLIENT SETINFO (the library's
+	// name and version, for CLIENT LIST) and CLIENT MAINT_NOTIFICATIONS
+	// (Redis Enterprise's maintenance hand-off: a connection that
+	// maintenance drops is redialled like any other), and lets pipelines
+	// share the client's pool instead of dialling a pool of their own.
+	// For processes a pool starts by the hundred: built-in workers.
+	Lean bool
 }
 
 // Open returns a client for url. A URL with "master_name=" finds its
@@ -54,6 +64,9 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 		}
 		opts.PoolSize, opts.ClientName = o.PoolSize, name
 		o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
+		if o.Lean {
+			opts.DisableIdentity, opts.PipelinePoolSize, opts.MaintNotificationsConfig = true, -1, noMaintNotifications()
+		}
 		return redis.NewClusterClient(opts), nil
 	}
 	opts, err := redis.ParseURL(url)
@@ -62,6 +75,9 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 	}
 	opts.PoolSize, opts.ClientName = o.PoolSize, name
 	o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
+	if o.Lean {
+		opts.DisableIdentity, opts.PipelinePoolSize, opts.MaintNotificationsConfig = true, -1, noMaintNotifications()
+	}
 	return redis.NewClient(opts), nil
 }
 
@@ -109,6 +125,9 @@ func openSentinel(raw, name string, o Options) (redis.UniversalClient, error) {
 		}
 	}
 	o.apply(&opts.MaxRetries, &opts.ReadTimeout, &opts.DialTimeout, &opts.ContextTimeoutEnabled)
+	if o.Lean {
+		opts.DisableIdentity, opts.PipelinePoolSize = true, -1
+	}
 	return redis.NewFailoverClient(opts), nil
 }
 
@@ -127,6 +146,12 @@ func (o Options) apply(maxRetries *int, readTimeout, dialTimeout *time.Duration,
 		*dialTimeout = o.DialTimeout
 	}
 	*contextTimeout = true
+}
+
+// noMaintNotifications turns off go-redis's CLIENT MAINT_NOTIFICATIONS
+// handshake (Options.Lean).
+func noMaintNotifications() *maintnotifications.Config {
+	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }
 
 // redactErr keeps a password that a parse error might quote out of logs.

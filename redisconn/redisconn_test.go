@@ -118,3 +118,32 @@ func TestOpenClientNameRedisAccepts(t *testing.T) {
 		t.Errorf("client name %q, %v", name, err)
 	}
 }
+
+// A Lean client (a built-in worker's) runs its commands and its
+// transactions on one named connection: go-redis would otherwise dial a
+// second, from its pipeline pool, for the first MULTI. Its connections
+// carry the client name all the same.
+func TestLeanClientPipelinesOnItsOwnConnection(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	for _, lean := range []bool{false, true} {
+		name := fmt.Sprintf("lean-%v", lean)
+		rdb, err := Open(srv.URL(), Options{Name: name, PoolSize: 2, Lean: lean})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		pipe := rdb.TxPipeline()
+		pipe.Incr(ctx, "n")
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		conns := strings.Count(srv.Client().ClientList(ctx).Val(), "name="+name+" ")
+		rdb.Close()
+		if want := map[bool]int{false: 2, true: 1}[lean]; conns != want {
+			t.Errorf("Lean=%v: %d connections named %s after a command and a transaction, want %d", lean, conns, name, want)
+		}
+	}
+}

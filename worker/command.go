@@ -99,14 +99,17 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	// Bookkeeping calls take milliseconds; a 1 s bound keeps a stalled
 	// Redis from holding a worker told to stop (DESIGN: signals take
 	// effect at once).
+	// Lean: a pool starts workers by the hundred, and each new connection
+	// costs two round trips instead of four, and the worker one connection
+	// instead of three, before its first reserve (docs/benchmarks.md).
 	rdb, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker:" + id, PoolSize: 2, NoRetry: true,
-		ReadTimeout: bookkeepingTimeout, DialTimeout: bookkeepingTimeout})
+		ReadTimeout: bookkeepingTimeout, DialTimeout: bookkeepingTimeout, Lean: true})
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
 	blocking, err := redisconn.Open(*redisURL, redisconn.Options{Name: "poolctl-worker-wait:" + id, PoolSize: 1, NoRetry: true,
-		ReadTimeout: DefaultBlockTimeout + 5*time.Second, DialTimeout: bookkeepingTimeout})
+		ReadTimeout: DefaultBlockTimeout + 5*time.Second, DialTimeout: bookkeepingTimeout, Lean: true})
 	if err != nil {
 		return err
 	}

@@ -245,15 +245,13 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	bg := context.Background()
 	// Registering holds no job: QUIT as well as TERM ends the attempts.
 	// A dead predecessor with our id (a reused pid, the same queues) may
-	// have left jobs in flight that recovery will now take for ours: we
-	// hold nothing yet, so they go back to their queues first.
+	// have left jobs in flight that recovery would take for ours: we hold
+	// nothing yet, so Enroll puts them back before it registers us, in the
+	// same round trip (the only one before the first reserve).
 	err = w.retry(func() error {
-		n, err := w.q.Requeue(bg, w.id)
+		n, err := w.q.Enroll(bg, w.reg)
 		if err == nil && n > 0 {
 			w.logf("requeued %d job(s) a dead worker with this id left in flight", n)
-		}
-		if err == nil {
-			err = w.q.Register(bg, w.reg)
 		}
 		return err
 	}, true)
@@ -710,9 +708,7 @@ func (w *Worker) heartbeat(done <-chan struct{}) {
 	every(w.cfg.HeartbeatInterval, done, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if now, err := w.q.ServerTime(ctx); err == nil {
-			_ = w.q.Heartbeat(ctx, w.reg, now)
-		}
+		_ = w.q.Beat(ctx, w.reg)
 		return true
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/poolctl/poolctl/fleet"
 	"github.com/poolctl/poolctl/pool"
 	"github.com/poolctl/poolctl/pool/poolfs"
+	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/poolctl/poolctl/spec"
 )
@@ -107,6 +108,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer, o Options) error
 		RedisURL:   *redisURL,
 
 		RedisResolver: resolveRedis,
+		PrepareRedis:  queue.LoadScriptsAt, // once per pool, not per worker
 		Janitor:       newRecoverer,
 		Cockpit:       cockpitFor(*metricsAddr, fleetOptions{host: fleetHost, configPath: abs, heartbeat: *fleetHeartbeat, version: o.Version}),
 	}
