@@ -9,8 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/poolctl/poolctl/pool/poolfs"
-	"github.com/poolctl/poolctl/redisconn"
+	"github.com/poolctl/poolctl/internal/masterd"
 	"github.com/poolctl/poolctl/shell"
 	"github.com/poolctl/poolctl/spec"
 )
@@ -49,12 +48,12 @@ func runShell(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err := selectEnv(&opts); err != nil {
 		return err
 	}
-	if err := validateRedisURL("--redis", opts.Redis); err != nil {
+	if err := masterd.ValidateRedisURL("--redis", opts.Redis); err != nil {
 		return err
 	}
 	if opts.Redis == "" {
 		// The master reads REDIS_URL when no --redis is given.
-		if err := validateRedisURL("REDIS_URL", os.Getenv("REDIS_URL")); err != nil {
+		if err := masterd.ValidateRedisURL("REDIS_URL", os.Getenv("REDIS_URL")); err != nil {
 			return err
 		}
 	}
@@ -137,20 +136,6 @@ func runList(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Wr
 		return fmt.Errorf("%w: list takes no arguments", errUsage)
 	}
 	return shell.List(stdout, *asJSON)
-}
-
-// validateRedisURL checks a Redis URL given by the user (where names the
-// flag or variable) before anything starts: a URL that is not one would
-// only make every worker crash-loop. "" and "embedded" (a private Redis)
-// are valid.
-func validateRedisURL(where, url string) error {
-	if url == "" || url == poolfs.EmbeddedRedis {
-		return nil
-	}
-	if err := redisconn.Validate(url); err != nil {
-		return fmt.Errorf("%w: %s: %v", errUsage, where, err)
-	}
-	return nil
 }
 
 // selectEnv picks the config file's environment section: --env, else

@@ -79,7 +79,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer, o Options) error
 	if *redisURL == "" {
 		*redisURL, where = os.Getenv("REDIS_URL"), "REDIS_URL"
 	}
-	if err := validateRedisURL(where, *redisURL); err != nil {
+	if err := ValidateRedisURL(where, *redisURL); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -150,11 +150,11 @@ func binaryIn(dir, name string) string {
 	return ""
 }
 
-// validateRedisURL checks a Redis URL given by the user (where names the
+// ValidateRedisURL checks a Redis URL given by the user (where names the
 // flag or variable) before anything starts: a URL that is not one would
 // only make every worker crash-loop. "" and "embedded" (a private Redis)
-// are valid.
-func validateRedisURL(where, url string) error {
+// are valid. The error wraps ErrUsage.
+func ValidateRedisURL(where, url string) error {
 	if url == "" || url == poolfs.EmbeddedRedis {
 		return nil
 	}
