@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -219,6 +220,14 @@ type Master struct {
 	// none); restartRefused the last restart request refused.
 	roll           *roll
 	restartRefused *poolfs.RestartRefusal
+	// plans counts the reconcile decisions made, for a test that a stop
+	// does not make one per reap.
+	plans int
+	// halted: the master is paused or stopping and has stopped every
+	// worker, so a plan has nothing to decide until a worker starts.
+	halted bool
+	// pumps are the goroutines copying workers' output into the log.
+	pumps sync.WaitGroup
 }
 
 // Run loads the config and runs the master until it is told to stop (by
@@ -401,6 +410,7 @@ func (m *Master) run(ctx context.Context) error {
 		}
 	}
 	m.sweepOrphans()
+	m.drainOutput()
 	m.log.Printf("manager stopped: all workers reaped")
 	return nil
 }

@@ -177,3 +177,26 @@ func (m *Master) sweepOrphans() {
 		time.Sleep(orphanScanDelay / 5)
 	}
 }
+
+// outputDrainTimeout bounds how long a stopping master waits for its
+// workers' output to be read to its end.
+const outputDrainTimeout = 2 * time.Second
+
+// drainOutput waits until every worker's output has been copied into the
+// log. A worker can exit with lines still in its pipe (up to the pipe's
+// buffer, e.g. a stack dump at QUIT); a master that exited at the last
+// reap closed its log before the last workers' lines were read. Each pipe
+// ends once the worker and what it left behind are dead, which
+// sweepOrphans has made sure of, so this waits only for the reading.
+func (m *Master) drainOutput() {
+	done := make(chan struct{})
+	go func() {
+		m.pumps.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(outputDrainTimeout):
+		m.log.Printf("workers' output still open %s after the last worker was reaped: the rest of it is not logged", outputDrainTimeout)
+	}
+}

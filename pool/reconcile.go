@@ -195,6 +195,14 @@ func (m *Master) stopWorker(w *worker, sig syscall.Signal, bound time.Duration, 
 // plan what to do and does it.
 func (m *Master) reconcile() {
 	m.advanceRoll()
+	halt := m.paused || m.stopping != notStopping
+	if halt && m.halted {
+		// Halted, plan only stops the workers not stopping yet, and the
+		// last plan stopped them all: nothing to decide until one starts.
+		// Planning anyway on each reap made a stop of n workers O(n²).
+		return
+	}
+	m.plans++
 	acts := plan(world{
 		order:    m.order,
 		groups:   m.groups,
@@ -206,6 +214,7 @@ func (m *Master) reconcile() {
 	for _, a := range acts {
 		m.apply(a)
 	}
+	m.halted = halt
 }
 
 // apply carries out one action of plan or backoff.

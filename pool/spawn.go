@@ -40,6 +40,7 @@ func (m *Master) spawn(g *group) *worker {
 		return nil
 	}
 	m.workers[w.pid] = w
+	m.halted = false // a new worker, which a halted master must stop
 	g.spawns++
 	m.dirty = true
 	m.log.Printf("Starting worker[%d] queues: %s", w.pid, g.queues)
@@ -158,7 +159,9 @@ func (m *Master) startProcess(g *group) (*worker, error) {
 	if id, err := procid.Of(pid); err == nil {
 		identity = id.String()
 	}
+	m.pumps.Add(1)
 	go func() {
+		defer m.pumps.Done()
 		m.log.pump(pid, r)
 		r.Close()
 	}()
