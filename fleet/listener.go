@@ -201,7 +201,30 @@ func (l *Listener) broadcastLoop(ctx context.Context) {
 	// fails, and resubscribes on every reconnection (after a Redis
 	// restart among them).
 	ps := l.rdb.Subscribe(ctx, l.channel)
-	defer func() { _ = ps.Close() }()
+	// The wait for a message is not cancelled by ctx: closing the
+	// subscription ends it, so that a stopping master does not sit out
+	// PollTimeout here (it was most of a pool's stop).
+	var mu sync.Mutex
+	stopped := false
+	resubscribe := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = ps.Close()
+		if !stopped {
+			ps = l.rdb.Subscribe(ctx, l.channel)
+		}
+	}
+	defer context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		_ = ps.Close()
+	})()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = ps.Close()
+	}()
 	out := outage{logf: l.o.Logf, what: "broadcast channel " + l.channel}
 	var b backoff
 	// A connection that died without a word (a host or a network gone)
@@ -211,8 +234,7 @@ func (l *Listener) broadcastLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		if time.Since(lastHeard) > l.silence {
 			out.fail(fmt.Errorf("no answer to PING for %s", time.Since(lastHeard).Round(time.Second)))
-			_ = ps.Close()
-			ps = l.rdb.Subscribe(ctx, l.channel)
+			resubscribe()
 			lastHeard, lastPing = time.Now(), time.Now()
 		} else if time.Since(lastPing) > l.silence/3 {
 			_ = ps.Ping(ctx)

@@ -202,6 +202,12 @@ func (f *fleetMember) cockpit(smp *stats.Sample) *fleet.Cockpit {
 // clean exit): the master calls it before its Redis goes away.
 func (f *fleetMember) Close() error {
 	f.cancel()
+	// The listener's blocking pop is not cancelled by the context (an
+	// answer the server sent must be read): closing its client ends it
+	// now rather than after PollTimeout, which was most of a pool's stop.
+	// A command the server moved meanwhile waits on the taken list for
+	// the next master.
+	blockingErr := f.blocking.Close()
 	f.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -211,7 +217,7 @@ func (f *fleetMember) Close() error {
 	} else {
 		f.logf("fleet: %s removed from the registry", f.id)
 	}
-	return errors.Join(err, f.blocking.Close(), f.rdb.Close())
+	return errors.Join(err, blockingErr, f.rdb.Close())
 }
 
 // fleetExecutor adapts the master's executor to fleet.Executor: status
