@@ -35,26 +35,18 @@ func (c *Client) FinishAll(ctx context.Context, id string, done []Finished) erro
 	if len(done) == 0 {
 		return nil
 	}
-	err := c.finishAll(ctx, id, done)
-	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		if lerr := ackScript.Load(ctx, c.rdb).Err(); lerr != nil {
-			return fmt.Errorf("load the acknowledging script: %w", lerr)
+	err := c.resendOnNoScript(ctx, func() error {
+		pipe := c.rdb.Pipeline()
+		if err := c.FinishCmds(ctx, pipe, id, done); err != nil {
+			return err
 		}
-		err = c.finishAll(ctx, id, done)
-	}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("record %d job outcome(s) from %s: %w", len(done), done[0].Job.Queue, err)
 	}
 	return nil
-}
-
-func (c *Client) finishAll(ctx context.Context, id string, done []Finished) error {
-	pipe := c.rdb.Pipeline()
-	if err := c.FinishCmds(ctx, pipe, id, done); err != nil {
-		return err
-	}
-	_, err := pipe.Exec(ctx)
-	return err
 }
 
 // FinishAllAndReserve records the outcomes done (FinishAll) and then,
@@ -63,32 +55,39 @@ func (c *Client) finishAll(ctx context.Context, id string, done []Finished) erro
 // the caller cannot tell what ran: send done again (FinishAll), then
 // acknowledge last, then requeue the worker's in-flight lists.
 func (c *Client) FinishAllAndReserve(ctx context.Context, id string, done []Finished, last *Job, t Timing, queues []string, most int, now time.Time) ([]*Job, error) {
-	jobs, err := c.finishAllAndReserve(ctx, id, done, last, t, queues, most, now)
-	if redis.HasErrorPrefix(err, "NOSCRIPT") {
-		if lerr := c.LoadScripts(ctx); lerr != nil {
-			return nil, lerr
+	var jobs []*Job
+	err := c.resendOnNoScript(ctx, func() error {
+		pipe := c.rdb.Pipeline()
+		if err := c.FinishCmds(ctx, pipe, id, done); err != nil {
+			return err
 		}
-		jobs, err = c.finishAllAndReserve(ctx, id, done, last, t, queues, most, now)
-	}
+		_, decode := c.AckReserveBatchCmd(ctx, pipe, id, last, t, queues, most, now)
+		cmds, _ := pipe.Exec(ctx)
+		for _, cmd := range cmds[:len(cmds)-1] {
+			if err := cmd.Err(); err != nil {
+				return fmt.Errorf("record %d job outcome(s) from %s: %w", len(done), done[0].Job.Queue, err)
+			}
+		}
+		var err error
+		jobs, err = decode()
+		return err
+	})
 	return jobs, err
 }
 
-func (c *Client) finishAllAndReserve(ctx context.Context, id string, done []Finished, last *Job, t Timing, queues []string, most int, now time.Time) ([]*Job, error) {
-	pipe := c.rdb.Pipeline()
-	if err := c.FinishCmds(ctx, pipe, id, done); err != nil {
-		return nil, err
+// resendOnNoScript runs send, and once more after loading the scripts
+// when Redis answered NOSCRIPT: its script cache was emptied (a restart
+// without persistence), and EVALSHA in a pipeline has no EVAL fallback.
+// The scripts are idempotent, so what ran the first time is not repeated.
+func (c *Client) resendOnNoScript(ctx context.Context, send func() error) error {
+	err := send()
+	if !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return err
 	}
-	_, decode := c.AckReserveBatchCmd(ctx, pipe, id, last, t, queues, most, now)
-	cmds, _ := pipe.Exec(ctx)
-	for _, cmd := range cmds[:len(cmds)-1] {
-		if err := cmd.Err(); err != nil {
-			if redis.HasErrorPrefix(err, "NOSCRIPT") {
-				return nil, err
-			}
-			return nil, fmt.Errorf("record %d job outcome(s) from %s: %w", len(done), done[0].Job.Queue, err)
-		}
+	if lerr := c.LoadScripts(ctx); lerr != nil {
+		return lerr
 	}
-	return decode()
+	return send()
 }
 
 // FinishCmds queues FinishAll's scripts by EVALSHA on pipe, for callers
