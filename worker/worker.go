@@ -534,11 +534,17 @@ func (w *Worker) perform(held []*queue.Job, chain []string) (rest []*queue.Job, 
 			w.acks.push(done)
 			return rest, false
 		}
-		// Stopping or pausing mid-batch: this outcome is recorded, and the
-		// caller gives back the rest unstarted.
+		// Stopping, pausing or recycling mid-batch: the reservation ends
+		// with this job, so the rest cannot run in this batch even if a
+		// resume comes at once. It goes back unstarted, now (pause,
+		// max_jobs) or at unregister (QUIT, TERM), once this outcome is
+		// recorded.
 		w.acks.push(done)
 		_ = w.acks.wait()
-		return rest, false
+		if quitting, stopping, _, _ := w.control(); !quitting && !stopping {
+			w.giveBack(context.Background())
+		}
+		return nil, false
 	}
 	// The batch's last job: the reservation moves on only once the
 	// outcomes of the jobs before it are recorded, so they are sent
