@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/poolctl/poolctl/internal/redistest"
+	"github.com/poolctl/poolctl/internal/testutil"
 	"github.com/poolctl/poolctl/pool/poolfs"
 )
 
@@ -35,7 +37,7 @@ func startDistributedPool(t *testing.T, e *shellEnv, name, redisURL, body string
 	p := e.paths(name)
 	t.Cleanup(func() {
 		if b, err := os.ReadFile(p.Log); t.Failed() && err == nil {
-			t.Logf("pool log (last 4 KiB):\n%s", b[max(0, len(b)-4096):])
+			t.Logf("pool log (last 12 KB):\n%s", b[max(0, len(b)-12000):])
 		}
 	})
 	master, _ := e.startMaster(t, "-c", cfg, "--name", name, "--log", p.Log)
@@ -252,13 +254,27 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 	}
 	promoted := redis.NewClient(&redis.Options{Addr: s.Master.Addr()})
 	defer promoted.Close()
-	waitFor(t, 60*time.Second, "every job run and nothing left in a queue or in flight", func() bool {
+	left := func() string {
+		inflight, _ := promoted.Keys(ctx, "resque:poolctl:inflight:*").Result()
+		sort.Strings(inflight)
+		held := make([]string, 0, len(inflight))
+		for _, k := range inflight {
+			held = append(held, fmt.Sprintf("%s=%d", k, promoted.LLen(ctx, k).Val()))
+		}
+		records, _ := promoted.Keys(ctx, "resque:worker:*").Result()
+		return fmt.Sprintf("%d distinct jobs recorded, %d queued, in flight %v, worker keys %v",
+			len(recorded()), promoted.LLen(ctx, "resque:queue:sq").Val(), held, records)
+	}
+	done := testutil.Poll(60*time.Second, func() bool {
 		if len(recorded()) < n+100 || promoted.LLen(ctx, "resque:queue:sq").Val() != 0 {
 			return false
 		}
 		inflight, _ := promoted.Keys(ctx, "resque:poolctl:inflight:*").Result()
 		return len(inflight) == 0
 	})
+	if !done {
+		t.Fatalf("after 1m: not every job run, or something left in a queue or in flight: %s", left())
+	}
 	seen := recorded()
 	for i := 0; i < n; i++ {
 		if seen[fmt.Sprintf("[%d]", i)] == 0 {
