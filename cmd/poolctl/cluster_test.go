@@ -265,7 +265,12 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 		return fmt.Sprintf("%d distinct jobs recorded, %d queued, in flight %v, worker keys %v",
 			len(recorded()), promoted.LLen(ctx, "resque:queue:sq").Val(), held, records)
 	}
+	var progress []int // distinct jobs recorded, every 5 s
+	next := time.Now()
 	done := testutil.Poll(60*time.Second, func() bool {
+		if time.Now().After(next) {
+			progress, next = append(progress, len(recorded())), next.Add(5*time.Second)
+		}
 		if len(recorded()) < n+100 || promoted.LLen(ctx, "resque:queue:sq").Val() != 0 {
 			return false
 		}
@@ -273,7 +278,15 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 		return len(inflight) == 0
 	})
 	if !done {
-		t.Fatalf("after 1m: not every job run, or something left in a queue or in flight: %s", left())
+		// Where each worker is: a Go program dumps its goroutines on
+		// SIGABRT, to its stderr, which the master copies to the log.
+		before := len(readLog(t, p))
+		for _, w := range workers {
+			_ = syscall.Kill(w, syscall.SIGABRT)
+		}
+		testutil.Poll(5*time.Second, func() bool { return strings.Count(readLog(t, p)[before:], "goroutine ") >= len(workers) })
+		t.Logf("the workers' goroutines:\n%s", readLog(t, p)[before:])
+		t.Fatalf("after 1m: not every job run, or something left in a queue or in flight: %s; distinct jobs recorded every 5 s: %v", left(), progress)
 	}
 	seen := recorded()
 	for i := 0; i < n; i++ {
