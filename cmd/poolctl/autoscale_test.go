@@ -14,6 +14,7 @@ import (
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/stats"
 )
 
 func groupOf(st *poolfs.State, queues string) poolfs.GroupState {
@@ -134,6 +135,27 @@ func TestAutoscaleNoGainHoldsCPUBoundJobs(t *testing.T) {
 	_, p, q := autoscalePool(t, "cpu", `  work:
     autoscale: {min: 1, max: 16, target_wait: 2s, down_after: 30s}
 `)
+	// The job time first, from a few jobs. With the backlog alone, the
+	// count doubles blind until a sample shows a finished job's time: at
+	// a load average of 22 that took two doublings (1→2→4, then "4→16:
+	// job 70ms"). A third (→8) makes 8→16 the step judged, and a hold
+	// never goes below the step's start: the test would then measure how
+	// fast a loaded host finishes a first job, not the no-gain rule.
+	if err := q.Enqueue(context.Background(), "work", cpuJobs(t, 5, 20)...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a sample with the warm-up jobs' time", func() bool {
+		smp, err := stats.ReadFile(p.Sample)
+		if err != nil {
+			return false
+		}
+		for _, qs := range smp.Queues {
+			if qs.Name == "work" {
+				return qs.Depth == 0 && qs.Processed >= 5 && qs.Timing.Mean() > 0
+			}
+		}
+		return false
+	})
 	if err := q.Enqueue(context.Background(), "work", cpuJobs(t, 20000, 20)...); err != nil {
 		t.Fatal(err)
 	}
