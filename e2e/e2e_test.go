@@ -425,7 +425,7 @@ func TestLogOnAFullDiskDoesNotStopTheMaster(t *testing.T) {
 		s, err := poolfs.ReadState(paths.State)
 		return err == nil && len(s.Workers) == 2 && s.Settled()
 	})
-	testutil.Eventually(t, 5*time.Second, "the log failure reported on stderr", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the log failure reported on stderr", func() bool {
 		return strings.Contains(stderr.String(), "cannot write log /dev/full: write /dev/full: no space left on device (continuing)")
 	})
 	if n := strings.Count(stderr.String(), "cannot write log"); n != 1 {
