@@ -53,7 +53,9 @@ func TestAutoscaleUpDrainAndDown(t *testing.T) {
 		peak = max(peak, groupOf(st, "work").Live)
 		return peak >= 8
 	})
-	if took := time.Since(start); took > 3*time.Second {
+	took := time.Since(start)
+	t.Logf("reached %d live workers %s after the backlog", peak, took.Round(time.Millisecond))
+	if took > 3*time.Second {
 		t.Errorf("reached %d workers after %s, want within 3s", peak, took)
 	}
 	waitQueueState(t, p, "work", "empty", 30*time.Second)
@@ -62,6 +64,7 @@ func TestAutoscaleUpDrainAndDown(t *testing.T) {
 		st, err := poolfs.ReadState(p.State)
 		return err == nil && groupOf(st, "work").Desired == 1 && groupOf(st, "work").Live == 1 && st.Settled()
 	})
+	t.Logf("back at 1 worker %s after the queue emptied", time.Since(drained).Round(time.Millisecond))
 	if took := time.Since(drained); took > 5*time.Second+5*time.Second {
 		t.Errorf("back at 1 after %s, want within down_after + 5s", took)
 	}
