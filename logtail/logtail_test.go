@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -255,27 +256,37 @@ func TestFollowStopFunc(t *testing.T) {
 	}
 }
 
+// Follow returns promptly once its context ends: within 1 s, the median
+// of five cancels. One cancel's time also counts a loaded CI host
+// descheduling the test; a Follow that waited for a line or sat out
+// polls would be slow every time.
 func TestFollowCancelIsPromptAndLeaksNothing(t *testing.T) {
-	p := writeFile(t, "a\nb\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
-	wait := followAsync(ctx, p, 0, &out, nil)
-	waitFor(t, 15*time.Second, "two lines", func() bool { return out.String() == "a\nb\n" })
+	took := make([]time.Duration, 5)
+	for i := range took {
+		p := writeFile(t, "a\nb\n")
+		ctx, cancel := context.WithCancel(context.Background())
+		var out syncBuffer
+		wait := followAsync(ctx, p, 0, &out, nil)
+		waitFor(t, 15*time.Second, "two lines", func() bool { return out.String() == "a\nb\n" })
 
-	start := time.Now()
-	cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- wait() }()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Follow = %v, want context.Canceled", err)
+		start := time.Now()
+		cancel()
+		errc := make(chan error, 1)
+		go func() { errc <- wait() }()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Follow = %v, want context.Canceled", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("Follow did not return within 15 s of cancel")
 		}
-	case <-time.After(time.Second):
-		t.Fatal("Follow did not return within 1s of cancel")
+		took[i] = time.Since(start)
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("Follow took %v to return", d)
+	sorted := slices.Clone(took)
+	slices.Sort(sorted)
+	if d := sorted[len(sorted)/2]; d > time.Second {
+		t.Fatalf("Follow took a median %v to return after cancel (%v)", d, took)
 	}
 	verifyNoLeaks(t)
 }
