@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -344,27 +346,52 @@ redis: redis://127.0.0.1:1/0
 		return strings.Contains(m.logText(), "failed start 5 of 1000")
 	})
 	pid := m.PID()
+	// The master's CPU share, in eight one-second windows: the bound
+	// applies to the median. Besides the crash loop, the master's sampler
+	// scans every process on the host (stats.treeReader.scan, at most once
+	// per 10 samples), and that scan costs in proportion to what else runs
+	// there: 3.7 % of a core over one 4 s window with 125 processes on this
+	// host, 6.2-6.7 % with 1,600 (perf: 70 % of the master's time in the
+	// scan), 5.3 % once in CI beside another package's pools. A window
+	// holding the scan, or a burst from a neighbour, is one of eight; a
+	// loop without backoff burns most of a core in every window.
 	spawnsBefore := strings.Count(m.logText(), "Starting worker")
-	before, start := cpuTicks(t, pid), time.Now()
-	time.Sleep(4 * time.Second) // measuring a rate over a fixed window, not synchronising
-	used := time.Duration(cpuTicks(t, pid)-before) * 10 * time.Millisecond
+	start := time.Now()
+	shares := make([]float64, 8)
+	for i := range shares {
+		before, from := cpuTicks(t, pid), time.Now()
+		time.Sleep(time.Second) // measuring a rate over a fixed window, not synchronising
+		used := time.Duration(cpuTicks(t, pid)-before) * 10 * time.Millisecond
+		shares[i] = float64(used) / float64(time.Since(from))
+	}
 	window := time.Since(start)
-	share := float64(used) / float64(window)
 	spawns := strings.Count(m.logText(), "Starting worker") - spawnsBefore
-	t.Logf("master CPU while crash-looping: %.1f%% of a core (%d spawns in %s)", share*100, spawns, window.Round(time.Millisecond))
+	sorted := slices.Clone(shares)
+	slices.Sort(sorted)
+	median := (sorted[3] + sorted[4]) / 2
+	t.Logf("master CPU while crash-looping: median %.1f%% of a core over 1 s windows %.1f (%d spawns in %s)",
+		median*100, percents(shares), spawns, window.Round(time.Millisecond))
 	// The backoff holds the loop to one start per 200 ms; a master that
 	// respawned without it would burn most of a core. 4-4.7 % on a quiet
-	// host, 5.3 % once in CI beside the other test packages: the bound
-	// is 8 %, far below a runaway loop.
+	// host: the bound is 8 %, far below a runaway loop.
 	if limit := int(window/(200*time.Millisecond)) + 2; spawns > limit {
 		t.Errorf("%d starts in %s: the backoff allows at most %d", spawns, window.Round(time.Millisecond), limit)
 	}
-	if share > 0.08 {
-		t.Errorf("master used %.1f%% of a core in a crash loop, want < 8%%", share*100)
+	if median > 0.08 {
+		t.Errorf("master used a median %.1f%% of a core in a crash loop (1 s windows: %.1f), want < 8%%", median*100, percents(shares))
 	}
 	if s := m.state(); len(s.Groups) != 1 || s.Groups[0].Failures < 5 {
 		t.Errorf("state does not show the crash loop: %+v", s.Groups)
 	}
+}
+
+// percents renders shares of a core as percentages.
+func percents(shares []float64) []float64 {
+	out := make([]float64, len(shares))
+	for i, s := range shares {
+		out[i] = math.Round(s*1000) / 10
+	}
+	return out
 }
 
 // cpuTicks is utime+stime of pid in clock ticks (10 ms).
@@ -398,7 +425,7 @@ func TestLogOnAFullDiskDoesNotStopTheMaster(t *testing.T) {
 		s, err := poolfs.ReadState(paths.State)
 		return err == nil && len(s.Workers) == 2 && s.Settled()
 	})
-	testutil.Eventually(t, 5*time.Second, "the log failure reported on stderr", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the log failure reported on stderr", func() bool {
 		return strings.Contains(stderr.String(), "cannot write log /dev/full: write /dev/full: no space left on device (continuing)")
 	})
 	if n := strings.Count(stderr.String(), "cannot write log"); n != 1 {

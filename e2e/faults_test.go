@@ -92,7 +92,7 @@ jobs:
 	}
 	testutil.Eventually(t, 10*time.Second, "the first job to start", func() bool { return lines(runs) == 1 })
 	srv.RestartEmpty()
-	testutil.Eventually(t, 5*time.Second, "the worker's registration to come back", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the worker's registration to come back", func() bool {
 		return len(registered(rdb)) == 1
 	})
 	if err := q.Enqueue(bg, "foo", []byte(`{"class":"Mark","args":["after"]}`)); err != nil {

@@ -39,7 +39,7 @@ echo $$ > "$2"; exec sleep 300`, "sh", daemonFile, jobFile})
 	testutil.Eventually(t, 10*time.Second, "the worker to stop", func() bool {
 		return !procid.Alive(s.Workers[0].PID, s.Workers[0].Identity)
 	})
-	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the job pid %d and its daemon pid %d to end", job.PID, daemon.PID), func() bool {
+	testutil.Eventually(t, 15*time.Second, fmt.Sprintf("the job pid %d and its daemon pid %d to end", job.PID, daemon.PID), func() bool {
 		return job.Gone() && daemon.Gone()
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -186,6 +187,12 @@ func slowClient(srv *redistest.Server, t *testing.T) *redis.Client {
 	return rdb
 }
 
+// Issue 14: ping answers in under a second, from the master, even while
+// every worker is busy. The bound holds for the median of five pings on
+// each path: one ping's round trip also counts whatever descheduled this
+// test process or redis-server for a second on a loaded CI host, which
+// says nothing about the listener; a listener that waits on a poll or
+// on the executor is slow on every ping.
 func TestListenerPingAnsweredWithinASecond(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := slowClient(srv, t)
@@ -196,12 +203,8 @@ func TestListenerPingAnsweredWithinASecond(t *testing.T) {
 	push(t, rdb, "h/p", warm)
 	awaitReply(t, rdb, warm.ReplyTo, 10*time.Second)
 
-	c := newCmd(VerbPing)
-	push(t, rdb, "h/p", c)
-	start := time.Now()
-	awaitReply(t, rdb, c.ReplyTo, 10*time.Second)
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("ping on the list answered after %s; the issue asks for under 1 s", d)
+	if d, all := medianPing(t, rdb, func(c Command) { push(t, rdb, "h/p", c) }); d > time.Second {
+		t.Errorf("ping on the list answered after a median %s (%v); the issue asks for under 1 s", d, all)
 	}
 
 	// Every worker busy is the executor's business: ping never calls it.
@@ -210,20 +213,35 @@ func TestListenerPingAnsweredWithinASecond(t *testing.T) {
 	push(t, rdb, "h/p", busy)
 	<-exec.entered
 
-	c = newCmd(VerbPing)
-	b, _ := json.Marshal(c)
-	if err := rdb.Publish(context.Background(), BroadcastChannel(testNS), b).Err(); err != nil {
-		t.Fatal(err)
+	broadcast := func(c Command) {
+		b, _ := json.Marshal(c)
+		if err := rdb.Publish(context.Background(), BroadcastChannel(testNS), b).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	start = time.Now()
-	r := awaitReply(t, rdb, c.ReplyTo, 5*time.Second)
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("ping answered after %s; the issue asks for under 1 s", d)
+	if d, all := medianPing(t, rdb, broadcast); d > time.Second {
+		t.Errorf("ping answered after a median %s (%v); the issue asks for under 1 s", d, all)
 	}
-	if r.ID != c.ID || r.Pool != "h/p" || r.Status != StatusOK || string(r.Result) != `"pong"` {
-		t.Errorf("ping reply %+v", r)
-	}
+}
 
+// medianPing sends five pings one after another with send, checks each
+// reply, and returns the median time to the reply and all five.
+func medianPing(t *testing.T, rdb redis.UniversalClient, send func(Command)) (time.Duration, []time.Duration) {
+	t.Helper()
+	took := make([]time.Duration, 5)
+	for i := range took {
+		c := newCmd(VerbPing)
+		start := time.Now()
+		send(c)
+		r := awaitReply(t, rdb, c.ReplyTo, 15*time.Second)
+		took[i] = time.Since(start)
+		if r.ID != c.ID || r.Pool != "h/p" || r.Status != StatusOK || string(r.Result) != `"pong"` {
+			t.Errorf("ping reply %+v", r)
+		}
+	}
+	sorted := slices.Clone(took)
+	slices.Sort(sorted)
+	return sorted[len(sorted)/2], took
 }
 
 func TestListenerStatusAndOrder(t *testing.T) {
@@ -252,7 +270,7 @@ func TestListenerStatusAndOrder(t *testing.T) {
 		t.Errorf("status result %s (%v)", r.Result, err)
 	}
 	for _, c := range cmds {
-		r := awaitReply(t, rdb, c.ReplyTo, 5*time.Second)
+		r := awaitReply(t, rdb, c.ReplyTo, 15*time.Second)
 		if r.Status != StatusOK || r.ID != c.ID {
 			t.Errorf("%s: reply %+v", c.ID, r)
 		}
@@ -445,7 +463,7 @@ func TestListenerResubscribesAfterRedisRestart(t *testing.T) {
 	c := newCmd(VerbPing)
 	push(t, rdb, "h/p", c)
 	awaitReply(t, rdb, c.ReplyTo, 20*time.Second)
-	testutil.Eventually(t, 5*time.Second, "the outage and its end logged", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the outage and its end logged", func() bool {
 		s := run.logs.String()
 		return strings.Contains(s, "Redis unavailable") && strings.Contains(s, "Redis available again")
 	})
@@ -532,7 +550,7 @@ func TestListenerShutdownDuringExecution(t *testing.T) {
 		t.Errorf("Run took %s to return with an executor call of 10 s in flight", d)
 	}
 	// The sender still hears what became of its command.
-	r := awaitReply(t, rdb, c.ReplyTo, 5*time.Second)
+	r := awaitReply(t, rdb, c.ReplyTo, 15*time.Second)
 	if r.Status != StatusError || !strings.Contains(r.Error, "stopping") {
 		t.Errorf("reply to a command interrupted by shutdown: %+v", r)
 	}
@@ -590,13 +608,13 @@ func TestListenerServesACommandWhosePopWasAnsweredToNobody(t *testing.T) {
 	t.Cleanup(func() { zombie.Close() })
 	key, taken := ControlKey(testNS, "h/p"), TakenKey(testNS, "h/p")
 	fmt.Fprintf(zombie, "*6\r\n$6\r\nBLMOVE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$4\r\nLEFT\r\n$5\r\nRIGHT\r\n$1\r\n0\r\n", len(key), key, len(taken), taken)
-	testutil.Eventually(t, 5*time.Second, "the zombie pop blocked", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the zombie pop blocked", func() bool {
 		info, _ := rdb.Info(ctx, "clients").Result()
 		return strings.Contains(info, "blocked_clients:1")
 	})
 	exec := newFakeExec(t)
 	startListener(t, srv, "h/p", exec, ListenerOptions{})
-	testutil.Eventually(t, 5*time.Second, "the listener's pop blocked too", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the listener's pop blocked too", func() bool {
 		info, _ := rdb.Info(ctx, "clients").Result()
 		return strings.Contains(info, "blocked_clients:2")
 	})
@@ -606,7 +624,7 @@ func TestListenerServesACommandWhosePopWasAnsweredToNobody(t *testing.T) {
 	if r := awaitReply(t, rdb, c.ReplyTo, 10*time.Second); r.Status != StatusOK {
 		t.Errorf("reply %+v", r)
 	}
-	testutil.Eventually(t, 5*time.Second, "the taken list emptied", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the taken list emptied", func() bool {
 		n, err := rdb.LLen(ctx, taken).Result()
 		return err == nil && n == 0
 	})
@@ -639,7 +657,7 @@ func TestListenerServesWhatADeadMasterLeftTaken(t *testing.T) {
 	if got := strings.Join(exec.Calls(), "|"); got != "status|status" {
 		t.Errorf("executor calls %q", got)
 	}
-	testutil.Eventually(t, 5*time.Second, "the taken list emptied", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the taken list emptied", func() bool {
 		n, err := rdb.LLen(ctx, TakenKey(testNS, "h/p")).Result()
 		return err == nil && n == 0
 	})

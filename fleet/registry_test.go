@@ -36,8 +36,8 @@ func runRegistrar(t *testing.T, r *Registrar) (stop func()) {
 			cancel()
 			select {
 			case <-done:
-			case <-time.After(5 * time.Second):
-				t.Errorf("Registrar.Run did not return within 5 s of its context's end")
+			case <-time.After(15 * time.Second):
+				t.Errorf("Registrar.Run did not return within 15 s of its context's end")
 			}
 		})
 	}
@@ -74,7 +74,7 @@ func TestRegistryTwoPoolsListedAndHeartbeatAdvances(t *testing.T) {
 	runRegistrar(t, b)
 
 	var first map[string]Listed
-	testutil.Eventually(t, 5*time.Second, "both pools listed", func() bool {
+	testutil.Eventually(t, 15*time.Second, "both pools listed", func() bool {
 		first = listed(t, rdb, ListOptions{})
 		return len(first) == 2
 	})
@@ -86,7 +86,7 @@ func TestRegistryTwoPoolsListedAndHeartbeatAdvances(t *testing.T) {
 	if first["h1/b"].PID != 100 || first["h1/a"].Groups[0].Live != 2 {
 		t.Errorf("entries not as written: %+v", first)
 	}
-	testutil.Eventually(t, 5*time.Second, "the heartbeat to advance", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the heartbeat to advance", func() bool {
 		return listed(t, rdb, ListOptions{})["h1/a"].Heartbeat.After(first["h1/a"].Heartbeat)
 	})
 
@@ -94,7 +94,7 @@ func TestRegistryTwoPoolsListedAndHeartbeatAdvances(t *testing.T) {
 	e := testEntry("h1", "a", 200)
 	e.State = "paused"
 	b.Update(e)
-	testutil.Eventually(t, 5*time.Second, "the updated state to be written", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the updated state to be written", func() bool {
 		return listed(t, rdb, ListOptions{})["h1/a"].State == "paused"
 	})
 }
@@ -106,7 +106,7 @@ func TestRegistryHeartbeatIsServerTime(t *testing.T) {
 	r.Update(testEntry("h", "p", 1))
 	runRegistrar(t, r)
 	var l map[string]Listed
-	testutil.Eventually(t, 5*time.Second, "the entry", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the entry", func() bool {
 		l = listed(t, rdb, ListOptions{})
 		return len(l) == 1
 	})
@@ -126,12 +126,12 @@ func TestRegistryStoppedRegistrarGoesStale(t *testing.T) {
 	r.Update(testEntry("h", "p", 1))
 	stop := runRegistrar(t, r)
 	o := ListOptions{StaleAfter: 500 * time.Millisecond}
-	testutil.Eventually(t, 5*time.Second, "the entry listed fresh", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the entry listed fresh", func() bool {
 		l, ok := listed(t, rdb, o)["h/p"]
 		return ok && !l.Stale
 	})
 	stop()
-	testutil.Eventually(t, 5*time.Second, "the entry to go stale", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the entry to go stale", func() bool {
 		return listed(t, rdb, o)["h/p"].Stale
 	})
 	l := listed(t, rdb, o)["h/p"]
@@ -148,7 +148,7 @@ func TestRegistryRemoveKeepsANewerMastersEntry(t *testing.T) {
 	oldM := NewRegistrar(rdb, testNS, 50*time.Millisecond)
 	oldM.Update(testEntry("h", "p", 100))
 	stopOld := runRegistrar(t, oldM)
-	testutil.Eventually(t, 5*time.Second, "the old master's entry", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the old master's entry", func() bool {
 		return listed(t, rdb, ListOptions{})["h/p"].PID == 100
 	})
 	stopOld()
@@ -160,7 +160,7 @@ func TestRegistryRemoveKeepsANewerMastersEntry(t *testing.T) {
 	newE.StartedAt = newE.StartedAt.Add(time.Second)
 	newM.Update(newE)
 	stopNew := runRegistrar(t, newM)
-	testutil.Eventually(t, 5*time.Second, "the new master's entry", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the new master's entry", func() bool {
 		return listed(t, rdb, ListOptions{})["h/p"].PID == 101
 	})
 	if err := oldM.Remove(ctx); err != nil {
@@ -275,7 +275,7 @@ func TestRegistryOutageLoggedOnceAndRecovered(t *testing.T) {
 	r.Logf = func(f string, a ...any) { fmt.Fprintf(&logs, f+"\n", a...) }
 	r.Update(testEntry("h", "p", 1))
 	runRegistrar(t, r)
-	testutil.Eventually(t, 5*time.Second, "the entry", func() bool { return len(listed(t, rdb, ListOptions{})) == 1 })
+	testutil.Eventually(t, 15*time.Second, "the entry", func() bool { return len(listed(t, rdb, ListOptions{})) == 1 })
 
 	srv.Process.Stop()
 	testutil.Eventually(t, 10*time.Second, "the outage to be logged", func() bool {
@@ -288,7 +288,7 @@ func TestRegistryOutageLoggedOnceAndRecovered(t *testing.T) {
 		ls, err := List(context.Background(), rdb, testNS)
 		return err == nil && len(ls) == 1
 	})
-	testutil.Eventually(t, 5*time.Second, "the recovery to be logged", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the recovery to be logged", func() bool {
 		return strings.Contains(logs.String(), "written again")
 	})
 	if n := strings.Count(logs.String(), "heartbeat failed"); n != 1 {

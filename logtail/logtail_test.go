@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,12 +23,13 @@ func TestMain(m *testing.M) {
 }
 
 // verifyNoLeaks fails the test if goroutines other than the test's own are
-// still running 2 s from now. nxadm/tail's polling goroutine sleeps up to
+// still running after 10 s. nxadm/tail's polling goroutine sleeps up to
 // 250 ms before it notices a stopped tail, which is close to goleak's own
-// retry budget, hence the outer deadline.
+// retry budget, hence the outer deadline; it bounds "eventually", and a
+// CI host slowed 5-10x for seconds can take 2 s to get there.
 func verifyNoLeaks(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := goleak.Find()
 		if err == nil {
@@ -221,7 +223,7 @@ func TestFollowPartialWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "first half of a line\nsecond line\nthird line\n"
-	waitFor(t, 5*time.Second, "three lines", func() bool { return out.String() == want })
+	waitFor(t, 15*time.Second, "three lines", func() bool { return out.String() == want })
 	cancel()
 	if err := wait(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Follow = %v, want context.Canceled", err)
@@ -236,7 +238,7 @@ func TestFollowStopFunc(t *testing.T) {
 	re := regexp.MustCompile(`^ready on port \d+$`)
 	var out syncBuffer
 	wait := followAsync(context.Background(), p, 0, &out, re.MatchString)
-	waitFor(t, 5*time.Second, "first line", func() bool { return out.String() == "before\n" })
+	waitFor(t, 15*time.Second, "first line", func() bool { return out.String() == "before\n" })
 	appendFile(t, p, "starting\nready on port 6379\nafter\n")
 
 	errc := make(chan error, 1)
@@ -254,27 +256,37 @@ func TestFollowStopFunc(t *testing.T) {
 	}
 }
 
+// Follow returns promptly once its context ends: within 1 s, the median
+// of five cancels. One cancel's time also counts a loaded CI host
+// descheduling the test; a Follow that waited for a line or sat out
+// polls would be slow every time.
 func TestFollowCancelIsPromptAndLeaksNothing(t *testing.T) {
-	p := writeFile(t, "a\nb\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
-	wait := followAsync(ctx, p, 0, &out, nil)
-	waitFor(t, 5*time.Second, "two lines", func() bool { return out.String() == "a\nb\n" })
+	took := make([]time.Duration, 5)
+	for i := range took {
+		p := writeFile(t, "a\nb\n")
+		ctx, cancel := context.WithCancel(context.Background())
+		var out syncBuffer
+		wait := followAsync(ctx, p, 0, &out, nil)
+		waitFor(t, 15*time.Second, "two lines", func() bool { return out.String() == "a\nb\n" })
 
-	start := time.Now()
-	cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- wait() }()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Follow = %v, want context.Canceled", err)
+		start := time.Now()
+		cancel()
+		errc := make(chan error, 1)
+		go func() { errc <- wait() }()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Follow = %v, want context.Canceled", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("Follow did not return within 15 s of cancel")
 		}
-	case <-time.After(time.Second):
-		t.Fatal("Follow did not return within 1s of cancel")
+		took[i] = time.Since(start)
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("Follow took %v to return", d)
+	sorted := slices.Clone(took)
+	slices.Sort(sorted)
+	if d := sorted[len(sorted)/2]; d > time.Second {
+		t.Fatalf("Follow took a median %v to return after cancel (%v)", d, took)
 	}
 	verifyNoLeaks(t)
 }
@@ -296,7 +308,7 @@ func TestFollowWaitsForFile(t *testing.T) {
 	var out syncBuffer
 	wait := followAsync(ctx, p, 0, &out, nil)
 	appendFile(t, p, "hello\n")
-	waitFor(t, 5*time.Second, "line from late file", func() bool { return out.String() == "hello\n" })
+	waitFor(t, 15*time.Second, "line from late file", func() bool { return out.String() == "hello\n" })
 	cancel()
 	if err := wait(); !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
@@ -330,7 +342,7 @@ func TestFollowRotation(t *testing.T) {
 		}
 	}
 	writeLines(10)
-	waitFor(t, 5*time.Second, "first lines", func() bool { return strings.Count(out.String(), "\n") >= 5 })
+	waitFor(t, 15*time.Second, "first lines", func() bool { return strings.Count(out.String(), "\n") >= 5 })
 	for rot := 0; rot < 3; rot++ {
 		writeLines(5) // probably not polled before the rename
 		if err := os.Rename(p, fmt.Sprintf("%s.%d", p, rot)); err != nil {
@@ -345,7 +357,7 @@ func TestFollowRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeLines(10)
-		waitFor(t, 5*time.Second, "lines after rotation", func() bool { return out.String() == want.String() })
+		waitFor(t, 15*time.Second, "lines after rotation", func() bool { return out.String() == want.String() })
 	}
 	f.Close()
 	cancel()
@@ -363,7 +375,7 @@ func TestFollowTruncation(t *testing.T) {
 	defer cancel()
 	var out syncBuffer
 	wait := followAsync(ctx, p, 0, &out, nil)
-	waitFor(t, 5*time.Second, "initial lines", func() bool { return out.String() == "one\ntwo\nthree\n" })
+	waitFor(t, 15*time.Second, "initial lines", func() bool { return out.String() == "one\ntwo\nthree\n" })
 	if err := os.Truncate(p, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +383,7 @@ func TestFollowTruncation(t *testing.T) {
 	// file before it grows again.
 	time.Sleep(600 * time.Millisecond)
 	appendFile(t, p, "four\n")
-	waitFor(t, 5*time.Second, "line after truncation", func() bool {
+	waitFor(t, 15*time.Second, "line after truncation", func() bool {
 		return out.String() == "one\ntwo\nthree\nfour\n"
 	})
 	cancel()
@@ -396,7 +408,7 @@ func TestFollowTwoConcurrent(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	waitFor(t, 5*time.Second, "all lines in both", func() bool {
+	waitFor(t, 15*time.Second, "all lines in both", func() bool {
 		return out1.String() == want.String() && out2.String() == want.String()
 	})
 	cancel()
@@ -419,7 +431,7 @@ func TestFollowFromLastLines(t *testing.T) {
 	var out syncBuffer
 	wait := followAsync(ctx, p, from, &out, nil)
 	appendFile(t, p, "e\n")
-	waitFor(t, 5*time.Second, "last two lines and new line", func() bool { return out.String() == "c\nd\ne\n" })
+	waitFor(t, 15*time.Second, "last two lines and new line", func() bool { return out.String() == "c\nd\ne\n" })
 	cancel()
 	if err := wait(); !errors.Is(err, context.Canceled) {
 		t.Fatal(err)

@@ -114,7 +114,7 @@ func testSecondMasterIsRefusedAfter(t *testing.T, remove func(Paths) error) {
 	if fmt.Sprint(pidsOf(after, "foo")) != fmt.Sprint(pidsOf(before, "foo")) {
 		t.Errorf("the first master's workers changed: %v -> %v", pidsOf(before, "foo"), pidsOf(after, "foo"))
 	}
-	testutil.Eventually(t, 5*time.Second, "shells to see the first master alive again", func() bool { return poolfs.MasterAlive(tm.paths) })
+	testutil.Eventually(t, 15*time.Second, "shells to see the first master alive again", func() bool { return poolfs.MasterAlive(tm.paths) })
 }
 
 func TestSecondMasterIsRefusedAfterTheLockFileIsRemoved(t *testing.T) {
@@ -134,7 +134,7 @@ func TestMasterRetakesARemovedLockFile(t *testing.T) {
 	if err := os.Remove(tm.paths.Lock); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, "MasterAlive to be true again", func() bool { return poolfs.MasterAlive(tm.paths) })
+	testutil.Eventually(t, 15*time.Second, "MasterAlive to be true again", func() bool { return poolfs.MasterAlive(tm.paths) })
 	tm.waitLog("lock file " + tm.paths.Lock + " was removed or replaced: recreated it")
 
 	// A replaced lock file (another inode) is taken over as well.
@@ -144,7 +144,7 @@ func TestMasterRetakesARemovedLockFile(t *testing.T) {
 	if err := os.WriteFile(tm.paths.Lock, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, "MasterAlive to be true on the replaced lock file", func() bool { return poolfs.MasterAlive(tm.paths) })
+	testutil.Eventually(t, 15*time.Second, "MasterAlive to be true on the replaced lock file", func() bool { return poolfs.MasterAlive(tm.paths) })
 
 	// The master still stops cleanly and releases the pool.
 	tm.signal(syscall.SIGTERM)

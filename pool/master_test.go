@@ -126,7 +126,7 @@ start_secs: 50ms
 `)
 	s := tm.waitState("1 running worker", func(s *State) bool { return len(s.Workers) == 1 && s.Workers[0].State == WorkerRunning })
 	tm.signal(syscall.SIGQUIT)
-	tm.waitExit(5 * time.Second)
+	tm.waitExit(15 * time.Second)
 	tm.waitLog(fmt.Sprintf("worker[%d] still running QUIT after 300ms: sending KILL", s.Workers[0].PID))
 	tm.waitLog(fmt.Sprintf("Reaped worker[%d] (status: signal KILL)", s.Workers[0].PID))
 }
@@ -141,7 +141,7 @@ start_secs: 1h
 `)
 	s := tm.waitState("1 worker", func(s *State) bool { return len(s.Workers) == 1 })
 	tm.signal(syscall.SIGQUIT)
-	tm.waitExit(5 * time.Second)
+	tm.waitExit(15 * time.Second)
 	tm.waitLog(fmt.Sprintf("Reaped worker[%d] (status: signal TERM)", s.Workers[0].PID))
 }
 
@@ -216,7 +216,7 @@ func TestWorkersDieWhenMasterIsKilled(t *testing.T) {
 	tm.waitState("5 workers", func(s *State) bool { return len(s.Workers) == 5 })
 	kids := liveChildren(t, tm.pid())
 	tm.signal(syscall.SIGKILL)
-	tm.waitExit(5 * time.Second)
+	tm.waitExit(15 * time.Second)
 	testutil.Eventually(t, 5*time.Second, "workers to die with their master", func() bool {
 		for _, k := range kids {
 			if !k.Dead() {
@@ -240,7 +240,7 @@ start_secs: 0.1
 `, pidFile))
 	s := tm.waitState("worker", func(s *State) bool { return len(s.Workers) == 1 })
 	var orphan testutil.Proc
-	testutil.Eventually(t, 5*time.Second, "orphan pid file", func() bool {
+	testutil.Eventually(t, 15*time.Second, "orphan pid file", func() bool {
 		b, err := os.ReadFile(pidFile)
 		if err != nil || len(bytes.TrimSpace(b)) == 0 {
 			return false
@@ -255,7 +255,7 @@ start_secs: 0.1
 	if err := syscall.Kill(s.Workers[0].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, "orphan to be killed", func() bool { return orphan.Gone() })
+	testutil.Eventually(t, 15*time.Second, "orphan to be killed", func() bool { return orphan.Gone() })
 	tm.waitLog(fmt.Sprintf("killing orphaned process %d", orphan.PID))
 }
 
@@ -289,7 +289,7 @@ command: ["sh", "-c", "printf 'hello from worker\\npartial'; exec sleep 1000"]
 	s := tm.waitState("worker", func(s *State) bool { return len(s.Workers) == 1 })
 	tm.waitLog(fmt.Sprintf("poolctl-worker[%d]: hello from worker\n", s.Workers[0].PID))
 	tm.signal(syscall.SIGTERM)
-	tm.waitExit(5 * time.Second)
+	tm.waitExit(15 * time.Second)
 	// The unterminated last line is flushed when the pipe closes.
 	tm.waitLog(fmt.Sprintf("poolctl-worker[%d]: partial\n", s.Workers[0].PID))
 }

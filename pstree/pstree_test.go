@@ -45,7 +45,7 @@ func find(tree *Proc, pid int32) *Proc {
 // passes, and returns the last tree.
 func waitTree(t *testing.T, s *Sampler, root int32, what string, cond func(*Proc) bool) *Proc {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		tree, err := s.Tree(context.Background(), root)
 		if err != nil {
@@ -188,7 +188,7 @@ func TestCPUPercentIsRecent(t *testing.T) {
 	}
 	// Samples ~300 ms apart until the busy loop shows up as busy.
 	var last *Proc
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		time.Sleep(300 * time.Millisecond) // the measuring interval
 		tree, err := s.Tree(context.Background(), self)

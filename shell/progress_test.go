@@ -244,7 +244,7 @@ func (f *fakePool) Alive() bool {
 // from then on is fresh.
 func (f *fakePool) started(t *testing.T) {
 	t.Helper()
-	testutil.Eventually(t, 5*time.Second, "progress to look for samples", func() bool {
+	testutil.Eventually(t, 15*time.Second, "progress to look for samples", func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return f.reads > 0
@@ -297,12 +297,12 @@ func TestFollowBatchMarksAFreshSample(t *testing.T) {
 	res := follow(context.Background(), f, ProgressOptions{Out: &out, UI: &ui, JSON: true})
 	f.started(t)
 	f.publish(qs("foo", 10, 0, 7, 1, stats.QueueBusy)) // the mark
-	testutil.Eventually(t, 5*time.Second, "the mark's line", func() bool { return strings.Contains(ui.String(), "foo 0/10 0%") })
+	testutil.Eventually(t, 15*time.Second, "the mark's line", func() bool { return strings.Contains(ui.String(), "foo 0/10 0%") })
 	f.publish(qs("foo", 3, 2, 12, 1, stats.QueueDraining))
 	f.mu.Lock()
 	f.state = &poolfs.State{Workers: make([]poolfs.WorkerState, 3)}
 	f.mu.Unlock()
-	testutil.Eventually(t, 5*time.Second, "a line per sample", func() bool { return strings.Contains(ui.String(), "foo 5/10 50%") })
+	testutil.Eventually(t, 15*time.Second, "a line per sample", func() bool { return strings.Contains(ui.String(), "foo 5/10 50%") })
 	f.publish(qs("foo", 0, 0, 17, 1, stats.QueueEmpty))
 	r := <-res
 	if r.err != nil {
@@ -340,7 +340,7 @@ func TestFollowBatchEndings(t *testing.T) {
 		res := follow(context.Background(), f, ProgressOptions{Out: &out, UI: &ui})
 		f.started(t)
 		f.publish(qs("foo", 3, 0, 0, 0, stats.QueueBusy))
-		testutil.Eventually(t, 5*time.Second, "the mark", func() bool { return strings.Contains(ui.String(), "foo 0/3") })
+		testutil.Eventually(t, 15*time.Second, "the mark", func() bool { return strings.Contains(ui.String(), "foo 0/3") })
 		f.publish(qs("foo", 0, 0, 3, 2, stats.QueueEmpty))
 		r := <-res
 		if statusOf(r.err) != ProgressFailedJobs || !strings.Contains(r.err.Error(), "progress: 2 of the batch's 3 jobs failed") {
@@ -372,7 +372,7 @@ func TestFollowBatchEndings(t *testing.T) {
 		res := follow(ctx, f, ProgressOptions{Out: &out, UI: &ui})
 		f.started(t)
 		f.publish(qs("foo", 3, 0, 0, 0, stats.QueueBusy))
-		testutil.Eventually(t, 5*time.Second, "the mark", func() bool { return strings.Contains(ui.String(), "foo 0/3") })
+		testutil.Eventually(t, 15*time.Second, "the mark", func() bool { return strings.Contains(ui.String(), "foo 0/3") })
 		cancel()
 		r := <-res
 		if statusOf(r.err) != ProgressInterrupted || !errors.Is(r.err, context.Canceled) || out.String() != "" ||
@@ -386,7 +386,7 @@ func TestFollowBatchEndings(t *testing.T) {
 		res := follow(context.Background(), f, ProgressOptions{Out: &out, UI: &ui, Pool: poolfs.At(t.TempDir(), "gone")})
 		f.started(t)
 		f.publish(qs("foo", 3, 0, 0, 0, stats.QueueBusy))
-		testutil.Eventually(t, 5*time.Second, "the mark", func() bool { return strings.Contains(ui.String(), "foo 0/3") })
+		testutil.Eventually(t, 15*time.Second, "the mark", func() bool { return strings.Contains(ui.String(), "foo 0/3") })
 		f.mu.Lock()
 		f.dead = true
 		f.mu.Unlock()
@@ -435,7 +435,7 @@ func TestFollowBatchTerminal(t *testing.T) {
 	res := follow(context.Background(), f, ProgressOptions{Out: &out, UI: &ui, Terminal: true, Size: func() (int, int) { return 60, 24 }})
 	f.started(t)
 	f.publish(qs("foo", 4, 0, 0, 0, stats.QueueBusy), qs("bar", 2, 0, 0, 0, stats.QueueBusy))
-	testutil.Eventually(t, 5*time.Second, "the first block", func() bool { return strings.Contains(ui.String(), "foo") })
+	testutil.Eventually(t, 15*time.Second, "the first block", func() bool { return strings.Contains(ui.String(), "foo") })
 	f.publish(qs("foo", 0, 0, 4, 0, stats.QueueEmpty), qs("bar", 0, 0, 2, 0, stats.QueueEmpty))
 	r := <-res
 	if r.err != nil {

@@ -137,13 +137,13 @@ func TestTopJSONFrames(t *testing.T) {
 		done <- s.topJSON(context.Background(), topOptions{json: true, interval: 10 * time.Millisecond, count: 2})
 	}()
 
-	testutil.Eventually(t, 5*time.Second, "no sample yet", func() bool { return strings.Contains(errw.String(), "top: no sample yet\n") })
+	testutil.Eventually(t, 15*time.Second, "no sample yet", func() bool { return strings.Contains(errw.String(), "top: no sample yet\n") })
 	// It asks the master to publish (the master does only while asked).
 	if fi, err := os.Stat(s.paths.Sample + ".wanted"); err != nil || time.Since(fi.ModTime()) > time.Second {
 		t.Errorf("top does not ask for samples: %v", err)
 	}
 	writeSample(t, s.paths.Sample, time.Now().Add(-10*time.Second), 1, "")
-	testutil.Eventually(t, 5*time.Second, "stale sample", func() bool {
+	testutil.Eventually(t, 15*time.Second, "stale sample", func() bool {
 		return strings.Contains(errw.String(), "s old: is the master stopped?\n")
 	})
 	if out.String() != "" {
@@ -151,7 +151,7 @@ func TestTopJSONFrames(t *testing.T) {
 	}
 	first := time.Now()
 	writeSample(t, s.paths.Sample, first, 5, `"from_the_future":{"x":1}`)
-	testutil.Eventually(t, 5*time.Second, "first frame", func() bool { return strings.Count(out.String(), "\n") == 1 })
+	testutil.Eventually(t, 15*time.Second, "first frame", func() bool { return strings.Count(out.String(), "\n") == 1 })
 	// The same sample again and again: no second frame.
 	for i := 0; i < 5; i++ {
 		writeSample(t, s.paths.Sample, first, 5, `"from_the_future":{"x":1}`)
@@ -166,7 +166,7 @@ func TestTopJSONFrames(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Fatal("top --count 2 did not end after two frames")
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
@@ -203,14 +203,14 @@ func TestTopJSONMasterChangesAndGoes(t *testing.T) {
 	go func() {
 		done <- s.topJSON(context.Background(), topOptions{json: true, interval: 10 * time.Millisecond})
 	}()
-	testutil.Eventually(t, 5*time.Second, "no sample yet", func() bool { return strings.Contains(errw.String(), "top: no sample yet\n") })
+	testutil.Eventually(t, 15*time.Second, "no sample yet", func() bool { return strings.Contains(errw.String(), "top: no sample yet\n") })
 	release()
 	select {
 	case err := <-done:
 		if !errors.Is(err, errNotRunning) {
 			t.Errorf("err = %v, want the master is not running", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Fatal("top went on after the master had gone")
 	}
 	if out.String() != "" {
@@ -249,7 +249,7 @@ func signalRecorder(t *testing.T) (pid int, identity string, log string) {
 	ready := log + ".ready"
 	cmd := exec.Command("bash", "-c", `trap 'echo USR2 >>"$1"' USR2; trap 'echo CONT >>"$1"' CONT; : >"$2"; while :; do sleep 0.05; done`, "rec", log, ready)
 	p := testutil.StartProcess(t, cmd, time.Second)
-	testutil.Eventually(t, 5*time.Second, "recorder ready", func() bool { _, err := os.Stat(ready); return err == nil })
+	testutil.Eventually(t, 15*time.Second, "recorder ready", func() bool { _, err := os.Stat(ready); return err == nil })
 	id, err := procid.Of(p.PID())
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +281,7 @@ func TestTopPause(t *testing.T) {
 	if err != nil || !strings.HasPrefix(msg, "paused 2 workers of foo (SIGUSR2 to ") {
 		t.Fatalf("p: %q, %v", msg, err)
 	}
-	testutil.Eventually(t, 5*time.Second, "USR2 delivered", func() bool {
+	testutil.Eventually(t, 15*time.Second, "USR2 delivered", func() bool {
 		return signals(log1) == "USR2\n" && signals(log2) == "USR2\n"
 	})
 	st, _, _ = s.pool().State()
@@ -292,7 +292,7 @@ func TestTopPause(t *testing.T) {
 	if err != nil || !strings.HasPrefix(msg, "resumed 2 workers of foo (SIGCONT to ") {
 		t.Fatalf("p again: %q, %v", msg, err)
 	}
-	testutil.Eventually(t, 5*time.Second, "CONT delivered", func() bool {
+	testutil.Eventually(t, 15*time.Second, "CONT delivered", func() bool {
 		return signals(log1) == "USR2\nCONT\n" && signals(log2) == "USR2\nCONT\n"
 	})
 	if got := pausedWorkers(st, s.top.marks); got[w1] || got[w2] {
@@ -351,10 +351,10 @@ func TestTopPauseWaitsForStartingWorkers(t *testing.T) {
 		if r.err != nil || !strings.HasPrefix(r.msg, "paused 1 worker of foo") {
 			t.Fatalf("p: %q, %v", r.msg, r.err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Fatal("p did not go on once the worker ran")
 	}
-	testutil.Eventually(t, 5*time.Second, "USR2 delivered", func() bool { b, _ := os.ReadFile(log); return string(b) == "USR2\n" })
+	testutil.Eventually(t, 15*time.Second, "USR2 delivered", func() bool { b, _ := os.ReadFile(log); return string(b) == "USR2\n" })
 }
 
 // p never sends USR2 to a process that does not catch it (a command
@@ -379,7 +379,7 @@ func TestTopPauseSparesWorkersWithoutHandler(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d does not catch USR2", sleeper.PID())) || !strings.HasPrefix(msg, "paused 1 worker of baz") {
 		t.Fatalf("p: %q, %v", msg, err)
 	}
-	testutil.Eventually(t, 5*time.Second, "USR2 to the worker that catches it", func() bool { b, _ := os.ReadFile(log); return string(b) == "USR2\n" })
+	testutil.Eventually(t, 15*time.Second, "USR2 to the worker that catches it", func() bool { b, _ := os.ReadFile(log); return string(b) == "USR2\n" })
 	if sleeper.Exited() {
 		t.Fatal("p killed a worker that does not catch USR2")
 	}

@@ -223,7 +223,7 @@ func TestSamplerMeasuresWorkerTrees(t *testing.T) {
 	s.Observe(&poolfs.State{Groups: []poolfs.GroupState{{Queues: "q", Desired: 1}},
 		Workers: []poolfs.WorkerState{{PID: pid, Queues: "q", State: "running", Builtin: true}}})
 	var w WorkerSample
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		s.sampleOnce(time.Now())
 		smp, _ := s.Latest()

@@ -14,6 +14,7 @@ import (
 	"github.com/poolctl/poolctl/internal/redistest"
 	"github.com/poolctl/poolctl/pool/poolfs"
 	"github.com/poolctl/poolctl/queue"
+	"github.com/poolctl/poolctl/stats"
 )
 
 func groupOf(st *poolfs.State, queues string) poolfs.GroupState {
@@ -52,7 +53,9 @@ func TestAutoscaleUpDrainAndDown(t *testing.T) {
 		peak = max(peak, groupOf(st, "work").Live)
 		return peak >= 8
 	})
-	if took := time.Since(start); took > 3*time.Second {
+	took := time.Since(start)
+	t.Logf("reached %d live workers %s after the backlog", peak, took.Round(time.Millisecond))
+	if took > 3*time.Second {
 		t.Errorf("reached %d workers after %s, want within 3s", peak, took)
 	}
 	waitQueueState(t, p, "work", "empty", 30*time.Second)
@@ -61,6 +64,7 @@ func TestAutoscaleUpDrainAndDown(t *testing.T) {
 		st, err := poolfs.ReadState(p.State)
 		return err == nil && groupOf(st, "work").Desired == 1 && groupOf(st, "work").Live == 1 && st.Settled()
 	})
+	t.Logf("back at 1 worker %s after the queue emptied", time.Since(drained).Round(time.Millisecond))
 	if took := time.Since(drained); took > 5*time.Second+5*time.Second {
 		t.Errorf("back at 1 after %s, want within down_after + 5s", took)
 	}
@@ -134,6 +138,27 @@ func TestAutoscaleNoGainHoldsCPUBoundJobs(t *testing.T) {
 	_, p, q := autoscalePool(t, "cpu", `  work:
     autoscale: {min: 1, max: 16, target_wait: 2s, down_after: 30s}
 `)
+	// The job time first, from a few jobs. With the backlog alone, the
+	// count doubles blind until a sample shows a finished job's time: at
+	// a load average of 22 that took two doublings (1→2→4, then "4→16:
+	// job 70ms"). A third (→8) makes 8→16 the step judged, and a hold
+	// never goes below the step's start: the test would then measure how
+	// fast a loaded host finishes a first job, not the no-gain rule.
+	if err := q.Enqueue(context.Background(), "work", cpuJobs(t, 5, 20)...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a sample with the warm-up jobs' time", func() bool {
+		smp, err := stats.ReadFile(p.Sample)
+		if err != nil {
+			return false
+		}
+		for _, qs := range smp.Queues {
+			if qs.Name == "work" {
+				return qs.Depth == 0 && qs.Processed >= 5 && qs.Timing.Mean() > 0
+			}
+		}
+		return false
+	})
 	if err := q.Enqueue(context.Background(), "work", cpuJobs(t, 20000, 20)...); err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func TestCockpitShowsPausedQueueStalled(t *testing.T) {
 	if err := syscall.Kill(master, syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "workers paused", func() bool {
+	waitFor(t, 15*time.Second, "workers paused", func() bool {
 		st, err := poolfs.ReadState(p.State)
 		return err == nil && !st.WorkersPausedAt.IsZero()
 	})

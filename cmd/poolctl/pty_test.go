@@ -174,7 +174,7 @@ func TestShellPTY(t *testing.T) {
 	last := lines[len(lines)-1]
 	sh.typeSlowly("log.tail 1\r")
 	sh.expect(last, 10*time.Second)
-	waitFor(t, 5*time.Second, "cooked mode during log.tail", func() bool {
+	waitFor(t, 15*time.Second, "cooked mode during log.tail", func() bool {
 		return termiosOf(t, sh.tty).Lflag&unix.ISIG != 0
 	})
 	// A line appended now shows up: the tail follows.
@@ -260,7 +260,7 @@ func TestShellPTYMasterDied(t *testing.T) {
 		t.Fatalf("no new master: pid %d", pid2)
 	}
 	sh.typeSlowly("log.tail 1\r")
-	waitFor(t, 5*time.Second, "cooked mode during log.tail", func() bool {
+	waitFor(t, 15*time.Second, "cooked mode during log.tail", func() bool {
 		return termiosOf(t, sh.tty).Lflag&unix.ISIG != 0
 	})
 	if err := syscall.Kill(pid2, syscall.SIGKILL); err != nil {

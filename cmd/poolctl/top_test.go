@@ -456,7 +456,7 @@ func TestTopPTY(t *testing.T) {
 		t.Helper()
 		sh.expect("\x1b[?1049l", 10*time.Second)
 		sh.expect(">> ", 10*time.Second)
-		waitFor(t, 5*time.Second, "the prompt's terminal state after "+how, func() bool { return termiosOf(t, sh.tty) == atPrompt })
+		waitFor(t, 15*time.Second, "the prompt's terminal state after "+how, func() bool { return termiosOf(t, sh.tty) == atPrompt })
 		if scr := sh.screen(); strings.Contains(scr, topview.Keys) || !strings.Contains(scr, ">> ") {
 			t.Errorf("after %s the screen is not the shell's:\n%s", how, scr)
 		}
@@ -471,10 +471,10 @@ func TestTopPTY(t *testing.T) {
 	if g := group("foo"); g.Desired != 2 || g.Live != 2 {
 		t.Errorf("state.json: foo %+v", g)
 	}
-	sh.waitScreen("foo=2:bar=1 · Reloading master", 5*time.Second)
+	sh.waitScreen("foo=2:bar=1 · Reloading master", 15*time.Second)
 	// down selects bar; - stops at 1 and says so.
 	sh.typeSlowly("\x1b[B")
-	sh.waitScreen("> bar  1/1 worker", 5*time.Second)
+	sh.waitScreen("> bar  1/1 worker", 15*time.Second)
 	sh.typeSlowly("-")
 	sh.waitScreen("bar has 1 worker: - stops at 1 (config bar=0 removes the queue list)", 10*time.Second)
 	// up selects foo again; p pauses its two workers: a job waits. (Once
@@ -486,10 +486,10 @@ func TestTopPTY(t *testing.T) {
 		return err == nil && n == 3
 	})
 	sh.typeSlowly("\x1b[A")
-	sh.waitScreen("> foo  2/2 workers", 5*time.Second)
+	sh.waitScreen("> foo  2/2 workers", 15*time.Second)
 	sh.typeSlowly("p")
 	sh.waitScreen("paused 2 workers of foo (SIGUSR2 to ", 15*time.Second)
-	sh.waitScreen("> foo  2/2 workers  paused 2/2", 5*time.Second)
+	sh.waitScreen("> foo  2/2 workers  paused 2/2", 15*time.Second)
 	if r := e.run("", "enqueue", "--redis", redis.URL(), "-q", "foo", "Poolctl::Noop"); r.code != 0 {
 		t.Fatalf("enqueue: %s", r.stderr)
 	}

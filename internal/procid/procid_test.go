@@ -49,7 +49,7 @@ func TestZombieAndGoneProcessesAreNotAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Not reaped yet: a zombie once it exits, which must not count.
-	testutil.Eventually(t, 5*time.Second, "the exited child to stop counting as alive", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the exited child to stop counting as alive", func() bool {
 		return !Alive(pid, id.String())
 	})
 	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err != nil || !strings.Contains(string(b), ") Z") {
