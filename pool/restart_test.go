@@ -19,8 +19,10 @@ import (
 // servingConfig is a pool of command workers that say when they serve:
 // each one warms up for 0.3 s, then creates DIR/QUEUES.PID, and removes
 // it as soon as it is told to stop, so the files present are the workers
-// serving at that moment. start_secs (0.6 s) outlasts the warm-up, so a
-// worker the master calls ready does serve. extra is appended to the
+// serving at that moment. start_secs (1.5 s) outlasts the warm-up by far,
+// so a worker the master calls ready does serve even on a loaded host,
+// where starting sh, sleep and touch took the 0.3 s margin of an earlier
+// 0.6 s (CI-like run: dips of one worker in three roll tests). extra is appended to the
 // script, so a HUP can change the command.
 func servingConfig(dir, workers, extra string) string {
 	script := `trap 'rm -f "$0/$1.$$"; exit 0' QUIT TERM; sleep 0.3; touch "$0/$1.$$"; while :; do sleep 0.05; done` + extra
@@ -28,7 +30,7 @@ func servingConfig(dir, workers, extra string) string {
 workers:
 %s
 command: [sh, -c, %q, %q, "{queues}"]
-start_secs: 0.6
+start_secs: 1.5
 term_timeout: 3s
 `, workers, script, dir)
 }
@@ -434,7 +436,7 @@ func TestHUPRemovingRolledListEndsRoll(t *testing.T) {
 // take replacements still warming up for ready, and dip.
 func TestRollWaitsForTheListsOwnStartSecs(t *testing.T) {
 	dir := t.TempDir()
-	cfg := strings.Replace(servingConfig(dir, "  foo: {count: 3, start_secs: 0.6s}", ""), "start_secs: 0.6\n", "start_secs: 0.05\n", 1)
+	cfg := strings.Replace(servingConfig(dir, "  foo: {count: 3, start_secs: 1.5s}", ""), "start_secs: 1.5\n", "start_secs: 0.05\n", 1)
 	tm := startMaster(t, cfg)
 	before := allServing(t, tm, dir, "foo", 3)
 	s := sampleServing(dir, "foo")
