@@ -262,13 +262,27 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 			held = append(held, fmt.Sprintf("%s=%d", k, promoted.LLen(ctx, k).Val()))
 		}
 		records, _ := promoted.Keys(ctx, "resque:worker:*").Result()
-		return fmt.Sprintf("%d distinct jobs recorded, %d queued, in flight %v, worker keys %v",
-			len(recorded()), promoted.LLen(ctx, "resque:queue:sq").Val(), held, records)
+		// Failures (a job that could not append to ids, say on a full
+		// disk) and where the promoted master stands.
+		failed := promoted.LRange(ctx, "resque:failed", 0, 0).Val()
+		info, err := promoted.Info(ctx, "clients", "stats", "replication").Result()
+		var fs syscall.Statfs_t
+		_ = syscall.Statfs(filepath.Dir(ids), &fs)
+		return fmt.Sprintf("%d distinct jobs recorded, %d queued, in flight %v, worker keys %v, %d failed %v; %d MB free beside ids; promoted master (%v):\n%s",
+			len(recorded()), promoted.LLen(ctx, "resque:queue:sq").Val(), held, records,
+			promoted.LLen(ctx, "resque:failed").Val(), failed, fs.Bavail*uint64(fs.Bsize)>>20, err, info)
 	}
 	var progress []int // distinct jobs recorded, every 5 s
 	next := time.Now()
+	// The longest time between two looks at the condition: tens of seconds
+	// would say this test process (or the whole host) was not running,
+	// rather than that the workers stalled.
+	var gap time.Duration
+	last := time.Now()
 	done := testutil.Poll(60*time.Second, func() bool {
-		if time.Now().After(next) {
+		now := time.Now()
+		gap, last = max(gap, now.Sub(last)), now
+		if now.After(next) {
 			progress, next = append(progress, len(recorded())), next.Add(5*time.Second)
 		}
 		if len(recorded()) < n+100 || promoted.LLen(ctx, "resque:queue:sq").Val() != 0 {
@@ -286,7 +300,7 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 		}
 		testutil.Poll(5*time.Second, func() bool { return strings.Count(readLog(t, p)[before:], "goroutine ") >= len(workers) })
 		t.Logf("the workers' goroutines:\n%s", readLog(t, p)[before:])
-		t.Fatalf("after 1m: not every job run, or something left in a queue or in flight: %s; distinct jobs recorded every 5 s: %v", left(), progress)
+		t.Fatalf("after 1m: not every job run, or something left in a queue or in flight: %s; distinct jobs recorded every 5 s: %v; longest pause between two looks: %v", left(), progress, gap)
 	}
 	seen := recorded()
 	for i := 0; i < n; i++ {

@@ -74,27 +74,7 @@ func StartSentinel(tb testing.TB) *Sentinel {
 	}
 	tb.Cleanup(s.Sentinel.Stop)
 
-	ctx := context.Background()
-	replica := redis.NewClient(&redis.Options{Addr: s.Replica.Addr(), MaxRetries: -1})
-	defer replica.Close()
-	sentinel := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinel.Addr(), MaxRetries: -1})
-	defer sentinel.Close()
-	s.waitFor(20*time.Second, "the replica in sync and known to the sentinel", func() bool {
-		info, err := replica.Info(ctx, "replication").Result()
-		if err != nil || !strings.Contains(info, "master_link_status:up") {
-			return false
-		}
-		reps, err := sentinel.Replicas(ctx, SentinelMaster).Result()
-		if err != nil {
-			return false
-		}
-		for _, r := range reps {
-			if r["port"] == strconv.Itoa(s.Replica.port) && !strings.Contains(r["flags"], "disconnected") {
-				return true
-			}
-		}
-		return false
-	})
+	s.awaitReplica()
 	return s
 }
 
@@ -156,6 +136,38 @@ func (s *Sentinel) MasterAddr(ctx context.Context) (string, error) {
 func (s *Sentinel) KillMaster() {
 	s.tb.Helper()
 	s.Master.Kill()
+	s.awaitPromotion()
+}
+
+// KillMasterLagging is KillMaster with a replica that lags by lag: the
+// replica is frozen (SIGSTOP) and its link to the master cut, so the
+// master's writes of its last lag are never replicated, as when
+// asynchronous replication is behind at a crash. Then the master is
+// SIGKILLed, the replica thawed, and the promotion awaited.
+func (s *Sentinel) KillMasterLagging(lag time.Duration) {
+	s.tb.Helper()
+	if err := s.Replica.Freeze(); err != nil {
+		s.tb.Fatalf("redistest: freeze the replica: %v", err)
+	}
+	master := redis.NewClient(&redis.Options{Addr: s.Master.Addr(), MaxRetries: -1})
+	err := master.Do(context.Background(), "CLIENT", "KILL", "TYPE", "replica").Err()
+	_ = master.Close()
+	if err != nil {
+		_ = s.Replica.Thaw()
+		s.tb.Fatalf("redistest: cut the replica's link: %v", err)
+	}
+	time.Sleep(lag)
+	s.Master.Kill()
+	if err := s.Replica.Thaw(); err != nil {
+		s.tb.Fatalf("redistest: thaw the replica: %v", err)
+	}
+	s.awaitPromotion()
+}
+
+// awaitPromotion waits until the sentinel has promoted the replica of a
+// dead master, and swaps Master and Replica.
+func (s *Sentinel) awaitPromotion() {
+	s.tb.Helper()
 	ctx := context.Background()
 	promoted := redis.NewClient(&redis.Options{Addr: s.Replica.Addr(), MaxRetries: -1})
 	defer promoted.Close()
@@ -170,11 +182,53 @@ func (s *Sentinel) KillMaster() {
 	s.Master, s.Replica = s.Replica, s.Master
 }
 
+// Rejoin restarts the dead old master (Replica, after KillMaster) on its
+// port as a replica of the master, and waits (up to 30 s) until it is in
+// sync and the sentinel counts it as a connected replica again, so that
+// another failover can promote it.
+func (s *Sentinel) Rejoin() {
+	s.tb.Helper()
+	host, port, _ := net.SplitHostPort(s.Master.Addr())
+	s.Replica.extra = []string{"--replicaof", host, port}
+	if err := s.Replica.Restart(); err != nil {
+		s.tb.Fatalf("redistest: restart the old master as a replica: %v", err)
+	}
+	s.awaitReplica()
+}
+
+// awaitReplica waits until the replica is in sync and the sentinel lists
+// it as a connected replica of the master.
+func (s *Sentinel) awaitReplica() {
+	s.tb.Helper()
+	ctx := context.Background()
+	replica := redis.NewClient(&redis.Options{Addr: s.Replica.Addr(), MaxRetries: -1})
+	defer replica.Close()
+	sentinel := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinel.Addr(), MaxRetries: -1})
+	defer sentinel.Close()
+	s.waitFor(30*time.Second, "the replica in sync and known to the sentinel", func() bool {
+		info, err := replica.Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "master_link_status:up") {
+			return false
+		}
+		reps, err := sentinel.Replicas(ctx, SentinelMaster).Result()
+		if err != nil {
+			return false
+		}
+		for _, r := range reps {
+			if r["port"] == strconv.Itoa(s.Replica.port) && !strings.Contains(r["flags"], "disconnected") && !strings.Contains(r["flags"], "s_down") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // Switchover has the sentinel fail over with the master alive (SENTINEL
 // FAILOVER): the replica is promoted and the old master, still running,
 // is made its replica, so clients still writing to it get READONLY. It
-// waits (up to 30 s) until both have their new roles; Master and Replica
-// are swapped.
+// waits (up to 30 s) until both have their new roles and the demoted
+// master is in sync and known to the sentinel as a replica; Master and
+// Replica are swapped.
 func (s *Sentinel) Switchover() {
 	s.tb.Helper()
 	ctx := context.Background()
@@ -200,6 +254,9 @@ func (s *Sentinel) Switchover() {
 		return err == nil && len(d) > 0 && d[0] == "slave"
 	})
 	s.Master, s.Replica = s.Replica, s.Master
+	// Then the demoted master must be a replica the sentinel would
+	// promote, for the next failover.
+	s.awaitReplica()
 }
 
 func (s *Sentinel) waitFor(timeout time.Duration, what string, cond func() bool) {
