@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,9 @@ type Logger struct {
 	failed    bool // the last write failed; reported once on stderr
 	now       func() time.Time
 	errOutput io.Writer
+	// lines counts worker lines copied, so a stopping master can tell a
+	// pipe still being read from one left silent (drainOutput).
+	lines atomic.Int64
 }
 
 // NewLogger opens path for appending (mode 0600), or uses stdout when path
@@ -106,7 +110,11 @@ func (l *Logger) workerLine(pid int, line []byte) {
 	b = append(b, "]: "...)
 	b = append(b, line...)
 	l.writeLine(b)
+	l.lines.Add(1)
 }
+
+// workerLines is how many worker lines have been logged.
+func (l *Logger) workerLines() int64 { return l.lines.Load() }
 
 func (l *Logger) writeLine(b []byte) {
 	if len(b) == 0 || b[len(b)-1] != '\n' {

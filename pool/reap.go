@@ -178,25 +178,47 @@ func (m *Master) sweepOrphans() {
 	}
 }
 
-// outputDrainTimeout bounds how long a stopping master waits for its
-// workers' output to be read to its end.
-const outputDrainTimeout = 2 * time.Second
+// A stopping master waits for its workers' output to be read to its end
+// while lines keep coming, up to outputDrainIdle without one (a pipe held
+// open by something the orphan sweep could not end), and outputDrainMax
+// in all (one that writes forever).
+const (
+	outputDrainIdle = 2 * time.Second
+	outputDrainMax  = 30 * time.Second
+)
 
 // drainOutput waits until every worker's output has been copied into the
 // log. A worker can exit with lines still in its pipe (up to the pipe's
 // buffer, e.g. a stack dump at QUIT); a master that exited at the last
 // reap closed its log before the last workers' lines were read. Each pipe
 // ends once the worker and what it left behind are dead, which
-// sweepOrphans has made sure of, so this waits only for the reading.
+// sweepOrphans has made sure of, so this waits only for the reading,
+// which on a loaded host or a slow log disk can take seconds for many
+// workers: a bound on the whole wait lost lines still being copied.
 func (m *Master) drainOutput() {
 	done := make(chan struct{})
 	go func() {
 		m.pumps.Wait()
 		close(done)
 	}()
-	select {
-	case <-done:
-	case <-time.After(outputDrainTimeout):
-		m.log.Printf("workers' output still open %s after the last worker was reaped: the rest of it is not logged", outputDrainTimeout)
+	tick := time.NewTicker(outputDrainIdle / 20)
+	defer tick.Stop()
+	start := time.Now()
+	seen, lastLine := m.log.workerLines(), start
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-tick.C:
+			if n := m.log.workerLines(); n != seen {
+				seen, lastLine = n, now
+			}
+			if now.Sub(lastLine) < outputDrainIdle && now.Sub(start) < outputDrainMax {
+				continue
+			}
+			m.log.Printf("workers' output still open %s after the last worker was reaped (%s without a line): the rest of it is not logged",
+				now.Sub(start).Round(time.Millisecond), now.Sub(lastLine).Round(time.Millisecond))
+			return
+		}
 	}
 }
