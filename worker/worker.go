@@ -206,22 +206,33 @@ func (w *Worker) busy() bool {
 }
 
 // Pause stops picking up new jobs (USR2); Resume undoes it (CONT).
+// Each says so in the log when it changes something: from that line on,
+// the worker takes no new job (or takes them again), which is what an
+// operator, or a script pushing jobs to a paused pool, waits for.
 func (w *Worker) Pause() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	was := w.paused
 	w.paused = true
 	w.signalChange()
 	if w.cancelJob == nil {
 		w.wakeIdle()
+	}
+	w.mu.Unlock()
+	if !was {
+		w.logf("paused: taking no new job until CONT (a running job finishes)")
 	}
 }
 
 // Resume picks up jobs again after Pause.
 func (w *Worker) Resume() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	was := w.paused
 	w.paused = false
 	w.signalChange()
+	w.mu.Unlock()
+	if was {
+		w.logf("resumed: taking jobs again")
+	}
 }
 
 // control returns the current flags and the channel closed on the next

@@ -391,3 +391,24 @@ func TestCommandJobOutputLinesCarryTimeAndJobID(t *testing.T) {
 		}
 	}
 }
+
+// USR2 and CONT are logged once per change, so an operator (or a script)
+// can tell when a worker takes no new job, and repeats add nothing.
+func TestPauseAndResumeAreLoggedOncePerChange(t *testing.T) {
+	h := newHarness(t, Config{Queues: []string{"p"}})
+	h.w.Pause()
+	h.w.Pause()
+	testutil.Eventually(t, 10*time.Second, "the worker to park", h.w.parked.Load)
+	h.w.Resume()
+	h.w.Resume()
+	out := h.out.String()
+	if n := strings.Count(out, "paused: taking no new job until CONT"); n != 1 {
+		t.Errorf("%d pause lines for two USR2s, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "resumed: taking jobs again"); n != 1 {
+		t.Errorf("%d resume lines for two CONTs, want 1:\n%s", n, out)
+	}
+	if strings.Index(out, "paused:") > strings.Index(out, "resumed:") {
+		t.Errorf("resume logged before the pause:\n%s", out)
+	}
+}

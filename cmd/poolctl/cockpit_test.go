@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -84,9 +85,14 @@ func TestCockpitShowsPausedQueueStalled(t *testing.T) {
 	if err := syscall.Kill(master, syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "workers paused", func() bool {
+	// The master records the pause when it has sent USR2; each worker
+	// logs it once it takes no new job. Jobs pushed before that could
+	// run (a loaded host delayed the signal once: "paused queue ran its
+	// jobs").
+	waitFor(t, 15*time.Second, "both workers to log their pause", func() bool {
 		st, err := poolfs.ReadState(p.State)
-		return err == nil && !st.WorkersPausedAt.IsZero()
+		return err == nil && !st.WorkersPausedAt.IsZero() &&
+			strings.Count(readLog(t, p), "paused: taking no new job") == 2
 	})
 	if err := q.Enqueue(context.Background(), "foo", sleepJobs(t, 50, 1)...); err != nil {
 		t.Fatal(err)
