@@ -4,30 +4,22 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/poolctl/poolctl/internal/testutil"
 )
 
 // slowWriter is a log destination that takes a while per line, as a log
 // on a slow disk, or a master descheduled on a loaded host, does.
 type slowWriter struct {
-	mu    sync.Mutex
+	testutil.Buffer
 	delay time.Duration
-	b     strings.Builder
 }
 
 func (w *slowWriter) Write(p []byte) (int, error) {
 	time.Sleep(w.delay)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *slowWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
+	return w.Buffer.Write(p)
 }
 
 // drainMaster is a master reduced to what drainOutput uses: its logger

@@ -159,15 +159,7 @@ func testSentinelFailover(t *testing.T, lag bool) {
 	ids := filepath.Join(t.TempDir(), "ids")
 	hook := &killAfterPipeline{fired: make(chan struct{}), s: s, lag: lag}
 	const n = 300
-	admin := redis.NewClient(&redis.Options{Addr: s.Master.Addr()})
-	payloads := make([][]byte, n)
-	for i := range payloads {
-		payloads[i], _ = queue.EncodePayload("Record", []any{i})
-	}
-	if err := queue.New(admin, "").Enqueue(context.Background(), "sq", payloads...); err != nil {
-		t.Fatal(err)
-	}
-	_ = admin.Close()
+	enqueueRecords(t, s, n)
 	cfg := Config{Queues: []string{"sq"}, Jobs: map[string][]string{"Record": {"sh", "-c", `echo "$POOLCTL_ARGS" >> ` + ids}}}
 	var first *syncBuffer
 	for i := 0; i < 4; i++ {
@@ -256,14 +248,7 @@ func testRepeatedFailovers(t *testing.T, at []int, failover func(s *redistest.Se
 	s := redistest.StartSentinel(t)
 	ids := filepath.Join(t.TempDir(), "ids")
 	const n = 1500
-	admin := redis.NewClient(&redis.Options{Addr: s.Master.Addr()})
-	payloads := make([][]byte, n)
-	for i := range payloads {
-		payloads[i], _ = queue.EncodePayload("Record", []any{i})
-	}
-	if err := queue.New(admin, "").Enqueue(context.Background(), "sq", payloads...); err != nil {
-		t.Fatal(err)
-	}
+	admin := enqueueRecords(t, s, n)
 	// Every job is on the replica before the first failover.
 	if err := admin.Do(context.Background(), "WAIT", 1, 5000).Err(); err != nil {
 		t.Fatal(err)
@@ -303,4 +288,20 @@ func testRepeatedFailovers(t *testing.T, at []int, failover func(s *redistest.Se
 		keys, _ := promoted.Keys(ctx, "resque:poolctl:inflight:*").Result()
 		return len(keys) == 0
 	})
+}
+
+// enqueueRecords pushes n Record jobs, args [i], to sq on s's master and
+// returns a client of that master, closed at the end of the test.
+func enqueueRecords(t *testing.T, s *redistest.Sentinel, n int) *redis.Client {
+	t.Helper()
+	admin := redis.NewClient(&redis.Options{Addr: s.Master.Addr()})
+	t.Cleanup(func() { _ = admin.Close() })
+	payloads := make([][]byte, n)
+	for i := range payloads {
+		payloads[i], _ = queue.EncodePayload("Record", []any{i})
+	}
+	if err := queue.New(admin, "").Enqueue(context.Background(), "sq", payloads...); err != nil {
+		t.Fatal(err)
+	}
+	return admin
 }
