@@ -127,7 +127,10 @@ type worker struct {
 	// ready: registered in Redis (built-in) or alive past start_secs
 	// (command); a rolling restart waits for it.
 	ready bool
-	roll  rollRole // its part in a rolling restart
+	// obeysSignals: a built-in worker said on its readiness pipe that it
+	// obeys Resque's signals (before that, a Go worker drops USR2).
+	obeysSignals bool
+	roll         rollRole // its part in a rolling restart
 }
 
 // A group is one queue list of the configuration in force and what the
@@ -490,16 +493,18 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 		m.log.Printf("WINCH: stopping all workers gracefully; the master stays until HUP")
 		m.paused = true
 		m.dirty = true
-	case syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT:
+	case syscall.SIGUSR2:
+		// Not forwarded as it came: a worker still starting would drop
+		// it or die of it, and a job's processes would die of it.
+		m.log.Printf("USR2: pausing %s", countOf(len(m.workers), "worker"))
+		m.workersPausedAt, m.dirty = time.Now(), true
+		m.pauseAll(true)
+	case syscall.SIGUSR1, syscall.SIGCONT:
 		m.log.Printf("%s: forwarding to %s", signalName(sig), countOf(len(m.workers), "worker"))
 		for _, w := range m.workers {
 			_ = signalGroup(w.pid, sig)
 		}
-		switch sig {
-		case syscall.SIGUSR2:
-			m.workersPausedAt, m.dirty = time.Now(), true
-			m.pauseAll(true)
-		case syscall.SIGCONT:
+		if sig == syscall.SIGCONT {
 			m.workersPausedAt, m.dirty = time.Time{}, true
 			m.pauseAll(false)
 		}

@@ -91,14 +91,21 @@ func (m *Master) sortedWorkers() []*worker {
 	return ws
 }
 
-// pauseWorker sends w USR2 if it catches it (a process that does not dies
-// of it, and a Go worker that has not yet asked for it drops it); it
-// reports whether w is paused.
+// pauseWorker sends w (not its job's processes) USR2 once it obeys it,
+// and reports whether w is paused. A process that does not catch USR2
+// dies of it; a Go worker drops it until its main asks for signals,
+// although /proc shows the runtime's handler from its first instruction,
+// so a built-in worker is believed only once it said so on its readiness
+// pipe.
 func (m *Master) pauseWorker(w *worker) bool {
 	if w.paused {
 		return true
 	}
-	if !catchesSignal(w.pid, syscall.SIGUSR2) {
+	if w.builtin {
+		if !w.obeysSignals {
+			return false // awaitReady pauses it when it says so
+		}
+	} else if !catchesSignal(w.pid, syscall.SIGUSR2) {
 		if w.state == workerRunning && !w.pauseGaveUp {
 			// Running past start_secs and still not catching USR2:
 			// a command that ignores Resque's signals.
@@ -169,10 +176,8 @@ func (m *Master) pauseAll(pause bool) {
 	for _, g := range m.groups {
 		g.paused = pause
 	}
-	// A worker that did not catch USR2 yet when it was forwarded (one
-	// still starting, or slow to start on a loaded host) dropped it: each
-	// worker that catches it gets it again (pausing twice is pausing),
-	// the others once they do.
+	// Each worker gets USR2 again (pausing twice is pausing), or CONT's
+	// record of it is cleared; one still starting gets it once it obeys.
 	for _, w := range m.workers {
 		w.paused, w.pauseGaveUp = false, false
 	}

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/poolctl/poolctl/internal/workerenv"
 	"github.com/poolctl/poolctl/pool/poolfs"
 )
 
@@ -69,21 +71,35 @@ func (r *roll) covers(queues string) bool { return slices.Contains(r.pub.Queues,
 
 func readyTimeout(g *group) time.Duration { return max(minReadyTimeout, 10*g.startAfter) }
 
-// awaitReady waits on its own goroutine for built-in worker w's ready
-// line (workerenv.ReadyFD) and tells the event loop. EOF without a line
-// means the worker ended first.
+// awaitReady follows built-in worker w's readiness pipe
+// (workerenv.ReadyFD) on its own goroutine and tells the event loop: first
+// that w obeys signals (a pause pending for it is sent then), then that
+// it is registered. EOF means the worker ended first.
 func (m *Master) awaitReady(w *worker, r *os.File) {
 	defer r.Close()
-	var b [1]byte
-	if n, _ := r.Read(b[:]); n == 0 {
-		return
-	}
-	m.post(func() {
-		if m.workers[w.pid] == w && !w.ready {
-			w.ready = true
-			m.dirty = true
+	lines := bufio.NewScanner(r)
+	for lines.Scan() {
+		switch lines.Text() {
+		case workerenv.ReadySignals:
+			m.post(func() {
+				if m.workers[w.pid] != w {
+					return
+				}
+				w.obeysSignals = true
+				if g := m.groups[w.queues]; g != nil && g.paused && w.state != workerStopping {
+					m.pauseWorker(w)
+				}
+			})
+		case workerenv.ReadyRegistered:
+			m.post(func() {
+				if m.workers[w.pid] == w && !w.ready {
+					w.obeysSignals, w.ready = true, true
+					m.dirty = true
+				}
+			})
+			return
 		}
-	})
+	}
 }
 
 // takeRestartRequest reads the shell's restart request (on SIGPWR) and

@@ -44,6 +44,14 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 	signal.Notify(sigs, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT)
 	defer signal.Stop(sigs)
 	signal.Ignore(syscall.SIGPIPE)
+	// Say so at once: the master sends USR2 (pause) to a starting worker
+	// only from this line on, so none is lost.
+	var ready io.WriteCloser // nil, not a nil *os.File, when there is none
+	if pipe := takeReadyPipe(); pipe != nil {
+		defer pipe.Close()
+		tellMaster(pipe, workerenv.ReadySignals)
+		ready = pipe
+	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	queues := fs.String("queues", firstEnv("QUEUES", "QUEUE"), "comma-separated queue `LIST` in priority order (default: $QUEUES, $QUEUE)")
@@ -160,7 +168,32 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 		Stdout:            stdout,
 		Stderr:            stderr,
 		HeartbeatInterval: beat,
+		Ready:             ready,
 	})
+	obey := func(sig os.Signal) {
+		switch sig {
+		case syscall.SIGQUIT:
+			w.Quit()
+		case syscall.SIGTERM, syscall.SIGINT:
+			w.Terminate()
+		case syscall.SIGUSR1:
+			w.KillJob()
+		case syscall.SIGUSR2:
+			w.Pause()
+		case syscall.SIGCONT:
+			w.Resume()
+		}
+	}
+	// Signals that came while the worker was connecting act before its
+	// first reserve: a pause sent then holds from the first job on.
+	for pending := true; pending; {
+		select {
+		case sig := <-sigs:
+			obey(sig)
+		default:
+			pending = false
+		}
+	}
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -169,18 +202,7 @@ func Command(ctx context.Context, name string, args []string, stdout, stderr io.
 			case <-done:
 				return
 			case sig := <-sigs:
-				switch sig {
-				case syscall.SIGQUIT:
-					w.Quit()
-				case syscall.SIGTERM, syscall.SIGINT:
-					w.Terminate()
-				case syscall.SIGUSR1:
-					w.KillJob()
-				case syscall.SIGUSR2:
-					w.Pause()
-				case syscall.SIGCONT:
-					w.Resume()
-				}
+				obey(sig)
 			}
 		}
 	}()

@@ -3,6 +3,7 @@ package worker
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -200,13 +201,13 @@ func startReadyWorker(t *testing.T, bin, url string) *exec.Cmd {
 	})
 	ready := make(chan string, 1)
 	go func() {
-		line, _ := bufio.NewReader(readyR).ReadString('\n')
-		ready <- line
+		b, _ := io.ReadAll(readyR) // the worker closes it once registered
+		ready <- string(b)
 	}()
 	select {
-	case line := <-ready:
-		if line != "ready\n" {
-			t.Fatalf("readiness pipe said %q, want \"ready\\n\" (did the worker exit?)", line)
+	case said := <-ready:
+		if want := workerenv.ReadySignals + "\n" + workerenv.ReadyRegistered + "\n"; said != want {
+			t.Fatalf("readiness pipe said %q, want %q (did the worker exit?)", said, want)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the worker did not say it was ready within 10s")

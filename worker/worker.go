@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/poolctl/poolctl/internal/procid"
+	"github.com/poolctl/poolctl/internal/workerenv"
 	"github.com/poolctl/poolctl/queue"
 	"github.com/poolctl/poolctl/redisconn"
 	"github.com/redis/go-redis/v9"
@@ -52,7 +53,10 @@ type Config struct {
 	// ReplyTTL is how long a job's reply list lives after its last reply
 	// (docs/messages.md); 0 = queue.DefaultReplyTTL.
 	ReplyTTL time.Duration
-	Now      func() time.Time
+	// Ready, when set, is the master's readiness pipe (workerenv.ReadyFD):
+	// Run writes workerenv.ReadyRegistered to it and closes it once registered.
+	Ready io.WriteCloser
+	Now   func() time.Time
 }
 
 // DefaultBlockTimeout bounds an idle single-queue worker's blocking wait.
@@ -269,7 +273,10 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	announceReady()
+	if w.cfg.Ready != nil {
+		tellMaster(w.cfg.Ready, workerenv.ReadyRegistered)
+		_ = w.cfg.Ready.Close()
+	}
 	defer func() {
 		// A worker told to stop while Redis is stalled or unreachable must
 		// not sit out its stop timeout: a healthy Redis answers this in
