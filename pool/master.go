@@ -502,6 +502,9 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 	case syscall.SIGUSR1, syscall.SIGCONT:
 		m.log.Printf("%s: forwarding to %s", signalName(sig), countOf(len(m.workers), "worker"))
 		for _, w := range m.workers {
+			if sig == syscall.SIGUSR1 && w.builtin && !w.obeysSignals {
+				continue // still starting, so no job to kill; USR1 would kill it
+			}
 			_ = signalGroup(w.pid, sig)
 		}
 		if sig == syscall.SIGCONT {

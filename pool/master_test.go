@@ -411,3 +411,38 @@ func TestHUPRereadsTheConfigFileUnderTheOverrides(t *testing.T) {
 		return s.Spec == "foo=2:qux=1:bar=1" && len(s.Workers) == 4
 	})
 }
+
+// USR2 to the master pauses each worker process, not its process group:
+// a worker's children (a Resque worker's forked job, a PHP worker's
+// helper) do not catch USR2 and would die of it, as Resque-pool never
+// lets them.
+func TestUSR2PausesTheWorkerNotItsChildren(t *testing.T) {
+	tm := startMaster(t, `
+workers: {foo: 1}
+start_secs: 0.1
+command: ["sh", "-c", "trap 'echo paused' USR2; sleep 1000 & echo child=$!; while :; do wait; done"]
+`)
+	s := tm.waitState("the worker running", func(s *State) bool {
+		return len(s.Workers) == 1 && s.Workers[0].State == "running"
+	})
+	tm.waitLog("child=")
+	var child int
+	for line := range strings.SplitSeq(tm.readLog(), "\n") {
+		if _, v, ok := strings.Cut(line, "child="); ok {
+			child, _ = strconv.Atoi(v)
+		}
+	}
+	if child == 0 {
+		t.Fatalf("no child pid in the log:\n%s", tm.readLog())
+	}
+	tm.signal(syscall.SIGUSR2)
+	tm.waitLog(fmt.Sprintf("poolctl-worker[%d]: paused", s.Workers[0].PID))
+	// The child got nothing: it is still there, and still sleeping.
+	for range 10 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			t.Fatalf("the worker's child %d died of the pause", child)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,7 +1,7 @@
 package main
 
-// Pausing built-in workers with USR2 to the master (Resque's pause), at
-// the moments that break it: while the workers are still starting, and
+// Resque's signals sent to the master for its built-in workers, at the
+// moments that break them: while the workers are still starting, and
 // while they run command jobs.
 
 import (
@@ -40,6 +40,28 @@ func pausePool(t *testing.T, e *shellEnv, name, body string) (poolfs.Paths, int,
 	return p, master.Process.Pid, queue.New(srv.Client(), "")
 }
 
+// signalWhenSpawned sends sig to the master after after the log says it
+// started n workers: the log is watched every millisecond, so the signal
+// lands while the last workers are still starting.
+func signalWhenSpawned(t *testing.T, p poolfs.Paths, master, n int, after time.Duration, sig syscall.Signal) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(p.Log)
+		if strings.Count(string(b), "Starting worker[") >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the master did not start %d workers within 20s", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(after)
+	if err := syscall.Kill(master, sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A USR2 that reaches the master while its workers are still starting
 // pauses every one of them once it can, and kills none: a Go worker
 // catches nothing until its main has asked for signals, so the master
@@ -51,14 +73,7 @@ func TestUSR2WhileWorkersStartPausesEveryWorker(t *testing.T) {
 	for round := range 4 {
 		t.Run(fmt.Sprintf("after%dms", round*5), func(t *testing.T) {
 			p, master, q := pausePool(t, e, fmt.Sprintf("early%d", round), fmt.Sprintf("workers:\n  foo: %d\n", workers))
-			waitFor(t, 20*time.Second, "the workers spawned", func() bool {
-				st, err := poolfs.ReadState(p.State)
-				return err == nil && len(st.Workers) == workers
-			})
-			time.Sleep(time.Duration(round*5) * time.Millisecond) // where in the start the signal lands
-			if err := syscall.Kill(master, syscall.SIGUSR2); err != nil {
-				t.Fatal(err)
-			}
+			signalWhenSpawned(t, p, master, workers, time.Duration(round*5)*time.Millisecond, syscall.SIGUSR2)
 			waitFor(t, 15*time.Second, "every worker to log its pause", func() bool {
 				return strings.Count(readLog(t, p), "paused: taking no new job") == workers
 			})
@@ -91,57 +106,31 @@ func TestUSR2WhileWorkersStartPausesEveryWorker(t *testing.T) {
 	}
 }
 
-// Pausing a worker lets its running job finish: USR2 is the worker's, not
-// its job's (Resque signals the worker alone), so a command job, whose
-// default action for USR2 is to die, must never receive it.
-func TestUSR2LetsTheRunningCommandJobFinish(t *testing.T) {
+// USR1 (kill the running job) forwarded while workers start kills no
+// worker: one that cannot obey yet has no job, and would die of it (a Go
+// program dies of a signal it has not asked for when it lands on a
+// thread the runtime is still setting up). The master gets a burst of
+// USR1s through the workers' whole start.
+func TestUSR1WhileWorkersStartKillsNoWorker(t *testing.T) {
+	const workers = 6
 	e := newShellEnv(t)
-	marks := t.TempDir()
-	// The job marks its start, sleeps, and marks its end; its name is its
-	// only argument (POOLCTL_ARGS is ["a"]).
-	script := fmt.Sprintf(`n=$(echo "$POOLCTL_ARGS" | tr -dc a-z); touch %[1]s/$n.start; sleep 1; touch %[1]s/$n.done`, marks)
-	body := fmt.Sprintf("jobs:\n  Slow: [sh, -c, %q]\nworkers:\n  foo: 2\n", script)
-	p, master, q := pausePool(t, e, "midjob", body)
-	waitFor(t, 20*time.Second, "workers ready", func() bool {
-		st, err := poolfs.ReadState(p.State)
-		return err == nil && st.Settled() && len(st.Workers) == 2
-	})
-	var jobs [][]byte
-	for _, name := range []string{"a", "b"} {
-		pl, err := queue.EncodePayload("Slow", []any{name})
-		if err != nil {
+	p, master, _ := pausePool(t, e, "usr1", fmt.Sprintf("workers:\n  foo: %d\n", workers))
+	signalWhenSpawned(t, p, master, 1, 0, syscall.SIGUSR1)
+	for range 100 {
+		if err := syscall.Kill(master, syscall.SIGUSR1); err != nil {
 			t.Fatal(err)
 		}
-		jobs = append(jobs, pl)
+		time.Sleep(2 * time.Millisecond)
 	}
-	if err := q.Enqueue(context.Background(), "foo", jobs...); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 15*time.Second, "both jobs running", func() bool {
-		return marked(marks, "a.start", "b.start")
+	st := &poolfs.State{}
+	waitFor(t, 20*time.Second, "the workers registered", func() bool {
+		var err error
+		st, err = poolfs.ReadState(p.State)
+		return err == nil && st.Settled() && len(st.Workers) == workers
 	})
-	if err := syscall.Kill(master, syscall.SIGUSR2); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 15*time.Second, "both jobs finished", func() bool {
-		return marked(marks, "a.done", "b.done")
-	})
-	ctx := context.Background()
-	waitFor(t, 15*time.Second, "both jobs acknowledged", func() bool {
-		n, err := q.Redis().Get(ctx, q.Keys().Processed()).Int()
-		return err == nil && n == 2
-	})
-	if n, err := q.Redis().LLen(ctx, q.Keys().FailedList()).Result(); err != nil || n != 0 {
-		t.Fatalf("%d failed jobs after a pause mid-job (%v)", n, err)
-	}
-}
-
-// marked reports whether every named file exists in dir.
-func marked(dir string, names ...string) bool {
-	for _, n := range names {
-		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
-			return false
+	for _, g := range st.Groups {
+		if g.Spawns != workers {
+			t.Fatalf("%d workers spawned for %d: USR1 killed one while it started", g.Spawns, workers)
 		}
 	}
-	return true
 }
