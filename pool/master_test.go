@@ -120,11 +120,14 @@ func TestShutdownSignalsLeaveNoChildOrZombie(t *testing.T) {
 func TestWorkerIgnoringQuitIsKilledAfterTimeout(t *testing.T) {
 	tm := startMaster(t, `
 workers: {stubborn: 1}
-command: ["sh", "-c", "trap '' QUIT TERM; while :; do sleep 1; done"]
+command: ["sh", "-c", "trap '' QUIT TERM; echo ignoring QUIT and TERM; while :; do sleep 1; done"]
 term_timeout: 300ms
 start_secs: 50ms
 `)
 	s := tm.waitState("1 running worker", func(s *State) bool { return len(s.Workers) == 1 && s.Workers[0].State == WorkerRunning })
+	// Running (past start_secs) is not yet ignoring QUIT: on a loaded host
+	// sh had not reached its trap when the QUIT came, and died of it.
+	tm.waitLog(fmt.Sprintf("poolctl-worker[%d]: ignoring QUIT and TERM\n", s.Workers[0].PID))
 	tm.signal(syscall.SIGQUIT)
 	tm.waitExit(15 * time.Second)
 	tm.waitLog(fmt.Sprintf("worker[%d] still running QUIT after 300ms: sending KILL", s.Workers[0].PID))
