@@ -63,9 +63,9 @@ func jobConfig(t *testing.T, srv *redistest.Server, workers string) string {
 }
 
 // jobPoolOf waits until the running pool name has published a sample and
-// every one of its workers has registered in Redis (a USR2 then pauses
-// them all: one that has not set up its signals yet would die of it, and
-// its replacement would not be paused).
+// its state, and every one of its workers has registered in Redis (a USR2
+// then pauses them all: one that has not set up its signals yet would die
+// of it, and its replacement would not be paused).
 func (e *shellEnv) jobPoolOf(t *testing.T, srv *redistest.Server, name string) *jobPool {
 	t.Helper()
 	p := e.paths(name)
@@ -80,10 +80,16 @@ func (e *shellEnv) jobPoolOf(t *testing.T, srv *redistest.Server, name string) *
 		_, err := os.Stat(p.Sample)
 		return err == nil
 	})
-	st, err := poolfs.ReadState(p.State)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The master's cockpit publishes samples before its first state
+	// write (it starts before the first reconcile, which forks every
+	// worker), and the shell's "queues:" line needs only the pid file: a
+	// loaded host read no state file here after both.
+	var st *poolfs.State
+	waitFor(t, 10*time.Second, "the first state file", func() bool {
+		var err error
+		st, err = poolfs.ReadState(p.State)
+		return err == nil
+	})
 	want := 0
 	for _, g := range st.Groups {
 		want += g.Desired
