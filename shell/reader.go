@@ -2,7 +2,6 @@ package shell
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -134,7 +133,7 @@ type ttyParser struct {
 	injected  atomic.Int32
 
 	// Pasted input: go-prompt takes each read chunk as one key or as text,
-	// so a line end must reach it as a key of its own. After a line end,
+	// so each key must reach it on its own (firstKey). After a line end,
 	// reads return nothing until the next line is asked for (release):
 	// go-prompt's reading goroutine from the finished line may still call
 	// Read once, and what it got would be lost.
@@ -228,14 +227,13 @@ func (t *ttyParser) Read() ([]byte, error) {
 		}
 		chunk = buf[:n]
 	}
-	switch i := bytes.IndexAny(chunk, "\r\n"); {
-	case i > 0:
-		t.pending = chunk[i:] // text first, the line end on the next read
-		chunk = chunk[:i]
-	case i == 0:
+	if chunk[0] == '\r' || chunk[0] == '\n' {
 		t.held = append(t.held, chunk[1:]...)
 		t.holding = true
 		chunk = chunk[:1]
+	} else if n := firstKey(chunk); n < len(chunk) {
+		t.pending = chunk[n:] // one key per read: see firstKey
+		chunk = chunk[:n]
 	}
 	t.lastCtrlD.Store(len(chunk) == 1 && chunk[0] == 0x04)
 	return chunk, nil

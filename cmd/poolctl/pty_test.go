@@ -202,7 +202,18 @@ func TestShellPTY(t *testing.T) {
 	sh.expect("true", 10*time.Second)
 	sh.expect(">> ", 10*time.Second)
 
-	// Ctrl-C at the prompt just clears the line.
+	// Ctrl-C at the prompt just clears the line, even when it arrives in
+	// one read with the keys around it (a loaded host read "bogus", Ctrl-C,
+	// "exit" as the command "bogus\x03exit").
+	mark := len(sh.out.String())
+	if _, err := sh.ptmx.Write([]byte("bogus\x03pid\r")); err != nil {
+		t.Fatal(err)
+	}
+	sh.expect(strconv.Itoa(pid), 10*time.Second)
+	sh.expect(">> ", 10*time.Second)
+	if out := sh.out.String()[mark:]; strings.Contains(out, "unknown command") {
+		t.Errorf("Ctrl-C in a read with other keys did not clear the line:\n%q", out)
+	}
 	sh.typeSlowly("bogus\x03")
 	sh.typeSlowly("exit\r")
 	sh.expect("manager stopped: all workers reaped", 30*time.Second)
