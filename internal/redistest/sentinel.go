@@ -264,9 +264,62 @@ func (s *Sentinel) waitFor(timeout time.Duration, what string, cond func() bool)
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.Sentinel.dir, "redis.log"))
-			s.tb.Fatalf("redistest: no %s after %s; sentinel log:\n%s", what, timeout, tail(string(log), 2000))
+			s.tb.Fatalf("redistest: no %s after %s\n%s", what, timeout, s.evidence())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// evidence is what a failed wait shows: each server's own view of its
+// role and link, the sentinel's view of the master and its replicas, and
+// the three logs. A CI-like run once timed out waiting for a rejoined
+// replica with only 2 KB of the sentinel log to go on, which did not say
+// which server was which.
+func (s *Sentinel) evidence() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for _, x := range []struct {
+		name string
+		p    *Process
+	}{{"master", s.Master}, {"replica", s.Replica}} {
+		rdb := redis.NewClient(&redis.Options{Addr: x.p.Addr(), MaxRetries: -1})
+		info, err := rdb.Info(ctx, "replication").Result()
+		_ = rdb.Close()
+		fmt.Fprintf(&b, "%s %s: INFO replication: %s\n", x.name, x.p.Addr(), oneLine(info, err))
+	}
+	sentinel := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinel.Addr(), MaxRetries: -1})
+	defer sentinel.Close()
+	addr, err := sentinel.GetMasterAddrByName(ctx, SentinelMaster).Result()
+	fmt.Fprintf(&b, "sentinel: master %v (%v)\n", addr, err)
+	reps, err := sentinel.Replicas(ctx, SentinelMaster).Result()
+	for _, r := range reps {
+		fmt.Fprintf(&b, "sentinel: replica %s:%s flags %s master-link-status %s master %s:%s role-reported %s\n",
+			r["ip"], r["port"], r["flags"], r["master-link-status"], r["master-host"], r["master-port"], r["role-reported"])
+	}
+	if err != nil {
+		fmt.Fprintf(&b, "sentinel: replicas: %v\n", err)
+	}
+	for _, x := range []struct {
+		name string
+		p    *Process
+	}{{"sentinel", s.Sentinel}, {"master", s.Master}, {"replica", s.Replica}} {
+		log, _ := os.ReadFile(filepath.Join(x.p.dir, "redis.log"))
+		fmt.Fprintf(&b, "%s %s log:\n%s\n", x.name, x.p.Addr(), tail(string(log), 6000))
+	}
+	return b.String()
+}
+
+// oneLine is an INFO section on one line, or the error that replaced it.
+func oneLine(info string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	var kept []string
+	for _, l := range strings.Split(info, "\r\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			kept = append(kept, l)
+		}
+	}
+	return strings.Join(kept, " ")
 }
