@@ -2,9 +2,12 @@ package redistest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -83,5 +86,36 @@ func TestSentinelSwitchoverDemotesTheMaster(t *testing.T) {
 	defer demoted.Close()
 	if err := demoted.Set(ctx, "k", "v", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "READONLY") {
 		t.Fatalf("a write to the demoted master: %v, want READONLY", err)
+	}
+}
+
+// A master that stalls for 1.5 s, as a loaded host stalls a process (or
+// the sentinel itself), is not failed over: failovers happen when a test
+// makes them. With down-after 1 s, a loaded run failed over a live master
+// in the middle of TestSentinelRepeatedFailoversLoseNothing, and Master
+// and Replica no longer named the servers' roles.
+func TestSentinelRidesOutAStalledMaster(t *testing.T) {
+	s := StartSentinel(t)
+	old := s.Master.Addr()
+	if err := s.Master.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the stall itself
+	if err := s.Master.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	// A failover already under way would switch within about a second:
+	// look for two.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		addr, err := s.MasterAddr(context.Background())
+		if err != nil || addr != old {
+			t.Fatalf("after a 1.5 s stall the sentinel hands out %q (%v), want the master %s\n%s", addr, err, old, s.evidence())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(filepath.Join(s.Sentinel.dir, "redis.log"))
+	if strings.Contains(string(log), "+sdown master") {
+		t.Errorf("the sentinel judged a master stalled for 1.5 s down:\n%s", s.evidence())
 	}
 }

@@ -19,7 +19,10 @@ import (
 const SentinelMaster = "pool"
 
 // Sentinel is a master, one replica of it and one sentinel watching them
-// (quorum 1, master down after 1 s), tied to a test.
+// (quorum 1, master down after 3 s), tied to a test. Down after 1 s let a
+// loaded host's stall of a live master (or of the sentinel) start a
+// failover no test asked for, after which Master and Replica no longer
+// named the servers' roles; 3 s costs each KillMaster 2 s more.
 type Sentinel struct {
 	Master   *Process
 	Replica  *Process
@@ -52,7 +55,7 @@ func StartSentinel(tb testing.TB) *Sentinel {
 	conf := filepath.Join(dir, "sentinel.conf")
 	// The sentinel rewrites its config file: it must be writable.
 	cfg := fmt.Sprintf("sentinel monitor %s %s %s 1\n"+
-		"sentinel down-after-milliseconds %[1]s 1000\n"+
+		"sentinel down-after-milliseconds %[1]s 3000\n"+
 		"sentinel failover-timeout %[1]s 3000\n"+
 		"sentinel parallel-syncs %[1]s 1\n", SentinelMaster, mhost, mport)
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
