@@ -357,6 +357,43 @@ func TestTopPauseWaitsForStartingWorkers(t *testing.T) {
 	testutil.Eventually(t, 15*time.Second, "USR2 delivered", func() bool { b, _ := os.ReadFile(log); return string(b) == "USR2\n" })
 }
 
+// p waits for a built-in worker to register before it signals it, even
+// when /proc already shows a USR2 handler: a Go worker has one from its
+// first instruction but drops USR2 until its main asks for it.
+func TestTopPauseWaitsForBuiltinWorkersToRegister(t *testing.T) {
+	s, _ := newTestSession(t, "foo=1")
+	w, id, log := signalRecorder(t) // catches USR2, as a Go program does at once
+	st := &poolfs.State{Workers: []poolfs.WorkerState{{PID: w, Queues: "foo", State: poolfs.WorkerRunning,
+		Builtin: true, Identity: id, StartedAt: time.Now()}}}
+	fakeMaster(t, s, st)
+	type result struct {
+		msg string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		msg, err := s.topPause(context.Background(), "foo")
+		done <- result{msg, err}
+	}()
+	time.Sleep(4 * pollInterval) // p polls the state meanwhile; nothing to wait for
+	if b, _ := os.ReadFile(log); len(b) > 0 {
+		t.Fatalf("a built-in worker not yet registered was signalled: %q", b)
+	}
+	st.Workers[0].Ready = true
+	if err := poolfs.WriteState(s.paths.State, st); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || !strings.HasPrefix(r.msg, "paused 1 worker of foo") {
+			t.Fatalf("p: %q, %v", r.msg, r.err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("p did not go on once the worker registered")
+	}
+	testutil.Eventually(t, 15*time.Second, "USR2 delivered", func() bool { b, _ := os.ReadFile(log); return string(b) == "USR2\n" })
+}
+
 // p never sends USR2 to a process that does not catch it (a command
 // worker that ignores Resque's signals, a worker not yet started): it
 // would die of it.
