@@ -165,11 +165,11 @@ func (m *Master) stopWorker(w *worker, sig syscall.Signal, bound time.Duration, 
 	if w.state == workerStopping && !force {
 		return
 	}
-	if sig == syscall.SIGQUIT && w.state == workerStarting {
+	if sig == syscall.SIGQUIT && (w.state == workerStarting || w.builtin && !w.obeysSignals) {
 		// A process that has just been exec'd may not have installed its
 		// QUIT handler yet (a Go program dumps its stack and exits 2 on
-		// an early QUIT); a worker that young has little to finish, so
-		// stop it with TERM.
+		// an early QUIT; a built-in worker says when it has); a worker
+		// that young has little to finish, so stop it with TERM.
 		sig = syscall.SIGTERM
 	}
 	w.state = workerStopping

@@ -472,12 +472,23 @@ func catches(pid int, sig syscall.Signal) bool {
 	return false
 }
 
+// obeysUSR2 reports whether worker w pauses on USR2 rather than dying of
+// it or dropping it. /proc shows a Go worker's handler from its first
+// instruction, yet it drops USR2 until its main asks for it, so a
+// built-in worker is trusted once it registered in Redis (after that).
+func obeysUSR2(w poolfs.WorkerState) bool {
+	if w.Builtin {
+		return w.Ready
+	}
+	return catches(w.PID, syscall.SIGUSR2)
+}
+
 // topPause pauses the workers of queue list (USR2), or resumes them
 // (CONT) when some of them are paused. A USR2 must not reach a worker
 // before it handles it: a process that does not catch USR2 dies of it
 // (a worker that is still starting, or a command that ignores Resque's
 // signals), and a Go worker that has not yet asked for it drops it. So p
-// waits for the list's starting workers to run and catch USR2, and
+// waits for the list's starting workers to obey USR2 (obeysUSR2), and
 // leaves alone, and names, those that never do.
 func (s *Session) topPause(ctx context.Context, list string) (string, error) {
 	var st *poolfs.State
@@ -492,7 +503,7 @@ func (s *Session) topPause(ctx context.Context, list string) (string, error) {
 		for _, w := range st.Workers {
 			if w.Queues == list && w.State != poolfs.WorkerStopping {
 				targets = append(targets, w)
-				notReady = notReady || w.State == poolfs.WorkerStarting || !catches(w.PID, syscall.SIGUSR2)
+				notReady = notReady || w.State == poolfs.WorkerStarting || !obeysUSR2(w)
 			}
 		}
 		if !notReady || time.Now().After(deadline) {
@@ -533,8 +544,12 @@ func (s *Session) topPause(ctx context.Context, list string) (string, error) {
 		if !procid.Alive(w.PID, w.Identity) {
 			continue // exited since the state was written
 		}
-		if sig == syscall.SIGUSR2 && !catches(w.PID, sig) {
-			failed = append(failed, fmt.Sprintf("%d does not catch USR2 (it would die of it)", w.PID))
+		if sig == syscall.SIGUSR2 && !obeysUSR2(w) {
+			why := "does not catch USR2 (it would die of it)"
+			if w.Builtin {
+				why = "has not registered yet (it would drop USR2)"
+			}
+			failed = append(failed, fmt.Sprintf("%d %s", w.PID, why))
 			continue
 		}
 		if err := syscall.Kill(w.PID, sig); err != nil {

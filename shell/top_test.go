@@ -325,9 +325,28 @@ func TestTopPause(t *testing.T) {
 // p waits for a starting worker to run before it signals it: a USR2 that
 // beats the worker's signal handling is lost.
 func TestTopPauseWaitsForStartingWorkers(t *testing.T) {
-	s, _ := newTestSession(t, "foo=1")
 	w, id, log := signalRecorder(t)
-	st := &poolfs.State{Workers: []poolfs.WorkerState{{PID: w, Queues: "foo", State: poolfs.WorkerStarting, Identity: id, StartedAt: time.Now()}}}
+	checkPauseWaits(t, poolfs.WorkerState{PID: w, Queues: "foo", State: poolfs.WorkerStarting, Identity: id, StartedAt: time.Now()},
+		log, "the worker runs", func(w *poolfs.WorkerState) { w.State = poolfs.WorkerRunning })
+}
+
+// p waits for a built-in worker to register before it signals it, even
+// when /proc already shows a USR2 handler: a Go worker has one from its
+// first instruction but drops USR2 until its main asks for it.
+func TestTopPauseWaitsForBuiltinWorkersToRegister(t *testing.T) {
+	w, id, log := signalRecorder(t) // catches USR2, as a Go program does at once
+	checkPauseWaits(t, poolfs.WorkerState{PID: w, Queues: "foo", State: poolfs.WorkerRunning, Builtin: true, Identity: id, StartedAt: time.Now()},
+		log, "the worker registers", func(w *poolfs.WorkerState) { w.Ready = true })
+}
+
+// checkPauseWaits runs p over the one worker of list foo in the
+// background, checks that it signals nothing while the worker is as
+// given, then lets ready change it, and checks that p goes on and the
+// worker (whose signals are recorded in log) gets USR2.
+func checkPauseWaits(t *testing.T, worker poolfs.WorkerState, log, until string, ready func(*poolfs.WorkerState)) {
+	t.Helper()
+	s, _ := newTestSession(t, "foo=1")
+	st := &poolfs.State{Workers: []poolfs.WorkerState{worker}}
 	fakeMaster(t, s, st)
 	type result struct {
 		msg string
@@ -340,9 +359,9 @@ func TestTopPauseWaitsForStartingWorkers(t *testing.T) {
 	}()
 	time.Sleep(4 * pollInterval) // p polls the state meanwhile; nothing to wait for
 	if b, _ := os.ReadFile(log); len(b) > 0 {
-		t.Fatalf("a starting worker was signalled: %q", b)
+		t.Fatalf("signalled before %s: %q", until, b)
 	}
-	st.Workers[0].State = poolfs.WorkerRunning
+	ready(&st.Workers[0])
 	if err := poolfs.WriteState(s.paths.State, st); err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +371,7 @@ func TestTopPauseWaitsForStartingWorkers(t *testing.T) {
 			t.Fatalf("p: %q, %v", r.msg, r.err)
 		}
 	case <-time.After(15 * time.Second):
-		t.Fatal("p did not go on once the worker ran")
+		t.Fatalf("p did not go on once %s", until)
 	}
 	testutil.Eventually(t, 15*time.Second, "USR2 delivered", func() bool { b, _ := os.ReadFile(log); return string(b) == "USR2\n" })
 }

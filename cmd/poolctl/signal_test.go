@@ -26,7 +26,10 @@ func pausePool(t *testing.T, e *shellEnv, name, body string) (poolfs.Paths, int,
 	srv := redistest.Start(t)
 	e.reap(name)
 	cfg := filepath.Join(t.TempDir(), "pool.yml")
-	data := "redis: " + srv.URL() + "\nstart_secs: 100ms\n" + body
+	data := "redis: " + srv.URL() + "\n" + body
+	if !strings.Contains(body, "start_secs:") {
+		data += "start_secs: 100ms\n"
+	}
 	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +54,8 @@ func signalWhenSpawned(t *testing.T, p poolfs.Paths, master, n int, after time.D
 		if strings.Count(string(b), "Starting worker[") >= n {
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the master did not start %d workers within 20s", n)
+		if time.Now().After(deadline) || !alive(master) {
+			t.Fatalf("the master did not start %d workers within 20s (alive: %v); log:\n%s", n, alive(master), b)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -132,5 +135,27 @@ func TestUSR1WhileWorkersStartKillsNoWorker(t *testing.T) {
 		if g.Spawns != workers {
 			t.Fatalf("%d workers spawned for %d: USR1 killed one while it started", g.Spawns, workers)
 		}
+	}
+}
+
+// A graceful stop (QUIT) just after the workers spawned stops every
+// built-in worker cleanly, even past start_secs: one that cannot obey QUIT
+// yet gets TERM (it holds no job), never a QUIT its Go runtime answers
+// with a stack dump and exit 2.
+func TestQuitWhileWorkersStartStopsThemCleanly(t *testing.T) {
+	const workers = 6
+	e := newShellEnv(t)
+	for round := range 3 {
+		t.Run(fmt.Sprintf("after%dms", round*5), func(t *testing.T) {
+			p, master, _ := pausePool(t, e, fmt.Sprintf("quit%d", round), fmt.Sprintf("start_secs: 1ms\nworkers:\n  foo: %d\n", workers))
+			signalWhenSpawned(t, p, master, workers, time.Duration(round*5)*time.Millisecond, syscall.SIGQUIT)
+			waitFor(t, 20*time.Second, "the master gone", func() bool { return !alive(master) })
+			log := readLog(t, p)
+			for _, bad := range []string{"SIGQUIT: quit", "goroutine ", "(exit 2)"} {
+				if strings.Contains(log, bad) {
+					t.Fatalf("a worker answered an early QUIT with a crash (%q in the log)", bad)
+				}
+			}
+		})
 	}
 }
