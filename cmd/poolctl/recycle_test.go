@@ -228,8 +228,11 @@ func TestRecycleLadder(t *testing.T) {
 	if err := os.WriteFile(script, []byte("trap '' QUIT TERM\nexec sleep 600\n"), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// max_lifetime leaves sh 3 s to set its trap before the QUIT: on a
+	// loaded host 1 s was the only thing between this test and a worker
+	// killed by the first rung.
 	p, _, _ := recyclePool(t, "recycleladder", "start_secs: 100ms\nterm_timeout: 700ms\n",
-		fmt.Sprintf("  deaf:\n    count: 1\n    command: [sh, %s]\n    max_lifetime: 1s\n", script))
+		fmt.Sprintf("  deaf:\n    count: 1\n    command: [sh, %s]\n    max_lifetime: 3s\n", script))
 	pid := recycleState(t, p).Workers[0].PID
 	steps := []string{
 		fmt.Sprintf("recycling worker[%d] (deaf): lifetime", pid),
