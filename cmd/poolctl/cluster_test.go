@@ -28,10 +28,22 @@ import (
 // run.
 func startDistributedPool(t *testing.T, e *shellEnv, name, redisURL, body string) (poolfs.Paths, int) {
 	t.Helper()
+	p, pid := startHandPool(t, e, name, fmt.Sprintf("redis: %q\nstart_secs: 100ms\nterm_timeout: 10s\nheartbeat_interval: 1s\n%s", redisURL, body))
+	waitFor(t, 30*time.Second, "workers running", func() bool {
+		st, err := poolfs.ReadState(p.State)
+		return err == nil && st.Settled() && len(st.Workers) == 4
+	})
+	return p, pid
+}
+
+// startHandPool writes config as pool name's config file and starts its
+// master by hand, without waiting for anything; a failed test shows the
+// end of the pool's log.
+func startHandPool(t *testing.T, e *shellEnv, name, config string) (poolfs.Paths, int) {
+	t.Helper()
 	e.reap(name)
 	cfg := filepath.Join(t.TempDir(), "pool.yml")
-	data := fmt.Sprintf("redis: %q\nstart_secs: 100ms\nterm_timeout: 10s\nheartbeat_interval: 1s\n%s", redisURL, body)
-	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := e.paths(name)
@@ -41,10 +53,6 @@ func startDistributedPool(t *testing.T, e *shellEnv, name, redisURL, body string
 		}
 	})
 	master, _ := e.startMaster(t, "-c", cfg, "--name", name, "--log", p.Log)
-	waitFor(t, 30*time.Second, "workers running", func() bool {
-		st, err := poolfs.ReadState(p.State)
-		return err == nil && st.Settled() && len(st.Workers) == 4
-	})
 	return p, master.Process.Pid
 }
 

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,28 +18,17 @@ import (
 	"github.com/poolctl/poolctl/queue"
 )
 
-// pausePool writes a config of built-in workers over a private
-// redis-server and starts a master by hand without waiting for anything.
-func pausePool(t *testing.T, e *shellEnv, name, body string) (poolfs.Paths, int, *queue.Client) {
+// builtinPool starts a master by hand over a private redis-server with
+// the built-in workers body configures, without waiting for anything.
+func builtinPool(t *testing.T, e *shellEnv, name, body string) (poolfs.Paths, int, *queue.Client) {
 	t.Helper()
 	srv := redistest.Start(t)
-	e.reap(name)
-	cfg := filepath.Join(t.TempDir(), "pool.yml")
-	data := "redis: " + srv.URL() + "\n" + body
+	config := "redis: " + srv.URL() + "\n" + body
 	if !strings.Contains(body, "start_secs:") {
-		data += "start_secs: 100ms\n"
+		config += "start_secs: 100ms\n"
 	}
-	if err := os.WriteFile(cfg, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := e.paths(name)
-	t.Cleanup(func() {
-		if b, err := os.ReadFile(p.Log); t.Failed() && err == nil {
-			t.Logf("pool log (last 8 KB):\n%s", b[max(0, len(b)-8000):])
-		}
-	})
-	master, _ := e.startMaster(t, "-c", cfg, "--name", name, "--log", p.Log)
-	return p, master.Process.Pid, queue.New(srv.Client(), "")
+	p, master := startHandPool(t, e, name, config)
+	return p, master, queue.New(srv.Client(), "")
 }
 
 // signalWhenSpawned sends sig to the master after after the log says it
@@ -75,7 +63,7 @@ func TestUSR2WhileWorkersStartPausesEveryWorker(t *testing.T) {
 	e := newShellEnv(t)
 	for round := range 4 {
 		t.Run(fmt.Sprintf("after%dms", round*5), func(t *testing.T) {
-			p, master, q := pausePool(t, e, fmt.Sprintf("early%d", round), fmt.Sprintf("workers:\n  foo: %d\n", workers))
+			p, master, q := builtinPool(t, e, fmt.Sprintf("early%d", round), fmt.Sprintf("workers:\n  foo: %d\n", workers))
 			signalWhenSpawned(t, p, master, workers, time.Duration(round*5)*time.Millisecond, syscall.SIGUSR2)
 			waitFor(t, 15*time.Second, "every worker to log its pause", func() bool {
 				return strings.Count(readLog(t, p), "paused: taking no new job") == workers
@@ -117,7 +105,7 @@ func TestUSR2WhileWorkersStartPausesEveryWorker(t *testing.T) {
 func TestUSR1WhileWorkersStartKillsNoWorker(t *testing.T) {
 	const workers = 6
 	e := newShellEnv(t)
-	p, master, _ := pausePool(t, e, "usr1", fmt.Sprintf("workers:\n  foo: %d\n", workers))
+	p, master, _ := builtinPool(t, e, "usr1", fmt.Sprintf("workers:\n  foo: %d\n", workers))
 	signalWhenSpawned(t, p, master, 1, 0, syscall.SIGUSR1)
 	for range 100 {
 		if err := syscall.Kill(master, syscall.SIGUSR1); err != nil {
@@ -147,7 +135,7 @@ func TestQuitWhileWorkersStartStopsThemCleanly(t *testing.T) {
 	e := newShellEnv(t)
 	for round := range 3 {
 		t.Run(fmt.Sprintf("after%dms", round*5), func(t *testing.T) {
-			p, master, _ := pausePool(t, e, fmt.Sprintf("quit%d", round), fmt.Sprintf("start_secs: 1ms\nworkers:\n  foo: %d\n", workers))
+			p, master, _ := builtinPool(t, e, fmt.Sprintf("quit%d", round), fmt.Sprintf("start_secs: 1ms\nworkers:\n  foo: %d\n", workers))
 			signalWhenSpawned(t, p, master, workers, time.Duration(round*5)*time.Millisecond, syscall.SIGQUIT)
 			waitFor(t, 20*time.Second, "the master gone", func() bool { return !alive(master) })
 			log := readLog(t, p)
